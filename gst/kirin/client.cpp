@@ -1,0 +1,603 @@
+#include "client.h"
+
+#include <gst/gst.h>
+#include <libsoup/soup.h>
+
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <mutex>
+
+GST_DEBUG_CATEGORY_STATIC(kirin_client_debug);
+#define GST_CAT_DEFAULT kirin_client_debug
+
+namespace kirin {
+namespace {
+
+// A task object is a few hundred bytes; anything past this is not one, and is refused
+// rather than buffered.
+constexpr gsize kMaxBodyBytes = 1024 * 1024;
+// A single API request that takes longer than this is treated as a network failure.
+constexpr guint kRequestTimeoutS = 30;
+// Attempts at a create request whose connection could not be established.
+constexpr guint kCreateConnectAttempts = 4;
+// libsoup 3.2 has no name for it.
+constexpr guint kStatusTooManyRequests = 429;
+
+// The one thread that owns the SoupSession and runs every job's I/O. It lives for the
+// rest of the process once started, like GStreamer's own task pools.
+class ClientThread {
+public:
+  static ClientThread &get() {
+    static ClientThread *instance = new ClientThread();
+    return *instance;
+  }
+
+  GMainContext *context() const { return context_; }
+  SoupSession *session() const { return session_; } // client thread only
+
+private:
+  ClientThread() {
+    GST_DEBUG_CATEGORY_INIT(kirin_client_debug, "kirinclient", 0, "Kirin API client");
+    context_ = g_main_context_new();
+    g_thread_unref(g_thread_new("kirin-client", &ClientThread::run, this));
+    std::unique_lock<std::mutex> lock(mutex_);
+    ready_cond_.wait(lock, [this] { return session_ != nullptr; });
+  }
+
+  static gpointer run(gpointer data) {
+    auto *self = static_cast<ClientThread *>(data);
+    g_main_context_push_thread_default(self->context_);
+    // Polls are short and many elements may wait at once: allow more parallel connections
+    // than libsoup's default of two per host, so one hung request cannot starve the rest.
+    SoupSession *session =
+        soup_session_new_with_options("timeout", kRequestTimeoutS, "idle-timeout", 60, "max-conns",
+                                      128, "max-conns-per-host", 64, nullptr);
+    GMainLoop *loop = g_main_loop_new(self->context_, FALSE);
+    {
+      std::lock_guard<std::mutex> lock(self->mutex_);
+      self->session_ = session;
+    }
+    self->ready_cond_.notify_all();
+    g_main_loop_run(loop);
+    return nullptr;
+  }
+
+  GMainContext *context_ = nullptr;
+  SoupSession *session_ = nullptr;
+  std::mutex mutex_;
+  std::condition_variable ready_cond_;
+};
+
+// What one HTTP exchange produced, whatever happened.
+struct Response {
+  guint status = 0;       // HTTP status, 0 when no response arrived
+  std::string body;       // at most kMaxBodyBytes
+  bool failed = false;    // transport failure (no response, or body cut off)
+  bool connected = false; // a connection to the server was established
+  bool too_large = false;
+  bool cancelled = false;
+  bool never_connected_error = false; // the failure happened before any connection
+  guint retry_after_ms = 0;
+  std::string error_text;
+};
+
+gpointer bounded_realloc(gpointer data, gsize size) {
+  // Refusing to grow makes GMemoryOutputStream fail the splice with G_IO_ERROR_NO_SPACE.
+  return size > kMaxBodyBytes ? nullptr : g_realloc(data, size);
+}
+
+guint parse_retry_after_ms(SoupMessage *msg) {
+  const char *value =
+      soup_message_headers_get_one(soup_message_get_response_headers(msg), "Retry-After");
+  if (!value)
+    return 0;
+  char *end = nullptr;
+  guint64 seconds = g_ascii_strtoull(value, &end, 10);
+  if (end != value && *end == '\0')
+    return (guint)MIN(seconds, 3600) * 1000;
+  GDateTime *date = soup_date_time_new_from_http_string(value);
+  if (!date)
+    return 0;
+  GDateTime *now = g_date_time_new_now_utc();
+  GTimeSpan span = g_date_time_difference(date, now);
+  g_date_time_unref(now);
+  g_date_time_unref(date);
+  return span > 0 ? (guint)MIN(span / 1000, 3600 * 1000) : 0;
+}
+
+bool is_connect_phase_error(const GError *error) {
+  if (error->domain == G_RESOLVER_ERROR)
+    return true;
+  if (error->domain != G_IO_ERROR)
+    return false;
+  switch (error->code) {
+  case G_IO_ERROR_CONNECTION_REFUSED:
+  case G_IO_ERROR_HOST_NOT_FOUND:
+  case G_IO_ERROR_HOST_UNREACHABLE:
+  case G_IO_ERROR_NETWORK_UNREACHABLE:
+  case G_IO_ERROR_TIMED_OUT:
+    return true;
+  default:
+    return false;
+  }
+}
+
+std::string http_error_text(const Response &response, std::string *code) {
+  std::string text = parse_error_body(response.body.data(), response.body.size(), code);
+  std::string status =
+      "HTTP " + std::to_string(response.status) + " " + soup_status_get_phrase(response.status);
+  return text.empty() ? status : status + ": " + text;
+}
+
+} // namespace
+
+const char *job_error_name(JobError error) {
+  switch (error) {
+  case JobError::None:
+    return "none";
+  case JobError::Unauthorized:
+    return "unauthorized";
+  case JobError::Forbidden:
+    return "forbidden";
+  case JobError::Rejected:
+    return "rejected";
+  case JobError::NotFound:
+    return "not-found";
+  case JobError::Network:
+    return "network";
+  case JobError::Ambiguous:
+    return "ambiguous";
+  case JobError::BadResponse:
+    return "bad-response";
+  case JobError::TaskFailed:
+    return "task-failed";
+  case JobError::Timeout:
+    return "timeout";
+  }
+  return "unknown";
+}
+
+guint poll_delay_ms(guint poll_interval_ms, guint attempt, guint retry_after_ms) {
+  double base = poll_interval_ms * std::pow(1.5, MIN(attempt, 8u));
+  base = MIN(base, 4.0 * poll_interval_ms);
+  double jittered = base * g_random_double_range(0.9, 1.1);
+  return MAX((guint)jittered, retry_after_ms);
+}
+
+class Job : public std::enable_shared_from_this<Job> {
+public:
+  Job(JobConfig config, JobCallbacks callbacks)
+      : config_(std::move(config)), callbacks_(std::move(callbacks)),
+        cancellable_(g_cancellable_new()) {}
+
+  ~Job() {
+    g_object_unref(cancellable_);
+    // The key is a secret: do not leave it in freed memory.
+    std::fill(config_.api_key.begin(), config_.api_key.end(), '\0');
+  }
+
+  void begin();
+
+  void cancel() {
+    if (cancelled_.exchange(true))
+      return;
+    // libsoup is not thread-safe: abort the I/O on the thread that owns it.
+    invoke([](Job &job) {
+      GST_DEBUG("cancelling job for task %s", job.task_id_.c_str());
+      job.finished_ = true;
+      job.stop_io();
+      job.callbacks_ = {};
+    });
+  }
+
+private:
+  using Step = void (*)(Job &);
+
+  void invoke(Step step) {
+    struct Call {
+      std::shared_ptr<Job> job;
+      Step step;
+    };
+    g_main_context_invoke_full(
+        ClientThread::get().context(), G_PRIORITY_HIGH,
+        [](gpointer data) -> gboolean {
+          auto *call = static_cast<Call *>(data);
+          call->step(*call->job);
+          return G_SOURCE_REMOVE;
+        },
+        new Call{shared_from_this(), step},
+        [](gpointer data) { delete static_cast<Call *>(data); });
+  }
+
+  // Runs `step` after `delay_ms` on the client thread, unless the job ends first.
+  void schedule(guint delay_ms, Step step) {
+    clear_source(&timer_);
+    timer_ = add_timer(delay_ms, step);
+  }
+
+  GSource *add_timer(guint delay_ms, Step step) {
+    struct Call {
+      std::weak_ptr<Job> job;
+      Step step;
+    };
+    GSource *source = g_timeout_source_new(delay_ms);
+    g_source_set_callback(
+        source,
+        [](gpointer data) -> gboolean {
+          auto *call = static_cast<Call *>(data);
+          if (auto job = call->job.lock())
+            call->step(*job);
+          return G_SOURCE_REMOVE;
+        },
+        new Call{weak_from_this(), step}, [](gpointer data) { delete static_cast<Call *>(data); });
+    g_source_attach(source, ClientThread::get().context());
+    return source;
+  }
+
+  static void clear_source(GSource **source) {
+    if (*source) {
+      g_source_destroy(*source);
+      g_source_unref(*source);
+      *source = nullptr;
+    }
+  }
+
+  void stop_io() {
+    clear_source(&timer_);
+    clear_source(&deadline_);
+    g_cancellable_cancel(cancellable_);
+  }
+
+  void send(SoupMessage *msg, void (Job::*handler)(Response &));
+  static void on_sent(GObject *source, GAsyncResult *result, gpointer data);
+  static void on_body(GObject *source, GAsyncResult *result, gpointer data);
+
+  SoupMessage *new_api_message(const char *method, const std::string &url);
+  void send_create();
+  void on_create_response(Response &response);
+  void send_poll();
+  void on_poll_response(Response &response);
+  void handle_task(Task task);
+  void retry_poll(guint retry_after_ms, const std::string &why);
+  void finish(JobError error, std::string message, guint http_status = 0,
+              std::string error_code = {});
+  std::string resume_hint() const;
+
+  JobConfig config_;
+  JobCallbacks callbacks_; // cleared on cancel, so late events reach no one
+  std::atomic<bool> cancelled_{false};
+  GCancellable *cancellable_;
+
+  // Client thread only.
+  GSource *timer_ = nullptr;
+  GSource *deadline_ = nullptr;
+  bool finished_ = false;
+  std::string task_id_;
+  Task last_task_;
+  guint poll_attempt_ = 0;
+  guint create_attempt_ = 0;
+
+  friend JobHandle job_start(JobConfig, JobCallbacks);
+  friend struct Request;
+};
+
+// Per-request state on the heap, owned by the async chain: a late callback after cancel
+// still finds it alive, and it keeps the job alive until the request is over.
+struct Request {
+  std::shared_ptr<Job> job;
+  void (Job::*handler)(Response &);
+  SoupMessage *msg;
+  GOutputStream *sink = nullptr;
+  gulong network_handler = 0;
+  Response response;
+
+  ~Request() {
+    g_signal_handler_disconnect(msg, network_handler);
+    g_clear_object(&sink);
+    g_object_unref(msg);
+  }
+
+  void complete(GError *error) {
+    if (error) {
+      response.cancelled = g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+      response.too_large = g_error_matches(error, G_IO_ERROR, G_IO_ERROR_NO_SPACE);
+      response.failed = !response.too_large;
+      response.never_connected_error = !response.connected && is_connect_phase_error(error);
+      response.error_text = error->message;
+    }
+    if (!response.cancelled && !job->cancelled_.load())
+      ((*job).*handler)(response);
+    delete this;
+  }
+};
+
+void Job::send(SoupMessage *msg, void (Job::*handler)(Response &)) {
+  auto *request = new Request{shared_from_this(), handler, msg, nullptr, 0, {}};
+  // Tells a refused connection (safe to retry a create) from one that broke after the
+  // request may have been delivered (not safe: it could charge twice).
+  request->network_handler = g_signal_connect(
+      msg, "network-event",
+      G_CALLBACK(+[](SoupMessage *, GSocketClientEvent event, GIOStream *, gpointer data) {
+        if (event == G_SOCKET_CLIENT_COMPLETE)
+          static_cast<Request *>(data)->response.connected = true;
+      }),
+      request);
+  soup_session_send_async(ClientThread::get().session(), msg, G_PRIORITY_DEFAULT, cancellable_,
+                          &Job::on_sent, request);
+}
+
+void Job::on_sent(GObject *source, GAsyncResult *result, gpointer data) {
+  auto *request = static_cast<Request *>(data);
+  GError *error = nullptr;
+  GInputStream *stream = soup_session_send_finish(SOUP_SESSION(source), result, &error);
+  if (!stream) {
+    request->complete(error);
+    g_error_free(error);
+    return;
+  }
+  // A response arrived, so a connection existed (it may have been a reused one).
+  request->response.connected = true;
+  request->response.status = soup_message_get_status(request->msg);
+  request->response.retry_after_ms = parse_retry_after_ms(request->msg);
+  goffset length =
+      soup_message_headers_get_content_length(soup_message_get_response_headers(request->msg));
+  if (length > (goffset)kMaxBodyBytes) {
+    g_object_unref(stream);
+    GError *too_large = g_error_new(G_IO_ERROR, G_IO_ERROR_NO_SPACE, "response too large");
+    request->complete(too_large);
+    g_error_free(too_large);
+    return;
+  }
+  request->sink = g_memory_output_stream_new(nullptr, 0, bounded_realloc, g_free);
+  g_output_stream_splice_async(request->sink, stream,
+                               (GOutputStreamSpliceFlags)(G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE |
+                                                          G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET),
+                               G_PRIORITY_DEFAULT, request->job->cancellable_, &Job::on_body,
+                               request);
+  g_object_unref(stream);
+}
+
+void Job::on_body(GObject *source, GAsyncResult *result, gpointer data) {
+  auto *request = static_cast<Request *>(data);
+  GError *error = nullptr;
+  g_output_stream_splice_finish(G_OUTPUT_STREAM(source), result, &error);
+  auto *memory = G_MEMORY_OUTPUT_STREAM(request->sink);
+  request->response.body.assign(static_cast<const char *>(g_memory_output_stream_get_data(memory)),
+                                g_memory_output_stream_get_data_size(memory));
+  request->complete(error);
+  g_clear_error(&error);
+}
+
+SoupMessage *Job::new_api_message(const char *method, const std::string &url) {
+  SoupMessage *msg = soup_message_new(method, url.c_str());
+  if (!msg)
+    return nullptr;
+  SoupMessageHeaders *headers = soup_message_get_request_headers(msg);
+  std::string auth = "Bearer " + config_.api_key;
+  soup_message_headers_replace(headers, "Authorization", auth.c_str());
+  std::fill(auth.begin(), auth.end(), '\0');
+  soup_message_headers_replace(headers, "Accept", "application/json");
+  soup_message_headers_replace(headers, "User-Agent", config_.user_agent.c_str());
+  return msg;
+}
+
+void Job::begin() {
+  if (config_.timeout_s > 0) {
+    deadline_ = add_timer(config_.timeout_s * 1000, [](Job &job) {
+      g_clear_pointer(&job.deadline_, g_source_unref);
+      std::string status = job.task_id_.empty() ? "not created yet"
+                                                : std::string("last status: ") +
+                                                      task_status_name(job.last_task_.status);
+      job.finish(JobError::Timeout, "Gave up waiting for the task after " +
+                                        std::to_string(job.config_.timeout_s) + " s (" + status +
+                                        ")." + job.resume_hint());
+    });
+  }
+  if (!config_.existing_task_id.empty()) {
+    task_id_ = config_.existing_task_id;
+    send_poll();
+  } else {
+    send_create();
+  }
+}
+
+std::string Job::resume_hint() const {
+  if (!task_id_.empty())
+    return " The task may still complete: resume it with task-id=" + task_id_ + ".";
+  if (!config_.create.external_task_id.empty())
+    return " If the task was created, the provider knows it by external-task-id=" +
+           config_.create.external_task_id + ".";
+  return {};
+}
+
+void Job::send_create() {
+  SoupMessage *msg = new_api_message("POST", config_.api_url);
+  if (!msg) {
+    finish(JobError::Rejected, "api-url '" + config_.api_url + "' is not a valid URL.");
+    return;
+  }
+  std::string body = build_create_body(config_.create);
+  GBytes *bytes = g_bytes_new(body.data(), body.size());
+  soup_message_set_request_body_from_bytes(msg, "application/json", bytes);
+  g_bytes_unref(bytes);
+  create_attempt_++;
+  GST_DEBUG("creating a task at %s (attempt %u)", config_.api_url.c_str(), create_attempt_);
+  send(msg, &Job::on_create_response);
+}
+
+void Job::on_create_response(Response &response) {
+  if (response.failed || response.too_large) {
+    if (response.never_connected_error && create_attempt_ < kCreateConnectAttempts) {
+      guint delay = 1000u << (create_attempt_ - 1);
+      GST_WARNING("could not connect to %s (%s); retrying in %u ms", config_.api_url.c_str(),
+                  response.error_text.c_str(), delay);
+      schedule(delay, [](Job &job) { job.send_create(); });
+      return;
+    }
+    if (response.never_connected_error) {
+      finish(JobError::Network, "Could not connect to " + config_.api_url + ": " +
+                                    response.error_text + ". No task was created.");
+      return;
+    }
+    std::string what = response.too_large ? "an oversized response" : response.error_text;
+    finish(JobError::Ambiguous,
+           "The create request failed after it was sent (" + what +
+               "), so the task may exist and be charged. Do not resubmit blindly." + resume_hint());
+    return;
+  }
+  if (response.status == kStatusTooManyRequests && create_attempt_ < 8) {
+    // A 429 says the request was refused, so trying again cannot charge twice.
+    guint delay = MAX(response.retry_after_ms, 1000u << MIN(create_attempt_ - 1, 5u));
+    GST_WARNING("create rate-limited; retrying in %u ms", delay);
+    schedule(delay, [](Job &job) { job.send_create(); });
+    return;
+  }
+  if (!SOUP_STATUS_IS_SUCCESSFUL(response.status)) {
+    std::string code;
+    std::string text = http_error_text(response, &code);
+    JobError error = response.status == SOUP_STATUS_UNAUTHORIZED ? JobError::Unauthorized
+                     : response.status == SOUP_STATUS_FORBIDDEN  ? JobError::Forbidden
+                     : response.status >= 500                    ? JobError::Ambiguous
+                                                                 : JobError::Rejected;
+    std::string hint = error == JobError::Ambiguous ? " The task may exist." + resume_hint() : "";
+    finish(error, "The provider refused to create the task: " + text + "." + hint, response.status,
+           code);
+    return;
+  }
+  Task task;
+  std::string parse_error;
+  if (!parse_task(response.body.data(), response.body.size(), task, parse_error) ||
+      task.id.empty()) {
+    finish(JobError::Ambiguous,
+           "The create response could not be read (" +
+               (parse_error.empty() ? std::string("no task id") : parse_error) +
+               "), so the task may exist and be charged." + resume_hint(),
+           response.status);
+    return;
+  }
+  task_id_ = task.id;
+  GST_INFO("created task %s", task_id_.c_str());
+  if (callbacks_.on_task_id)
+    callbacks_.on_task_id(task_id_);
+  handle_task(std::move(task));
+}
+
+void Job::send_poll() {
+  g_autofree char *escaped = g_uri_escape_string(task_id_.c_str(), nullptr, FALSE);
+  SoupMessage *msg = new_api_message("GET", config_.api_url + "/task/" + escaped);
+  if (!msg) {
+    finish(JobError::Rejected, "api-url '" + config_.api_url + "' is not a valid URL.");
+    return;
+  }
+  GST_LOG("polling task %s", task_id_.c_str());
+  send(msg, &Job::on_poll_response);
+}
+
+void Job::retry_poll(guint retry_after_ms, const std::string &why) {
+  guint delay = poll_delay_ms(config_.poll_interval_ms, poll_attempt_++, retry_after_ms);
+  GST_WARNING("poll of task %s failed (%s); retrying in %u ms", task_id_.c_str(), why.c_str(),
+              delay);
+  schedule(delay, [](Job &job) { job.send_poll(); });
+}
+
+void Job::on_poll_response(Response &response) {
+  if (response.failed || response.too_large) {
+    retry_poll(0, response.too_large ? "oversized response" : response.error_text);
+    return;
+  }
+  // Polls are free: whatever is transient is retried within the overall deadline.
+  if (response.status == kStatusTooManyRequests || response.status >= 500) {
+    retry_poll(response.retry_after_ms, http_error_text(response, nullptr));
+    return;
+  }
+  if (!SOUP_STATUS_IS_SUCCESSFUL(response.status)) {
+    std::string code;
+    std::string text = http_error_text(response, &code);
+    JobError error = response.status == SOUP_STATUS_UNAUTHORIZED ? JobError::Unauthorized
+                     : response.status == SOUP_STATUS_FORBIDDEN  ? JobError::Forbidden
+                     : response.status == SOUP_STATUS_NOT_FOUND  ? JobError::NotFound
+                                                                 : JobError::Rejected;
+    finish(error, "Polling task " + task_id_ + " failed: " + text + ".", response.status, code);
+    return;
+  }
+  Task task;
+  std::string parse_error;
+  if (!parse_task(response.body.data(), response.body.size(), task, parse_error)) {
+    retry_poll(0, "unreadable task object: " + parse_error);
+    return;
+  }
+  handle_task(std::move(task));
+}
+
+void Job::handle_task(Task task) {
+  if (task.id.empty())
+    task.id = task_id_;
+  if (task.status == TaskStatus::Unknown && !task.status_raw.empty())
+    GST_WARNING("task %s has an unknown status '%s'; still waiting", task_id_.c_str(),
+                task.status_raw.c_str());
+  last_task_ = task;
+  if (callbacks_.on_update)
+    callbacks_.on_update(last_task_);
+  if (finished_ || cancelled_.load())
+    return;
+  switch (task.status) {
+  case TaskStatus::Completed:
+    if (!task.has_video || task.video_url.empty())
+      finish(JobError::BadResponse,
+             "Task " + task_id_ + " completed, but its output holds no video URL.");
+    else
+      finish(JobError::None, {});
+    return;
+  case TaskStatus::Failed: {
+    std::string text = task.error_message.empty() ? "no reason given" : task.error_message;
+    if (!task.error_code.empty())
+      text = "error " + task.error_code + ": " + text;
+    finish(JobError::TaskFailed,
+           "The provider reports that task " + task_id_ + " failed (" + text + ").", 0,
+           task.error_code);
+    return;
+  }
+  default: {
+    guint delay = poll_delay_ms(config_.poll_interval_ms, poll_attempt_++, 0);
+    schedule(delay, [](Job &job) { job.send_poll(); });
+  }
+  }
+}
+
+void Job::finish(JobError error, std::string message, guint http_status, std::string error_code) {
+  if (finished_)
+    return;
+  finished_ = true;
+  stop_io();
+  JobOutcome outcome;
+  outcome.error = error;
+  outcome.task = last_task_;
+  outcome.task_id = task_id_;
+  outcome.http_status = http_status;
+  outcome.error_code = std::move(error_code);
+  outcome.message = std::move(message);
+  if (error != JobError::None)
+    GST_WARNING("task %s: %s", task_id_.c_str(), outcome.message.c_str());
+  auto on_finished = std::move(callbacks_.on_finished);
+  callbacks_ = {};
+  if (on_finished && !cancelled_.load())
+    on_finished(outcome);
+}
+
+JobHandle job_start(JobConfig config, JobCallbacks callbacks) {
+  ClientThread::get(); // starts the thread on first use
+  auto job = std::make_shared<Job>(std::move(config), std::move(callbacks));
+  job->invoke([](Job &job) {
+    if (!job.cancelled_.load())
+      job.begin();
+  });
+  return job;
+}
+
+void job_cancel(const JobHandle &job) {
+  if (job)
+    job->cancel();
+}
+
+} // namespace kirin

@@ -1,0 +1,74 @@
+// The provider's API as seen from a client: create a task (or attach to one), poll it
+// until it ends, report every change. All HTTP runs on one process-wide thread with its
+// own GMainContext and SoupSession; callers on any thread only start and cancel jobs.
+// Knows nothing of GStreamer elements.
+#pragma once
+
+#include "task.h"
+
+#include <glib.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace kirin {
+
+struct JobConfig {
+  std::string api_url; // the create endpoint; polls go to <api_url>/task/<id>
+  std::string api_key;
+  std::string user_agent;
+  CreateRequest create;         // used when existing_task_id is empty
+  std::string existing_task_id; // attach to this task instead of creating one
+  guint poll_interval_ms = 5000;
+  guint timeout_s = 1200; // overall wait for the task; 0 = no limit
+};
+
+enum class JobError {
+  None,
+  Unauthorized, // 401: missing or invalid key
+  Forbidden,    // 403: no balance or no permission
+  Rejected,     // another 4xx: the request itself is wrong
+  NotFound,     // 404 on a poll: the task does not exist
+  Network,      // could not reach the API within the deadline
+  Ambiguous,    // the create request may have been accepted: do not resubmit blindly
+  BadResponse,  // the server answered something we cannot use
+  TaskFailed,   // the provider reports the task failed
+  Timeout,      // the overall wait ran out
+};
+
+struct JobOutcome {
+  JobError error = JobError::None;
+  Task task; // the last task object seen (the result when error is None)
+  std::string task_id;
+  guint http_status = 0;  // the last HTTP status behind the error, 0 if none
+  std::string error_code; // the provider's error code, when it sent one
+  std::string message;    // what went wrong, for a person
+};
+
+struct JobCallbacks {
+  // The task ID, as soon as the provider assigned it (before any poll).
+  std::function<void(const std::string &task_id)> on_task_id;
+  // Every task object received (create response and polls).
+  std::function<void(const Task &task)> on_update;
+  // Exactly once, when the task completed, failed or the wait ended; never after cancel.
+  std::function<void(const JobOutcome &outcome)> on_finished;
+};
+
+class Job;
+using JobHandle = std::shared_ptr<Job>;
+
+// Starts a job on the client thread. Callbacks run on that thread: they must not block.
+JobHandle job_start(JobConfig config, JobCallbacks callbacks);
+
+// Cancels the job from any thread: in-flight requests are aborted, timers removed, and no
+// callback runs for it once the client thread has seen the cancel. Never blocks.
+void job_cancel(const JobHandle &job);
+
+// How long to wait before poll number `attempt` (0-based): poll-interval, growing by half
+// each time up to four times poll-interval, with +-10 % jitter; never below `retry_after_ms`.
+guint poll_delay_ms(guint poll_interval_ms, guint attempt, guint retry_after_ms);
+
+const char *job_error_name(JobError error);
+
+} // namespace kirin

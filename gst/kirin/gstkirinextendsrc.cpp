@@ -1,0 +1,821 @@
+/**
+ * SECTION:element-kirinextendsrc
+ * @title: kirinextendsrc
+ *
+ * Extends a video with the Vtrix `kirin_duration_extension` model and streams the longer
+ * video into the pipeline. On the way to PAUSED the element submits an extension task
+ * (or attaches to an existing one with #GstKirinExtendSrc:task-id), waits for it on a
+ * shared client thread, then downloads the result through an HTTP source made from its
+ * URL (normally souphttpsrc), which supports byte seeking.
+ *
+ * Progress is posted on the bus as element messages named `kirin-task`. Errors carry
+ * the task ID, so a paid task can always be resumed.
+ *
+ * ## Example launch lines
+ * |[
+ * export VTRIX_API_KEY=...
+ * gst-launch-1.0 kirinextendsrc video-id=VID prompt="the camera keeps panning left" ! \
+ *     decodebin ! videoconvert ! autovideosink
+ * gst-launch-1.0 kirinextendsrc video-id=VID ! filesink location=extended.mp4
+ * gst-launch-1.0 kirinextendsrc task-id=TASK ! filesink location=extended.mp4
+ * ]|
+ */
+
+#include "gstkirinextendsrc.h"
+
+#include "client.h"
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+GST_DEBUG_CATEGORY_STATIC(kirin_extend_src_debug);
+#define GST_CAT_DEFAULT kirin_extend_src_debug
+
+namespace {
+
+constexpr const char *kDefaultApiUrl = "https://cloud.vtrix.ai/model/v1/generation";
+constexpr const char *kDefaultModel = "kirin_duration_extension";
+constexpr const char *kMaskedKey = "********";
+constexpr guint kMaxPromptChars = 2500;
+constexpr double kDefaultCfgScale = 0.5;
+constexpr guint kDefaultPollIntervalMs = 5000;
+constexpr guint kDefaultTimeoutS = 1200;
+
+enum {
+  PROP_0,
+  PROP_API_URL,
+  PROP_API_KEY,
+  PROP_MODEL,
+  PROP_VIDEO_ID,
+  PROP_PROMPT,
+  PROP_NEGATIVE_PROMPT,
+  PROP_CFG_SCALE,
+  PROP_CALLBACK_URL,
+  PROP_EXTERNAL_TASK_ID,
+  PROP_TASK_ID,
+  PROP_POLL_INTERVAL,
+  PROP_TIMEOUT,
+  PROP_RESULT_URL,
+  PROP_RESULT_VIDEO_ID,
+  PROP_RESULT_DURATION,
+};
+
+enum { SIGNAL_SOURCE_SETUP, N_SIGNALS };
+guint signals[N_SIGNALS];
+
+struct Settings {
+  std::string api_url;
+  std::string api_key;
+  std::string model = kDefaultModel;
+  std::string video_id;
+  std::string prompt;
+  std::string negative_prompt;
+  double cfg_scale = kDefaultCfgScale;
+  bool cfg_scale_set = false;
+  std::string callback_url;
+  std::string external_task_id; // as set by the user
+  std::string task_id;          // as set by the user: attach instead of creating
+  guint poll_interval_ms = kDefaultPollIntervalMs;
+  guint timeout_s = kDefaultTimeoutS;
+};
+
+bool same_request(const kirin::CreateRequest &a, const kirin::CreateRequest &b) {
+  return a.model == b.model && a.video_id == b.video_id && a.prompt == b.prompt &&
+         a.negative_prompt == b.negative_prompt && a.cfg_scale == b.cfg_scale &&
+         a.callback_url == b.callback_url;
+}
+
+} // namespace
+
+struct GstKirinExtendSrcPrivate {
+  // Guards everything below. Never held across I/O, a state change or a bus post.
+  std::mutex lock;
+  Settings settings;
+
+  // The task of the current or last run.
+  std::string external_task_id;         // the one sent (the user's or a generated one)
+  std::string task_id;                  // the provider's ID once known
+  std::string created_task_id;          // a task this element paid for, with its request:
+  kirin::CreateRequest created_request; // running again unchanged attaches, not re-pays
+  kirin::TaskStatus last_status = kirin::TaskStatus::Unknown;
+  double last_progress = -1;
+  std::string result_url;
+  std::string result_video_id;
+  double result_duration = -1;
+
+  kirin::JobHandle job;
+  // Bumped on every start and stop, so results of an older run are dropped.
+  guint generation = 0;
+  bool flushing = true;
+  GstElement *source = nullptr; // the HTTP source child, once exposed
+};
+
+struct _GstKirinExtendSrc {
+  GstBin parent;
+  GstPad *srcpad; // always present; targets the child's pad once the result is known
+  GstKirinExtendSrcPrivate *priv;
+};
+
+G_DEFINE_TYPE(GstKirinExtendSrc, gst_kirin_extend_src, GST_TYPE_BIN);
+GST_ELEMENT_REGISTER_DEFINE_WITH_CODE(kirinextendsrc, "kirinextendsrc", GST_RANK_NONE,
+                                      GST_TYPE_KIRIN_EXTEND_SRC,
+                                      GST_DEBUG_CATEGORY_INIT(kirin_extend_src_debug,
+                                                              "kirinextendsrc", 0,
+                                                              "Kirin video extension source"));
+
+static GstStaticPadTemplate src_template =
+    GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
+
+namespace {
+
+// What the client thread's callbacks hold: a weak reference, so a job never keeps the
+// element alive, and the run it belongs to.
+struct ElementLink {
+  mutable GWeakRef ref;
+  guint generation;
+
+  ElementLink(GstKirinExtendSrc *self, guint gen) : generation(gen) { g_weak_ref_init(&ref, self); }
+  ~ElementLink() { g_weak_ref_clear(&ref); }
+
+  // A strong reference while the element exists and this run is current, else null.
+  GstKirinExtendSrc *lock_current() const {
+    auto *self = static_cast<GstKirinExtendSrc *>(g_weak_ref_get(&ref));
+    if (!self)
+      return nullptr;
+    bool current;
+    {
+      std::lock_guard<std::mutex> guard(self->priv->lock);
+      current = !self->priv->flushing && self->priv->generation == generation;
+    }
+    if (!current) {
+      gst_object_unref(self);
+      return nullptr;
+    }
+    return self;
+  }
+};
+
+void post_error(GstKirinExtendSrc *self, GQuark domain, gint code, const std::string &text,
+                const std::string &debug, guint http_status, const std::string &error_code,
+                const std::string &task_id) {
+  GstStructure *details = gst_structure_new(
+      "details", "kirin-error-code", G_TYPE_STRING, error_code.c_str(), "http-status", G_TYPE_UINT,
+      http_status, "task-id", G_TYPE_STRING, task_id.c_str(), nullptr);
+  gst_element_message_full_with_details(GST_ELEMENT(self), GST_MESSAGE_ERROR, domain, code,
+                                        g_strdup(text.c_str()), g_strdup(debug.c_str()), __FILE__,
+                                        GST_FUNCTION, __LINE__, details);
+}
+
+void post_settings_error(GstKirinExtendSrc *self, const std::string &text) {
+  post_error(self, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS, text, {}, 0, {}, {});
+}
+
+// Every status change of the task, as a `kirin-task` element message.
+void post_task_message(GstKirinExtendSrc *self, const kirin::Task &task,
+                       const std::string &external_task_id) {
+  GstStructure *s =
+      gst_structure_new("kirin-task", "task-id", G_TYPE_STRING, task.id.c_str(), "external-task-id",
+                        G_TYPE_STRING, external_task_id.c_str(), "status", G_TYPE_STRING,
+                        kirin::task_status_name(task.status), nullptr);
+  if (task.progress >= 0)
+    gst_structure_set(s, "progress", G_TYPE_DOUBLE, task.progress, nullptr);
+  if (task.status == kirin::TaskStatus::Completed) {
+    gst_structure_set(s, "url", G_TYPE_STRING, task.video_url.c_str(), "video-id", G_TYPE_STRING,
+                      task.video_id.c_str(), "duration", G_TYPE_DOUBLE, task.duration, "cost",
+                      G_TYPE_STRING, task.cost.c_str(), nullptr);
+  }
+  gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
+}
+
+void on_task_id(const std::shared_ptr<ElementLink> &link, const std::string &task_id) {
+  GstKirinExtendSrc *self = link->lock_current();
+  if (!self)
+    return;
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    self->priv->task_id = task_id;
+  }
+  GST_INFO_OBJECT(self, "task %s created", task_id.c_str());
+  g_object_notify(G_OBJECT(self), "task-id");
+  gst_object_unref(self);
+}
+
+void on_task_update(const std::shared_ptr<ElementLink> &link, const kirin::Task &task) {
+  GstKirinExtendSrc *self = link->lock_current();
+  if (!self)
+    return;
+  GstKirinExtendSrcPrivate *priv = self->priv;
+  bool changed;
+  std::string external_task_id;
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    // An unknown status is reported as processing: it only matters when it changes.
+    changed = task.status != priv->last_status || task.progress != priv->last_progress;
+    priv->last_status = task.status;
+    priv->last_progress = task.progress;
+    external_task_id = priv->external_task_id;
+    if (task.status == kirin::TaskStatus::Completed) {
+      priv->result_url = task.video_url;
+      priv->result_video_id = task.video_id;
+      priv->result_duration = task.duration;
+    }
+  }
+  GST_DEBUG_OBJECT(self, "task %s: %s (%s), progress %.2f", task.id.c_str(),
+                   kirin::task_status_name(task.status), task.status_raw.c_str(), task.progress);
+  if (changed)
+    post_task_message(self, task, external_task_id);
+  gst_object_unref(self);
+}
+
+void expose_result(GstElement *element, gpointer user_data);
+
+void on_job_finished(const std::shared_ptr<ElementLink> &link, const kirin::JobOutcome &outcome) {
+  GstKirinExtendSrc *self = link->lock_current();
+  if (!self)
+    return;
+  std::string debug = std::string("error kind: ") + kirin::job_error_name(outcome.error);
+  switch (outcome.error) {
+  case kirin::JobError::None: {
+    const char *scheme = g_uri_peek_scheme(outcome.task.video_url.c_str());
+    if (!scheme || (g_strcmp0(scheme, "http") != 0 && g_strcmp0(scheme, "https") != 0)) {
+      post_error(
+          self, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED,
+          "Task " + outcome.task_id + " completed, but its result URL '" + outcome.task.video_url +
+              "' is not http or https, so it is refused. Resume with task-id=" + outcome.task_id +
+              " once the provider serves it over HTTP.",
+          debug, 0, {}, outcome.task_id);
+      break;
+    }
+    g_object_notify(G_OBJECT(self), "result-url");
+    gst_element_call_async(GST_ELEMENT(self), expose_result, GUINT_TO_POINTER(link->generation),
+                           nullptr);
+    break;
+  }
+  case kirin::JobError::Unauthorized:
+  case kirin::JobError::Forbidden:
+    post_error(self, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_AUTHORIZED, outcome.message, debug,
+               outcome.http_status, outcome.error_code, outcome.task_id);
+    break;
+  case kirin::JobError::NotFound:
+    post_error(self, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND, outcome.message, debug,
+               outcome.http_status, outcome.error_code, outcome.task_id);
+    break;
+  case kirin::JobError::Network:
+    post_error(self, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_READ, outcome.message, debug,
+               outcome.http_status, outcome.error_code, outcome.task_id);
+    break;
+  default:
+    post_error(self, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, outcome.message, debug,
+               outcome.http_status, outcome.error_code, outcome.task_id);
+    break;
+  }
+  gst_object_unref(self);
+}
+
+// Runs on a GStreamer thread (gst_element_call_async), never on the client thread: adding
+// children and changing states belongs here. The state lock orders it against state
+// changes, so a stop either happens entirely before (and the run is stale) or after.
+void expose_result(GstElement *element, gpointer user_data) {
+  auto *self = GST_KIRIN_EXTEND_SRC(element);
+  GstKirinExtendSrcPrivate *priv = self->priv;
+  guint generation = GPOINTER_TO_UINT(user_data);
+
+  GST_STATE_LOCK(element);
+  std::string url, task_id;
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    if (priv->flushing || priv->generation != generation || priv->source) {
+      GST_STATE_UNLOCK(element);
+      return;
+    }
+    url = priv->result_url;
+    task_id = priv->task_id;
+  }
+  GError *error = nullptr;
+  GstElement *source = gst_element_make_from_uri(GST_URI_SRC, url.c_str(), "source", &error);
+  if (!source) {
+    GST_STATE_UNLOCK(element);
+    post_error(self, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN,
+               "No element can download the result of task " + task_id + " (" + url +
+                   "): install souphttpsrc (gst-plugins-good).",
+               error ? error->message : "", 0, {}, task_id);
+    g_clear_error(&error);
+    return;
+  }
+  // The API key is never handed to the result host: the child gets only the URL.
+  if (g_object_class_find_property(G_OBJECT_GET_CLASS(source), "user-agent"))
+    g_object_set(source, "user-agent", "gst-kirin/" VERSION, nullptr);
+  g_signal_emit(self, signals[SIGNAL_SOURCE_SETUP], 0, source);
+
+  gst_bin_add(GST_BIN(self), source);
+  GstPad *pad = gst_element_get_static_pad(source, "src");
+  gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), pad);
+  gst_object_unref(pad);
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    priv->source = source;
+  }
+  GST_INFO_OBJECT(self, "streaming the result of task %s from %s", task_id.c_str(), url.c_str());
+  gst_element_sync_state_with_parent(source);
+  GST_STATE_UNLOCK(element);
+}
+
+bool is_http_url(const std::string &url) {
+  GUri *uri = g_uri_parse(url.c_str(), G_URI_FLAGS_NONE, nullptr);
+  if (!uri)
+    return false;
+  const char *scheme = g_uri_get_scheme(uri);
+  bool ok = (g_strcmp0(scheme, "http") == 0 || g_strcmp0(scheme, "https") == 0) &&
+            g_uri_get_host(uri) && *g_uri_get_host(uri);
+  g_uri_unref(uri);
+  return ok;
+}
+
+std::string effective_api_key(const Settings &settings) {
+  if (!settings.api_key.empty())
+    return settings.api_key;
+  const char *env = g_getenv("VTRIX_API_KEY");
+  return env ? env : "";
+}
+
+// Checks the settings before any network call. Returns the problem, or "" when fine.
+std::string validate(const Settings &settings) {
+  if (settings.video_id.empty() && settings.task_id.empty())
+    return "Property 'video-id' is not set: name the video to extend (or set 'task-id' to "
+           "resume an existing task).";
+  if (effective_api_key(settings).empty())
+    return "No API key: set the 'api-key' property or the VTRIX_API_KEY environment variable.";
+  if (!is_http_url(settings.api_url))
+    return "Property 'api-url' must be an http:// or https:// URL, not '" + settings.api_url + "'.";
+  const std::pair<const char *, const std::string *> texts[] = {
+      {"prompt", &settings.prompt}, {"negative-prompt", &settings.negative_prompt}};
+  for (const auto &[name, text] : texts) {
+    if (!g_utf8_validate(text->c_str(), text->size(), nullptr))
+      return std::string("Property '") + name + "' is not valid UTF-8.";
+    glong chars = g_utf8_strlen(text->c_str(), text->size());
+    if (chars > (glong)kMaxPromptChars)
+      return std::string("Property '") + name + "' has " + std::to_string(chars) +
+             " characters; the provider accepts at most " + std::to_string(kMaxPromptChars) + ".";
+  }
+  if (!settings.callback_url.empty() && !is_http_url(settings.callback_url))
+    return "Property 'callback-url' must be an http:// or https:// URL.";
+  return {};
+}
+
+// Turns the settings into a job for a new run. Returns the problem when they are unusable.
+std::string prepare_run(GstKirinExtendSrc *self, kirin::JobConfig &config,
+                        std::shared_ptr<ElementLink> &link) {
+  GstKirinExtendSrcPrivate *priv = self->priv;
+  std::lock_guard<std::mutex> guard(priv->lock);
+  const Settings &s = priv->settings;
+  std::string problem = validate(s);
+  if (!problem.empty())
+    return problem;
+  config.api_url = s.api_url;
+  config.api_key = effective_api_key(s);
+  config.user_agent = "gst-kirin/" VERSION " GStreamer/" + std::to_string(GST_VERSION_MAJOR) + "." +
+                      std::to_string(GST_VERSION_MINOR);
+  config.poll_interval_ms = MAX(s.poll_interval_ms, 1u);
+  config.timeout_s = s.timeout_s;
+  config.create.model = s.model;
+  config.create.video_id = s.video_id;
+  config.create.prompt = s.prompt;
+  config.create.negative_prompt = s.negative_prompt;
+  if (s.cfg_scale_set)
+    config.create.cfg_scale = s.cfg_scale;
+  config.create.callback_url = s.callback_url;
+
+  if (!s.task_id.empty()) {
+    config.existing_task_id = s.task_id;
+  } else if (!priv->created_task_id.empty() && same_request(priv->created_request, config.create)) {
+    // Started again with the same request: the paid task is still ours.
+    config.existing_task_id = priv->created_task_id;
+  } else {
+    if (s.external_task_id.empty()) {
+      g_autofree char *uuid = g_uuid_string_random();
+      priv->external_task_id = std::string("gst-kirin-") + uuid;
+    } else {
+      priv->external_task_id = s.external_task_id;
+    }
+    priv->created_task_id.clear();
+  }
+  config.create.external_task_id = priv->external_task_id;
+  priv->task_id = config.existing_task_id;
+  priv->last_status = kirin::TaskStatus::Unknown;
+  priv->last_progress = -1;
+  priv->result_url.clear();
+  priv->result_video_id.clear();
+  priv->result_duration = -1;
+  priv->generation++;
+  priv->flushing = false;
+  link = std::make_shared<ElementLink>(self, priv->generation);
+  return {};
+}
+
+bool start(GstKirinExtendSrc *self) {
+  GstKirinExtendSrcPrivate *priv = self->priv;
+  kirin::JobConfig config;
+  std::shared_ptr<ElementLink> link;
+  std::string problem = prepare_run(self, config, link);
+  if (!problem.empty()) {
+    post_settings_error(self, problem);
+    return false;
+  }
+  GST_INFO_OBJECT(self, "%s task for video '%s' at %s",
+                  config.existing_task_id.empty() ? "creating a" : "attaching to the",
+                  config.create.video_id.c_str(), config.api_url.c_str());
+
+  kirin::CreateRequest request = config.create;
+  kirin::JobCallbacks callbacks;
+  callbacks.on_task_id = [link, request](const std::string &task_id) {
+    if (GstKirinExtendSrc *owner = link->lock_current()) {
+      std::lock_guard<std::mutex> guard(owner->priv->lock);
+      owner->priv->created_task_id = task_id;
+      owner->priv->created_request = request;
+      gst_object_unref(owner);
+    }
+    on_task_id(link, task_id);
+  };
+  callbacks.on_update = [link](const kirin::Task &task) { on_task_update(link, task); };
+  callbacks.on_finished = [link](const kirin::JobOutcome &outcome) {
+    on_job_finished(link, outcome);
+  };
+  kirin::JobHandle job = kirin::job_start(std::move(config), std::move(callbacks));
+  std::lock_guard<std::mutex> guard(priv->lock);
+  priv->job = std::move(job);
+  return true;
+}
+
+// Stops the run without waiting on the network: the client thread drops it on its own.
+void stop(GstKirinExtendSrc *self) {
+  kirin::JobHandle job;
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    self->priv->flushing = true;
+    self->priv->generation++;
+    job = std::move(self->priv->job);
+  }
+  kirin::job_cancel(job);
+}
+
+void remove_source(GstKirinExtendSrc *self) {
+  GstElement *source;
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    source = self->priv->source;
+    self->priv->source = nullptr;
+  }
+  if (!source)
+    return;
+  gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), nullptr);
+  gst_element_set_state(source, GST_STATE_NULL);
+  gst_bin_remove(GST_BIN(self), source);
+}
+
+} // namespace
+
+static GstStateChangeReturn gst_kirin_extend_src_change_state(GstElement *element,
+                                                              GstStateChange transition) {
+  auto *self = GST_KIRIN_EXTEND_SRC(element);
+  switch (transition) {
+  case GST_STATE_CHANGE_READY_TO_PAUSED:
+    if (!start(self))
+      return GST_STATE_CHANGE_FAILURE;
+    break;
+  case GST_STATE_CHANGE_PAUSED_TO_READY:
+    // Cancel before the children stop, so nothing new is added while they do.
+    stop(self);
+    break;
+  default:
+    break;
+  }
+
+  GstStateChangeReturn ret =
+      GST_ELEMENT_CLASS(gst_kirin_extend_src_parent_class)->change_state(element, transition);
+
+  switch (transition) {
+  case GST_STATE_CHANGE_READY_TO_PAUSED:
+    if (ret == GST_STATE_CHANGE_FAILURE)
+      stop(self);
+    break;
+  case GST_STATE_CHANGE_PAUSED_TO_READY:
+    remove_source(self);
+    break;
+  default:
+    break;
+  }
+  return ret;
+}
+
+// Errors of the child source gain the task ID, so the paid result can be fetched again.
+static void gst_kirin_extend_src_handle_message(GstBin *bin, GstMessage *message) {
+  auto *self = GST_KIRIN_EXTEND_SRC(bin);
+  if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR &&
+      GST_MESSAGE_SRC(message) != GST_OBJECT(bin)) {
+    GError *error = nullptr;
+    char *debug = nullptr;
+    gst_message_parse_error(message, &error, &debug);
+    const GstStructure *child_details = nullptr;
+    gst_message_parse_error_details(message, &child_details);
+    guint http_status = 0;
+    if (child_details)
+      gst_structure_get_uint(child_details, "http-status-code", &http_status);
+    std::string task_id;
+    {
+      std::lock_guard<std::mutex> guard(self->priv->lock);
+      task_id = self->priv->task_id;
+    }
+    post_error(self, error->domain, error->code,
+               "Could not download the result of task " + task_id + ": " + error->message +
+                   " Resume with task-id=" + task_id + ".",
+               debug ? debug : "", http_status, {}, task_id);
+    g_error_free(error);
+    g_free(debug);
+    gst_message_unref(message);
+    return;
+  }
+  GST_BIN_CLASS(gst_kirin_extend_src_parent_class)->handle_message(bin, message);
+}
+
+// The ghost pad's own query function, which forwards to the target.
+static GstPadQueryFunction ghost_query_default;
+
+// Before the result exists there is no child to ask: answer for it, so downstream
+// elements that query scheduling at activation (typefind, decodebin) pick push mode.
+static gboolean gst_kirin_extend_src_src_query(GstPad *pad, GstObject *parent, GstQuery *query) {
+  if (GST_QUERY_TYPE(query) == GST_QUERY_SCHEDULING) {
+    GstPad *target = gst_ghost_pad_get_target(GST_GHOST_PAD(pad));
+    if (!target) {
+      gst_query_set_scheduling(query, GST_SCHEDULING_FLAG_BANDWIDTH_LIMITED, 1, -1, 0);
+      gst_query_add_scheduling_mode(query, GST_PAD_MODE_PUSH);
+      return TRUE;
+    }
+    gst_object_unref(target);
+  }
+  return ghost_query_default(pad, parent, query);
+}
+
+static void set_string(std::string &field, const GValue *value) {
+  const char *text = g_value_get_string(value);
+  field = text ? text : "";
+}
+
+static void gst_kirin_extend_src_set_property(GObject *object, guint prop_id, const GValue *value,
+                                              GParamSpec *pspec) {
+  auto *self = GST_KIRIN_EXTEND_SRC(object);
+  std::lock_guard<std::mutex> guard(self->priv->lock);
+  Settings &s = self->priv->settings;
+  switch (prop_id) {
+  case PROP_API_URL: {
+    const char *url = g_value_get_string(value);
+    s.api_url = url ? url : kDefaultApiUrl;
+    break;
+  }
+  case PROP_API_KEY:
+    std::fill(s.api_key.begin(), s.api_key.end(), '\0');
+    set_string(s.api_key, value);
+    break;
+  case PROP_MODEL: {
+    const char *model = g_value_get_string(value);
+    s.model = model ? model : kDefaultModel;
+    break;
+  }
+  case PROP_VIDEO_ID:
+    set_string(s.video_id, value);
+    break;
+  case PROP_PROMPT:
+    set_string(s.prompt, value);
+    break;
+  case PROP_NEGATIVE_PROMPT:
+    set_string(s.negative_prompt, value);
+    break;
+  case PROP_CFG_SCALE:
+    s.cfg_scale = g_value_get_double(value);
+    s.cfg_scale_set = true;
+    break;
+  case PROP_CALLBACK_URL:
+    set_string(s.callback_url, value);
+    break;
+  case PROP_EXTERNAL_TASK_ID:
+    set_string(s.external_task_id, value);
+    break;
+  case PROP_TASK_ID:
+    set_string(s.task_id, value);
+    break;
+  case PROP_POLL_INTERVAL:
+    s.poll_interval_ms = g_value_get_uint(value);
+    break;
+  case PROP_TIMEOUT:
+    s.timeout_s = g_value_get_uint(value);
+    break;
+  default:
+    G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+    break;
+  }
+}
+
+static void set_optional_string(GValue *value, const std::string &text) {
+  g_value_set_string(value, text.empty() ? nullptr : text.c_str());
+}
+
+static void gst_kirin_extend_src_get_property(GObject *object, guint prop_id, GValue *value,
+                                              GParamSpec *pspec) {
+  auto *self = GST_KIRIN_EXTEND_SRC(object);
+  GstKirinExtendSrcPrivate *priv = self->priv;
+  std::lock_guard<std::mutex> guard(priv->lock);
+  const Settings &s = priv->settings;
+  switch (prop_id) {
+  case PROP_API_URL:
+    g_value_set_string(value, s.api_url.c_str());
+    break;
+  case PROP_API_KEY:
+    // A secret: say whether one is set, never what it is.
+    g_value_set_string(value, effective_api_key(s).empty() ? nullptr : kMaskedKey);
+    break;
+  case PROP_MODEL:
+    g_value_set_string(value, s.model.c_str());
+    break;
+  case PROP_VIDEO_ID:
+    set_optional_string(value, s.video_id);
+    break;
+  case PROP_PROMPT:
+    set_optional_string(value, s.prompt);
+    break;
+  case PROP_NEGATIVE_PROMPT:
+    set_optional_string(value, s.negative_prompt);
+    break;
+  case PROP_CFG_SCALE:
+    g_value_set_double(value, s.cfg_scale);
+    break;
+  case PROP_CALLBACK_URL:
+    set_optional_string(value, s.callback_url);
+    break;
+  case PROP_EXTERNAL_TASK_ID:
+    set_optional_string(value,
+                        s.external_task_id.empty() ? priv->external_task_id : s.external_task_id);
+    break;
+  case PROP_TASK_ID:
+    set_optional_string(value, s.task_id.empty() ? priv->task_id : s.task_id);
+    break;
+  case PROP_POLL_INTERVAL:
+    g_value_set_uint(value, s.poll_interval_ms);
+    break;
+  case PROP_TIMEOUT:
+    g_value_set_uint(value, s.timeout_s);
+    break;
+  case PROP_RESULT_URL:
+    set_optional_string(value, priv->result_url);
+    break;
+  case PROP_RESULT_VIDEO_ID:
+    set_optional_string(value, priv->result_video_id);
+    break;
+  case PROP_RESULT_DURATION:
+    g_value_set_double(value, priv->result_duration);
+    break;
+  default:
+    G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+    break;
+  }
+}
+
+static void gst_kirin_extend_src_finalize(GObject *object) {
+  auto *self = GST_KIRIN_EXTEND_SRC(object);
+  kirin::job_cancel(self->priv->job);
+  std::fill(self->priv->settings.api_key.begin(), self->priv->settings.api_key.end(), '\0');
+  delete self->priv;
+  G_OBJECT_CLASS(gst_kirin_extend_src_parent_class)->finalize(object);
+}
+
+static void gst_kirin_extend_src_init(GstKirinExtendSrc *self) {
+  self->priv = new GstKirinExtendSrcPrivate();
+  const char *env_url = g_getenv("VTRIX_API_URL");
+  self->priv->settings.api_url = env_url && *env_url ? env_url : kDefaultApiUrl;
+
+  GstPadTemplate *templ = gst_static_pad_template_get(&src_template);
+  self->srcpad = gst_ghost_pad_new_no_target_from_template("src", templ);
+  gst_object_unref(templ);
+  ghost_query_default = GST_PAD_QUERYFUNC(self->srcpad);
+  gst_pad_set_query_function(self->srcpad, gst_kirin_extend_src_src_query);
+  gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
+
+  // This bin is a source whatever its child is, and never a sink.
+  gst_bin_set_suppressed_flags(GST_BIN(self),
+                               (GstElementFlags)(GST_ELEMENT_FLAG_SOURCE | GST_ELEMENT_FLAG_SINK));
+  GST_OBJECT_FLAG_SET(self, GST_ELEMENT_FLAG_SOURCE);
+}
+
+static void gst_kirin_extend_src_class_init(GstKirinExtendSrcClass *klass) {
+  auto *gobject_class = G_OBJECT_CLASS(klass);
+  auto *element_class = GST_ELEMENT_CLASS(klass);
+  auto *bin_class = GST_BIN_CLASS(klass);
+
+  gobject_class->set_property = gst_kirin_extend_src_set_property;
+  gobject_class->get_property = gst_kirin_extend_src_get_property;
+  gobject_class->finalize = gst_kirin_extend_src_finalize;
+  element_class->change_state = GST_DEBUG_FUNCPTR(gst_kirin_extend_src_change_state);
+  bin_class->handle_message = GST_DEBUG_FUNCPTR(gst_kirin_extend_src_handle_message);
+
+  const auto rw =
+      (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  const auto ro = (GParamFlags)(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_property(
+      gobject_class, PROP_API_URL,
+      g_param_spec_string("api-url", "API URL",
+                          "The provider's create endpoint; polls go to <api-url>/task/<id>. "
+                          "When not set, the environment variable VTRIX_API_URL, else the "
+                          "default",
+                          kDefaultApiUrl, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_API_KEY,
+      g_param_spec_string("api-key", "API key",
+                          "Bearer key for the API (when not set: the environment variable "
+                          "VTRIX_API_KEY). Sent only to api-url; reads back masked",
+                          nullptr, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_MODEL,
+      g_param_spec_string("model", "Model", "The provider's model ID", kDefaultModel, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_VIDEO_ID,
+      g_param_spec_string("video-id", "Video ID",
+                          "ID of the provider-generated video to extend (required unless "
+                          "task-id is set)",
+                          nullptr, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_PROMPT,
+      g_param_spec_string("prompt", "Prompt",
+                          "What the continuation should show; at most 2500 characters", nullptr,
+                          rw));
+  g_object_class_install_property(
+      gobject_class, PROP_NEGATIVE_PROMPT,
+      g_param_spec_string("negative-prompt", "Negative prompt",
+                          "What the continuation should avoid; at most 2500 characters", nullptr,
+                          rw));
+  g_object_class_install_property(
+      gobject_class, PROP_CFG_SCALE,
+      g_param_spec_double("cfg-scale", "CFG scale",
+                          "How strongly the prompt is followed (sent only when set)", 0.0, 1.0,
+                          kDefaultCfgScale, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_CALLBACK_URL,
+      g_param_spec_string("callback-url", "Callback URL",
+                          "URL the provider notifies on status changes (passed through)", nullptr,
+                          rw));
+  g_object_class_install_property(
+      gobject_class, PROP_EXTERNAL_TASK_ID,
+      g_param_spec_string("external-task-id", "External task ID",
+                          "Your own ID for the task, passed through. When not set, a unique "
+                          "one is generated per submission and can be read back here",
+                          nullptr, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_TASK_ID,
+      g_param_spec_string("task-id", "Task ID",
+                          "The provider's task ID once created. Set it to attach to an "
+                          "existing task instead of creating (and paying for) a new one",
+                          nullptr, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_POLL_INTERVAL,
+      g_param_spec_uint("poll-interval", "Poll interval",
+                        "Milliseconds before the first poll; later waits grow by half each "
+                        "poll up to 4x this, with +-10% jitter, and honour Retry-After",
+                        1, G_MAXUINT, kDefaultPollIntervalMs, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_TIMEOUT,
+      g_param_spec_uint("timeout", "Timeout",
+                        "Seconds to wait for the task to finish (0 = no limit). On timeout "
+                        "the error names the task ID to resume with",
+                        0, G_MAXUINT, kDefaultTimeoutS, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_RESULT_URL,
+      g_param_spec_string("result-url", "Result URL",
+                          "URL of the extended video, once the task completed", nullptr, ro));
+  g_object_class_install_property(
+      gobject_class, PROP_RESULT_VIDEO_ID,
+      g_param_spec_string("result-video-id", "Result video ID",
+                          "ID of the extended video (can be extended again), once known", nullptr,
+                          ro));
+  g_object_class_install_property(
+      gobject_class, PROP_RESULT_DURATION,
+      g_param_spec_double("result-duration", "Result duration",
+                          "Duration of the extended video in seconds (-1 = unknown)", -1,
+                          G_MAXDOUBLE, -1, ro));
+
+  /**
+   * GstKirinExtendSrc::source-setup:
+   * @src: the kirinextendsrc
+   * @source: the source element that will download the result
+   *
+   * Emitted before the result's source is added, so applications can set properties
+   * on it (proxy, extra headers, timeouts, TLS), like playbin's signal of this name.
+   */
+  signals[SIGNAL_SOURCE_SETUP] =
+      g_signal_new("source-setup", G_TYPE_FROM_CLASS(klass), G_SIGNAL_RUN_LAST, 0, nullptr, nullptr,
+                   nullptr, G_TYPE_NONE, 1, GST_TYPE_ELEMENT);
+
+  gst_element_class_add_static_pad_template(element_class, &src_template);
+  gst_element_class_set_static_metadata(
+      element_class, "Kirin video extension source", "Source/Network",
+      "Extends a video with the Vtrix kirin_duration_extension API and streams the result",
+      "gst-kirin developers");
+}

@@ -1,0 +1,602 @@
+// The element end to end against the emulator of the provider's API on loopback.
+#include "common.h"
+
+#include "emulator.h"
+
+#include <memory>
+
+namespace {
+
+constexpr const char *kKey = "test-key-5ecret-do-not-print";
+
+// Short emulator delays; generous bounds on every wait.
+std::unique_ptr<kirin_emu::Emulator> start_emulator(kirin_emu::Options options = {}) {
+  options.api_key = kKey;
+  if (options.pending_ms == kirin_emu::Options().pending_ms)
+    options.pending_ms = 100;
+  if (options.processing_ms == kirin_emu::Options().processing_ms)
+    options.processing_ms = 300;
+  auto emulator = std::make_unique<kirin_emu::Emulator>(options);
+  GError *error = nullptr;
+  fail_unless(emulator->start(&error), "emulator did not start: %s", error ? error->message : "?");
+  return emulator;
+}
+
+GstElement *make_src(const kirin_emu::Emulator &emu) {
+  GstElement *src = gst_element_factory_make("kirinextendsrc", "src");
+  fail_unless(src != nullptr);
+  g_object_set(src, "api-url", emu.api_url().c_str(), "api-key", kKey, "poll-interval", 50,
+               "timeout", 60, nullptr);
+  return src;
+}
+
+// kirinextendsrc ! filesink, with the source's properties set by the caller.
+GstElement *make_file_pipeline(GstElement *src, const std::string &path) {
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  GstElement *sink = gst_element_factory_make("filesink", nullptr);
+  g_object_set(sink, "location", path.c_str(), nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
+  fail_unless(gst_element_link(src, sink));
+  return pipeline;
+}
+
+std::string temp_path(const char *name) {
+  g_autofree char *path =
+      g_strdup_printf("%s/kirin-test-%d-%s", g_get_tmp_dir(), (int)getpid(), name);
+  return path;
+}
+
+std::string string_field(const GstStructure *s, const char *field) {
+  const char *value = s ? gst_structure_get_string(s, field) : nullptr;
+  return value ? value : "";
+}
+
+std::string get_string_property(GstElement *element, const char *name) {
+  g_autofree char *value = nullptr;
+  g_object_get(element, name, &value, nullptr);
+  return value ? value : "";
+}
+
+// Runs src ! filesink and returns the written bytes.
+std::string run_to_file(GstElement *src, RunResult &result, double max_seconds = 60) {
+  std::string path = temp_path("out.mp4");
+  GstElement *pipeline = make_file_pipeline(src, path);
+  kirin_test_run(pipeline, max_seconds, result);
+  gst_object_unref(pipeline);
+  std::string bytes = kirin_test_read_file(path);
+  g_unlink(path);
+  return bytes;
+}
+
+void assert_error_free_eos(const RunResult &result) {
+  fail_if(result.error, "unexpected error: %s (%s)", result.error ? result.error->message : "",
+          result.error_debug);
+  fail_unless(result.eos, "no EOS within the bound");
+}
+
+// Asserts a run that should not pay for a task ended with a settings error naming
+// `property`, before any request reached the provider.
+void assert_settings_error(GstElement *src, const kirin_emu::Emulator &emu, const char *property) {
+  RunResult result;
+  run_to_file(src, result, 10);
+  fail_unless(result.error != nullptr, "no error for a bad '%s'", property);
+  fail_unless(g_error_matches(result.error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS));
+  fail_unless(strstr(result.error->message, property) != nullptr, "'%s' not named in: %s", property,
+              result.error->message);
+  fail_unless_equals_int(emu.create_count(), 0);
+}
+
+} // namespace
+
+GST_START_TEST(test_happy_path_byte_identical) {
+  auto emu = start_emulator();
+  GstElement *src = make_src(*emu);
+  gst_object_ref(src);
+  g_object_set(src, "video-id", "demo-5s", "prompt", "the camera keeps panning left", nullptr);
+
+  RunResult result;
+  std::string bytes = run_to_file(src, result);
+  assert_error_free_eos(result);
+
+  std::string task_id = get_string_property(src, "task-id");
+  fail_if(task_id.empty(), "task-id not readable after creation");
+  std::string served = kirin_test_read_file(emu->task_result_path(task_id));
+  fail_unless(served.size() > 1000, "the emulator rendered no result");
+  fail_unless(bytes == served, "output (%zu bytes) differs from the served file (%zu bytes)",
+              bytes.size(), served.size());
+
+  // The bus told the whole story: pending, processing, then completed with the result.
+  fail_unless(result.task_messages.size() >= 3);
+  assert_same_text(string_field(result.task_messages.front(), "status"), "pending");
+  bool saw_processing = false;
+  for (const GstStructure *s : result.task_messages) {
+    saw_processing |= string_field(s, "status") == "processing";
+    assert_same_text(string_field(s, "task-id").c_str(), task_id);
+    double progress;
+    if (gst_structure_get_double(s, "progress", &progress))
+      fail_unless(progress >= 0 && progress <= 1);
+  }
+  fail_unless(saw_processing);
+  const GstStructure *done = result.last_task_message();
+  assert_same_text(string_field(done, "status").c_str(), "completed");
+  fail_if(string_field(done, "url").empty());
+  fail_if(string_field(done, "video-id").empty());
+  assert_same_text(string_field(done, "cost").c_str(), "0.28");
+  double duration = 0;
+  fail_unless(gst_structure_get_double(done, "duration", &duration));
+  fail_unless(duration > 9.9 && duration < 10.1, "duration %f, expected 5 s + 5 s", duration);
+  std::string external_id = get_string_property(src, "external-task-id");
+  fail_unless(g_str_has_prefix(external_id.c_str(), "gst-kirin-"));
+  assert_same_text(string_field(done, "external-task-id").c_str(), external_id);
+
+  // Read-only results.
+  assert_same_text(get_string_property(src, "result-url"), string_field(done, "url"));
+  assert_same_text(get_string_property(src, "result-video-id"), string_field(done, "video-id"));
+  double result_duration = 0;
+  g_object_get(src, "result-duration", &result_duration, nullptr);
+  fail_unless(result_duration > 9.9 && result_duration < 10.1);
+
+  // The create request had the provider's shape and only the set fields.
+  std::string body = emu->last_create_body();
+  fail_unless(body.find("\"input\"") != std::string::npos, "%s", body);
+  fail_unless(body.find("\"video_id\" : \"demo-5s\"") != std::string::npos ||
+                  body.find("\"video_id\":\"demo-5s\"") != std::string::npos,
+              "%s", body);
+  fail_unless(body.find("negative_prompt") == std::string::npos, "%s", body);
+  fail_unless(body.find("cfg_scale") == std::string::npos, "%s", body);
+  fail_unless(body.find(external_id) != std::string::npos, "%s", body);
+
+  // The key went to the API only, never to the result host.
+  fail_unless(emu->download_count() >= 1);
+  fail_unless_equals_int(emu->download_auth_count(), 0);
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
+// Walks the top-level MP4 boxes and returns their types in order.
+static std::vector<std::string> mp4_boxes(const std::string &data) {
+  std::vector<std::string> boxes;
+  size_t offset = 0;
+  while (offset + 8 <= data.size()) {
+    guint64 size = GST_READ_UINT32_BE(data.data() + offset);
+    if (size == 1 && offset + 16 <= data.size())
+      size = GST_READ_UINT64_BE(data.data() + offset + 8);
+    boxes.emplace_back(data.substr(offset + 4, 4));
+    if (size < 8)
+      break;
+    offset += size;
+  }
+  return boxes;
+}
+
+static GstPadProbeReturn count_buffer(GstPad *, GstPadProbeInfo *, gpointer data) {
+  g_atomic_int_inc(static_cast<gint *>(data));
+  return GST_PAD_PROBE_OK;
+}
+
+static void link_decoded_pad(GstElement *, GstPad *pad, gpointer sink) {
+  GstPad *sinkpad = gst_element_get_static_pad(GST_ELEMENT(sink), "sink");
+  if (!gst_pad_is_linked(sinkpad))
+    gst_pad_link(pad, sinkpad);
+  gst_object_unref(sinkpad);
+}
+
+GST_START_TEST(test_moov_at_end_over_10mb_decodes) {
+  kirin_emu::Options options;
+  options.width = 1280;
+  options.height = 720;
+  options.jpeg_quality = 90;
+  auto emu = start_emulator(options);
+  GstElement *src = make_src(*emu);
+  gst_object_ref(src);
+  g_object_set(src, "video-id", "demo-5s", nullptr);
+
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  GstElement *decodebin = gst_element_factory_make("decodebin", nullptr);
+  GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), src, decodebin, sink, nullptr);
+  fail_unless(gst_element_link(src, decodebin));
+  g_signal_connect(decodebin, "pad-added", G_CALLBACK(link_decoded_pad), sink);
+  gint frames = 0;
+  GstPad *sinkpad = gst_element_get_static_pad(sink, "sink");
+  gst_pad_add_probe(sinkpad, GST_PAD_PROBE_TYPE_BUFFER, count_buffer, &frames, nullptr);
+  gst_object_unref(sinkpad);
+
+  RunResult result;
+  kirin_test_run(pipeline, 120, result);
+  gst_object_unref(pipeline);
+  assert_error_free_eos(result);
+
+  std::string served =
+      kirin_test_read_file(emu->task_result_path(get_string_property(src, "task-id")));
+  fail_unless(served.size() > 10 * 1024 * 1024, "result is only %zu bytes", served.size());
+  std::vector<std::string> boxes = mp4_boxes(served);
+  fail_unless(!boxes.empty() && boxes.back() == "moov", "moov is not the last box");
+  // 10 s at 25 fps: every frame decoded.
+  fail_unless_equals_int(g_atomic_int_get(&frames), 250);
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_validation_errors_name_the_property) {
+  auto emu = start_emulator();
+  {
+    GstElement *src = make_src(*emu); // no video-id, no task-id
+    assert_settings_error(src, *emu, "video-id");
+  }
+  {
+    GstElement *src = make_src(*emu);
+    g_object_set(src, "video-id", "demo-5s", "api-key", nullptr, nullptr);
+    g_unsetenv("VTRIX_API_KEY");
+    assert_settings_error(src, *emu, "api-key");
+  }
+  {
+    // 2501 characters, though far fewer than 2500 * 3 bytes would allow.
+    GString *prompt = g_string_new(nullptr);
+    for (int i = 0; i < 2501; i++)
+      g_string_append(prompt, "é");
+    GstElement *src = make_src(*emu);
+    g_object_set(src, "video-id", "demo-5s", "prompt", prompt->str, nullptr);
+    assert_settings_error(src, *emu, "prompt");
+    GstElement *src2 = make_src(*emu);
+    g_object_set(src2, "video-id", "demo-5s", "negative-prompt", prompt->str, nullptr);
+    assert_settings_error(src2, *emu, "negative-prompt");
+    g_string_free(prompt, TRUE);
+  }
+  {
+    GstElement *src = make_src(*emu);
+    g_object_set(src, "video-id", "demo-5s", "api-url", "ftp://127.0.0.1/model", nullptr);
+    assert_settings_error(src, *emu, "api-url");
+  }
+}
+GST_END_TEST;
+
+GST_START_TEST(test_exactly_2500_characters_accepted) {
+  auto emu = start_emulator();
+  GString *prompt = g_string_new(nullptr);
+  for (int i = 0; i < 2500; i++)
+    g_string_append(prompt, "é");
+  GstElement *src = make_src(*emu);
+  g_object_set(src, "video-id", "demo-5s", "prompt", prompt->str, nullptr);
+  g_string_free(prompt, TRUE);
+  RunResult result;
+  std::string bytes = run_to_file(src, result);
+  assert_error_free_eos(result);
+  fail_unless_equals_int(emu->create_count(), 1);
+}
+GST_END_TEST;
+
+// Runs a task expected to fail and returns the run, for its error and details.
+static void run_expecting_error(kirin_emu::Emulator &emu, GstElement *src, RunResult &result,
+                                double max_seconds = 30) {
+  run_to_file(src, result, max_seconds);
+  fail_unless(result.error != nullptr, "no error reached the bus");
+  fail_if(result.timed_out);
+  (void)emu;
+}
+
+GST_START_TEST(test_unauthorized_and_no_balance) {
+  auto emu = start_emulator();
+  const struct {
+    const char *key;
+    guint status;
+  } cases[] = {{"wrong-key", 401}, {"broke-key", 403}};
+  for (const auto &c : cases) {
+    GstElement *src = make_src(*emu);
+    g_object_set(src, "video-id", "demo-5s", "api-key", c.key, nullptr);
+    RunResult result;
+    run_expecting_error(*emu, src, result);
+    fail_unless(
+        g_error_matches(result.error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_AUTHORIZED), "%s",
+        result.error->message);
+    assert_same_text(result.detail("http-status"), std::to_string(c.status));
+    fail_unless(strstr(result.error->message, std::to_string(c.status).c_str()) != nullptr, "%s",
+                result.error->message);
+    // The key is never echoed back, not even a wrong one.
+    fail_unless(strstr(result.error->message, c.key) == nullptr);
+    fail_unless(result.error_debug.find(c.key) == std::string::npos);
+  }
+}
+GST_END_TEST;
+
+GST_START_TEST(test_task_error_codes_reach_the_bus) {
+  auto emu = start_emulator();
+  for (const char *code : {"014002095", "014002096", "014002097", "014002099"}) {
+    fail_unless(emu->push_fault(kirin_emu::Route::Task, std::string("fail:") + code));
+    GstElement *src = make_src(*emu);
+    g_object_set(src, "video-id", "demo-5s", nullptr);
+    gst_object_ref(src);
+    RunResult result;
+    run_expecting_error(*emu, src, result);
+    assert_same_text(result.detail("kirin-error-code").c_str(), code);
+    std::string task_id = get_string_property(src, "task-id");
+    fail_if(task_id.empty());
+    assert_same_text(result.detail("task-id").c_str(), task_id);
+    fail_unless(strstr(result.error->message, code) != nullptr, "%s", result.error->message);
+    fail_unless(strstr(result.error->message, task_id.c_str()) != nullptr);
+    assert_same_text(string_field(result.last_task_message(), "status"), "failed");
+    gst_object_unref(src);
+  }
+}
+GST_END_TEST;
+
+GST_START_TEST(test_recovers_from_429_and_5xx) {
+  auto emu = start_emulator();
+  fail_unless(emu->push_fault(kirin_emu::Route::Create, "http429:1"));
+  fail_unless(emu->push_fault(kirin_emu::Route::Poll, "http429:1"));
+  fail_unless(emu->push_fault(kirin_emu::Route::Poll, "http:500"));
+  fail_unless(emu->push_fault(kirin_emu::Route::Poll, "http:502"));
+  fail_unless(emu->push_fault(kirin_emu::Route::Poll, "http:503"));
+  fail_unless(emu->push_fault(kirin_emu::Route::Poll, "http429:-1"));
+  GstElement *src = make_src(*emu);
+  gst_object_ref(src);
+  g_object_set(src, "video-id", "demo-5s", nullptr);
+  RunResult result;
+  std::string bytes = run_to_file(src, result);
+  assert_error_free_eos(result);
+  std::string task_id = get_string_property(src, "task-id");
+  fail_unless(bytes == kirin_test_read_file(emu->task_result_path(task_id)));
+  // The rate-limited create was refused, so retrying it could not charge twice.
+  fail_unless_equals_int(emu->create_count(), 2);
+  fail_unless(emu->poll_count() >= 6);
+  // Retry-After: 1 was honoured twice.
+  fail_unless(result.seconds >= 2.0, "finished in %.2f s despite Retry-After", result.seconds);
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_create_5xx_is_not_resubmitted) {
+  auto emu = start_emulator();
+  fail_unless(emu->push_fault(kirin_emu::Route::Create, "http:502"));
+  GstElement *src = make_src(*emu);
+  gst_object_ref(src);
+  g_object_set(src, "video-id", "demo-5s", nullptr);
+  RunResult result;
+  run_expecting_error(*emu, src, result);
+  // The provider may have taken the task: no second create, and the handle to find it.
+  fail_unless_equals_int(emu->create_count(), 1);
+  std::string external_id = get_string_property(src, "external-task-id");
+  fail_unless(strstr(result.error->message, external_id.c_str()) != nullptr, "%s",
+              result.error->message);
+  assert_same_text(result.detail("http-status").c_str(), "502");
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_timeout_carries_task_id) {
+  auto emu = start_emulator();
+  fail_unless(emu->push_fault(kirin_emu::Route::Task, "stuck"));
+  GstElement *src = make_src(*emu);
+  gst_object_ref(src);
+  g_object_set(src, "video-id", "demo-5s", "timeout", 1, nullptr);
+  RunResult result;
+  run_expecting_error(*emu, src, result, 20);
+  fail_unless(result.seconds < 5, "timeout of 1 s took %.2f s", result.seconds);
+  std::string task_id = get_string_property(src, "task-id");
+  fail_if(task_id.empty());
+  assert_same_text(result.detail("task-id").c_str(), task_id);
+  std::string hint = "task-id=" + task_id;
+  fail_unless(strstr(result.error->message, hint.c_str()) != nullptr, "%s", result.error->message);
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_resume_by_task_id_without_create) {
+  auto emu = start_emulator();
+  std::string task_id;
+  {
+    GstElement *src = make_src(*emu);
+    gst_object_ref(src);
+    g_object_set(src, "video-id", "demo-5s", nullptr);
+    RunResult result;
+    run_to_file(src, result);
+    assert_error_free_eos(result);
+    task_id = get_string_property(src, "task-id");
+    gst_object_unref(src);
+  }
+  fail_unless_equals_int(emu->create_count(), 1);
+
+  GstElement *src = make_src(*emu);
+  g_object_set(src, "task-id", task_id.c_str(), nullptr);
+  RunResult result;
+  std::string bytes = run_to_file(src, result);
+  assert_error_free_eos(result);
+  fail_unless_equals_int(emu->create_count(), 1);
+  fail_unless(bytes == kirin_test_read_file(emu->task_result_path(task_id)));
+}
+GST_END_TEST;
+
+GST_START_TEST(test_restart_does_not_pay_twice) {
+  auto emu = start_emulator();
+  GstElement *src = make_src(*emu);
+  g_object_set(src, "video-id", "demo-5s", nullptr);
+  std::string path = temp_path("restart.mp4");
+  GstElement *pipeline = make_file_pipeline(src, path);
+  for (int run = 0; run < 2; run++) {
+    RunResult result;
+    kirin_test_run(pipeline, 60, result);
+    assert_error_free_eos(result);
+  }
+  gst_object_unref(pipeline);
+  g_unlink(path);
+  fail_unless_equals_int(emu->create_count(), 1);
+}
+GST_END_TEST;
+
+static void weak_notify_flag(gpointer data, GObject *) {
+  g_atomic_int_set(static_cast<gint *>(data), 1);
+}
+
+static bool wait_for_message(GstBus *bus, const char *status, double max_seconds) {
+  gint64 deadline = g_get_monotonic_time() + (gint64)(max_seconds * G_USEC_PER_SEC);
+  while (g_get_monotonic_time() < deadline) {
+    GstMessage *msg = gst_bus_timed_pop_filtered(
+        bus, 100 * GST_MSECOND, (GstMessageType)(GST_MESSAGE_ELEMENT | GST_MESSAGE_ERROR));
+    if (!msg)
+      continue;
+    const GstStructure *s = gst_message_get_structure(msg);
+    bool found = GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ELEMENT && s &&
+                 gst_structure_has_name(s, "kirin-task") && string_field(s, "status") == status;
+    gst_message_unref(msg);
+    if (found)
+      return true;
+  }
+  return false;
+}
+
+GST_START_TEST(test_stop_while_polling_is_fast_and_clean) {
+  kirin_emu::Options options;
+  options.pending_ms = 60000; // the task stays pending for the whole test
+  auto emu = start_emulator(options);
+  for (int i = 0; i < 20; i++) {
+    GstElement *src = make_src(*emu);
+    g_object_set(src, "video-id", "demo-5s", nullptr);
+    gint finalized = 0;
+    g_object_weak_ref(G_OBJECT(src), weak_notify_flag, &finalized);
+    std::string path = temp_path("stop.mp4");
+    GstElement *pipeline = make_file_pipeline(src, path);
+    GstBus *bus = gst_element_get_bus(pipeline);
+    gst_element_set_state(pipeline, GST_STATE_PLAYING);
+    fail_unless(wait_for_message(bus, "pending", 10));
+    gint64 start = g_get_monotonic_time();
+    fail_unless(gst_element_set_state(pipeline, GST_STATE_NULL) == GST_STATE_CHANGE_SUCCESS);
+    gint64 took_us = g_get_monotonic_time() - start;
+    fail_unless(took_us < 100 * 1000, "stopping while polling took %" G_GINT64_FORMAT " us",
+                took_us);
+    gst_object_unref(bus);
+    gst_object_unref(pipeline);
+    // The job holds no reference: the element is gone with the pipeline.
+    fail_unless(g_atomic_int_get(&finalized), "element leaked after stop");
+    g_unlink(path);
+  }
+}
+GST_END_TEST;
+
+static GstPadProbeReturn signal_first_buffer(GstPad *, GstPadProbeInfo *, gpointer data) {
+  auto *seen = static_cast<GAsyncQueue *>(data);
+  g_async_queue_push(seen, GINT_TO_POINTER(1));
+  return GST_PAD_PROBE_REMOVE;
+}
+
+GST_START_TEST(test_stop_while_downloading_is_fast_and_clean) {
+  kirin_emu::Options options;
+  options.width = 1280;
+  options.height = 720;
+  options.jpeg_quality = 90;
+  auto emu = start_emulator(options);
+  std::string task_id;
+  {
+    // Render the big result once; the loop below downloads it again and again.
+    GstElement *src = make_src(*emu);
+    gst_object_ref(src);
+    g_object_set(src, "video-id", "demo-5s", nullptr);
+    RunResult result;
+    run_to_file(src, result, 120);
+    assert_error_free_eos(result);
+    task_id = get_string_property(src, "task-id");
+    gst_object_unref(src);
+  }
+  for (int i = 0; i < 10; i++) {
+    GstElement *pipeline = gst_pipeline_new(nullptr);
+    GstElement *src = make_src(*emu);
+    g_object_set(src, "task-id", task_id.c_str(), nullptr);
+    // A slow consumer keeps the download going while we stop.
+    GstElement *slow = gst_element_factory_make("identity", nullptr);
+    g_object_set(slow, "sleep-time", 20000, nullptr);
+    GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+    gst_bin_add_many(GST_BIN(pipeline), src, slow, sink, nullptr);
+    fail_unless(gst_element_link_many(src, slow, sink, nullptr));
+    gint finalized = 0;
+    g_object_weak_ref(G_OBJECT(src), weak_notify_flag, &finalized);
+    GAsyncQueue *first_buffer = g_async_queue_new();
+    GstPad *srcpad = gst_element_get_static_pad(src, "src");
+    gst_pad_add_probe(srcpad, GST_PAD_PROBE_TYPE_BUFFER, signal_first_buffer, first_buffer,
+                      nullptr);
+    gst_object_unref(srcpad);
+    gst_element_set_state(pipeline, GST_STATE_PLAYING);
+    fail_unless(g_async_queue_timeout_pop(first_buffer, 20 * G_USEC_PER_SEC) != nullptr,
+                "no data within 20 s");
+    gint64 start = g_get_monotonic_time();
+    fail_unless(gst_element_set_state(pipeline, GST_STATE_NULL) == GST_STATE_CHANGE_SUCCESS);
+    gint64 took_us = g_get_monotonic_time() - start;
+    fail_unless(took_us < 500 * 1000, "stopping a download took %" G_GINT64_FORMAT " us", took_us);
+    gst_object_unref(pipeline);
+    fail_unless(g_atomic_int_get(&finalized), "element leaked after stop");
+    g_async_queue_unref(first_buffer);
+  }
+}
+GST_END_TEST;
+
+GST_START_TEST(test_non_http_result_url_refused) {
+  auto emu = start_emulator();
+  for (const char *url : {"file:///etc/passwd", "ftp://127.0.0.1/out.mp4", "data:,x"}) {
+    fail_unless(emu->push_fault(kirin_emu::Route::Task, std::string("url:") + url));
+    GstElement *src = make_src(*emu);
+    gst_object_ref(src);
+    g_object_set(src, "video-id", "demo-5s", nullptr);
+    RunResult result;
+    run_expecting_error(*emu, src, result);
+    fail_unless(strstr(result.error->message, "is not http or https") != nullptr, "%s",
+                result.error->message);
+    std::string task_id = get_string_property(src, "task-id");
+    assert_same_text(result.detail("task-id").c_str(), task_id);
+    fail_unless_equals_int(emu->download_count(), 0);
+    gst_object_unref(src);
+  }
+}
+GST_END_TEST;
+
+GST_START_TEST(test_properties_and_secret_key) {
+  GstElement *src = gst_element_factory_make("kirinextendsrc", nullptr);
+  fail_unless(src != nullptr);
+  GstElementFactory *factory = gst_element_get_factory(src);
+  assert_same_text(gst_element_factory_get_klass(factory), "Source/Network");
+  const char *names[] = {"api-url",          "api-key",         "model",          "video-id",
+                         "prompt",           "negative-prompt", "cfg-scale",      "callback-url",
+                         "external-task-id", "task-id",         "poll-interval",  "timeout",
+                         "result-url",       "result-video-id", "result-duration"};
+  for (const char *name : names)
+    fail_unless(g_object_class_find_property(G_OBJECT_GET_CLASS(src), name) != nullptr, "%s", name);
+  assert_same_text(get_string_property(src, "model"), "kirin_duration_extension");
+  guint timeout = 0;
+  double cfg = 0;
+  g_object_get(src, "timeout", &timeout, "cfg-scale", &cfg, nullptr);
+  fail_unless_equals_int(timeout, 1200);
+  fail_unless(cfg == 0.5);
+  g_object_set(src, "api-key", kKey, nullptr);
+  std::string read_back = get_string_property(src, "api-key");
+  fail_if(read_back.empty(), "a set key should read back as set (masked)");
+  fail_unless(read_back.find(kKey) == std::string::npos, "the key was readable");
+  GParamSpec *pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(src), "result-url");
+  fail_if(pspec->flags & G_PARAM_WRITABLE);
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
+static Suite *kirinextendsrc_suite() {
+  Suite *s = suite_create("kirinextendsrc");
+  TCase *tc = tcase_create("general");
+  tcase_set_timeout(tc, 180);
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_properties_and_secret_key);
+  tcase_add_test(tc, test_happy_path_byte_identical);
+  tcase_add_test(tc, test_moov_at_end_over_10mb_decodes);
+  tcase_add_test(tc, test_validation_errors_name_the_property);
+  tcase_add_test(tc, test_exactly_2500_characters_accepted);
+  tcase_add_test(tc, test_unauthorized_and_no_balance);
+  tcase_add_test(tc, test_task_error_codes_reach_the_bus);
+  tcase_add_test(tc, test_recovers_from_429_and_5xx);
+  tcase_add_test(tc, test_create_5xx_is_not_resubmitted);
+  tcase_add_test(tc, test_timeout_carries_task_id);
+  tcase_add_test(tc, test_resume_by_task_id_without_create);
+  tcase_add_test(tc, test_restart_does_not_pay_twice);
+  tcase_add_test(tc, test_stop_while_polling_is_fast_and_clean);
+  tcase_add_test(tc, test_stop_while_downloading_is_fast_and_clean);
+  tcase_add_test(tc, test_non_http_result_url_refused);
+  return s;
+}
+
+int main(int argc, char **argv) {
+  kirin_test_init(&argc, &argv, "kirinextendsrc");
+  return gst_check_run_suite(kirinextendsrc_suite(), "kirinextendsrc", __FILE__);
+}
