@@ -2,7 +2,7 @@
 # running are present. As root it installs what is missing; otherwise it prints the line.
 KIRIN_PACKAGES="meson ninja-build pkg-config g++ libgstreamer1.0-dev
   libgstreamer-plugins-base1.0-dev libsoup-3.0-dev libjson-glib-dev gstreamer1.0-tools
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-base-apps"
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-base-apps glib-networking"
 
 kirin_ensure_packages() {
   local missing=()
@@ -13,7 +13,15 @@ kirin_ensure_packages() {
   if [ "$(id -u)" -eq 0 ]; then
     echo "Installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    local log
+    log=$(mktemp)
+    if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+      >"$log" 2>&1; then
+      cat "$log" >&2
+      rm -f "$log"
+      return 1
+    fi
+    rm -f "$log"
   else
     echo "Missing Debian packages. Install them with:" >&2
     echo "  sudo apt-get install -y ${missing[*]}" >&2

@@ -22,6 +22,9 @@ struct JobConfig {
   std::string existing_task_id; // attach to this task instead of creating one
   guint poll_interval_ms = 5000;
   guint timeout_s = 1200; // overall wait for the task; 0 = no limit
+  // PEM file of CAs to trust for api-url besides the system's (certificates are always
+  // verified; this only adds trust anchors).
+  std::string ca_file;
 };
 
 enum class JobError {

@@ -3,7 +3,12 @@
 
 #include "emulator.h"
 
+#include <json-glib/json-glib.h>
+
+#include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 
 namespace {
 
@@ -64,13 +69,13 @@ std::string run_to_file(GstElement *src, RunResult &result, double max_seconds =
   kirin_test_run(pipeline, max_seconds, result);
   gst_object_unref(pipeline);
   std::string bytes = kirin_test_read_file(path);
-  g_unlink(path);
+  g_unlink(path.c_str());
   return bytes;
 }
 
 void assert_error_free_eos(const RunResult &result) {
   fail_if(result.error, "unexpected error: %s (%s)", result.error ? result.error->message : "",
-          result.error_debug);
+          result.error_debug.c_str());
   fail_unless(result.eos, "no EOS within the bound");
 }
 
@@ -138,17 +143,50 @@ GST_START_TEST(test_happy_path_byte_identical) {
 
   // The create request had the provider's shape and only the set fields.
   std::string body = emu->last_create_body();
-  fail_unless(body.find("\"input\"") != std::string::npos, "%s", body);
+  fail_unless(body.find("\"input\"") != std::string::npos, "%s", body.c_str());
   fail_unless(body.find("\"video_id\" : \"demo-5s\"") != std::string::npos ||
                   body.find("\"video_id\":\"demo-5s\"") != std::string::npos,
-              "%s", body);
-  fail_unless(body.find("negative_prompt") == std::string::npos, "%s", body);
-  fail_unless(body.find("cfg_scale") == std::string::npos, "%s", body);
-  fail_unless(body.find(external_id) != std::string::npos, "%s", body);
+              "%s", body.c_str());
+  fail_unless(body.find("negative_prompt") == std::string::npos, "%s", body.c_str());
+  fail_unless(body.find("cfg_scale") == std::string::npos, "%s", body.c_str());
+  fail_unless(body.find(external_id) != std::string::npos, "%s", body.c_str());
 
   // The key went to the API only, never to the result host.
   fail_unless(emu->download_count() >= 1);
   fail_unless_equals_int(emu->download_auth_count(), 0);
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
+// A number from the create request's input[0].params, or -1.
+static double create_param_double(const std::string &body, const char *name) {
+  g_autoptr(JsonParser) parser = json_parser_new();
+  if (!json_parser_load_from_data(parser, body.c_str(), body.size(), nullptr))
+    return -1;
+  JsonObject *root = json_node_get_object(json_parser_get_root(parser));
+  JsonArray *input = json_object_get_array_member(root, "input");
+  JsonObject *params =
+      json_object_get_object_member(json_array_get_object_element(input, 0), "params");
+  return json_object_has_member(params, name) ? json_object_get_double_member(params, name) : -1;
+}
+
+GST_START_TEST(test_optional_fields_passed_through) {
+  auto emu = start_emulator();
+  GstElement *src = make_src(*emu);
+  g_object_set(src, "video-id", "demo-5s", "negative-prompt", "no text overlays", "cfg-scale", 0.7,
+               "external-task-id", "order-4711", nullptr);
+  gst_object_ref(src);
+  RunResult result;
+  run_to_file(src, result);
+  assert_error_free_eos(result);
+  std::string body = emu->last_create_body();
+  fail_unless(body.find("no text overlays") != std::string::npos, "%s", body.c_str());
+  fail_unless(create_param_double(body, "cfg_scale") == 0.7, "%s", body.c_str());
+  fail_unless(body.find("order-4711") != std::string::npos, "%s", body.c_str());
+  fail_unless(body.find("\"prompt\"") == std::string::npos, "unset prompt sent: %s", body.c_str());
+  // The user's own external ID is used as is, and reported with every message.
+  assert_same_text(get_string_property(src, "external-task-id"), "order-4711");
+  assert_same_text(string_field(result.last_task_message(), "external-task-id"), "order-4711");
   gst_object_unref(src);
 }
 GST_END_TEST;
@@ -320,6 +358,19 @@ GST_START_TEST(test_task_error_codes_reach_the_bus) {
 }
 GST_END_TEST;
 
+GST_START_TEST(test_task_error_as_plain_string) {
+  auto emu = start_emulator();
+  fail_unless(emu->push_fault(kirin_emu::Route::Task, "fail-text:the prompt was rejected"));
+  GstElement *src = make_src(*emu);
+  g_object_set(src, "video-id", "demo-5s", nullptr);
+  RunResult result;
+  run_expecting_error(*emu, src, result);
+  fail_unless(strstr(result.error->message, "the prompt was rejected") != nullptr, "%s",
+              result.error->message);
+  fail_if(result.detail("task-id").empty());
+}
+GST_END_TEST;
+
 GST_START_TEST(test_recovers_from_429_and_5xx) {
   auto emu = start_emulator();
   fail_unless(emu->push_fault(kirin_emu::Route::Create, "http429:1"));
@@ -418,14 +469,31 @@ GST_START_TEST(test_restart_does_not_pay_twice) {
     assert_error_free_eos(result);
   }
   gst_object_unref(pipeline);
-  g_unlink(path);
+  g_unlink(path.c_str());
   fail_unless_equals_int(emu->create_count(), 1);
 }
 GST_END_TEST;
 
-static void weak_notify_flag(gpointer data, GObject *) {
-  g_atomic_int_set(static_cast<gint *>(data), 1);
-}
+// Set from the element's weak-ref notify, on whichever thread drops the last reference.
+struct Finalized {
+  std::mutex lock;
+  std::condition_variable cond;
+  bool done = false;
+
+  static void notify(gpointer data, GObject *) {
+    auto *self = static_cast<Finalized *>(data);
+    std::lock_guard<std::mutex> guard(self->lock);
+    self->done = true;
+    self->cond.notify_all();
+  }
+
+  // A callback of the client thread or a call-async may hold the element for an instant
+  // after the pipeline is gone; it must let go promptly.
+  bool wait(std::chrono::milliseconds bound = std::chrono::milliseconds(1000)) {
+    std::unique_lock<std::mutex> guard(lock);
+    return cond.wait_for(guard, bound, [this] { return done; });
+  }
+};
 
 static bool wait_for_message(GstBus *bus, const char *status, double max_seconds) {
   gint64 deadline = g_get_monotonic_time() + (gint64)(max_seconds * G_USEC_PER_SEC);
@@ -451,8 +519,8 @@ GST_START_TEST(test_stop_while_polling_is_fast_and_clean) {
   for (int i = 0; i < 20; i++) {
     GstElement *src = make_src(*emu);
     g_object_set(src, "video-id", "demo-5s", nullptr);
-    gint finalized = 0;
-    g_object_weak_ref(G_OBJECT(src), weak_notify_flag, &finalized);
+    Finalized finalized;
+    g_object_weak_ref(G_OBJECT(src), Finalized::notify, &finalized);
     std::string path = temp_path("stop.mp4");
     GstElement *pipeline = make_file_pipeline(src, path);
     GstBus *bus = gst_element_get_bus(pipeline);
@@ -466,8 +534,8 @@ GST_START_TEST(test_stop_while_polling_is_fast_and_clean) {
     gst_object_unref(bus);
     gst_object_unref(pipeline);
     // The job holds no reference: the element is gone with the pipeline.
-    fail_unless(g_atomic_int_get(&finalized), "element leaked after stop");
-    g_unlink(path);
+    fail_unless(finalized.wait(), "element leaked after stop");
+    g_unlink(path.c_str());
   }
 }
 GST_END_TEST;
@@ -506,8 +574,8 @@ GST_START_TEST(test_stop_while_downloading_is_fast_and_clean) {
     GstElement *sink = gst_element_factory_make("fakesink", nullptr);
     gst_bin_add_many(GST_BIN(pipeline), src, slow, sink, nullptr);
     fail_unless(gst_element_link_many(src, slow, sink, nullptr));
-    gint finalized = 0;
-    g_object_weak_ref(G_OBJECT(src), weak_notify_flag, &finalized);
+    Finalized finalized;
+    g_object_weak_ref(G_OBJECT(src), Finalized::notify, &finalized);
     GAsyncQueue *first_buffer = g_async_queue_new();
     GstPad *srcpad = gst_element_get_static_pad(src, "src");
     gst_pad_add_probe(srcpad, GST_PAD_PROBE_TYPE_BUFFER, signal_first_buffer, first_buffer,
@@ -521,7 +589,7 @@ GST_START_TEST(test_stop_while_downloading_is_fast_and_clean) {
     gint64 took_us = g_get_monotonic_time() - start;
     fail_unless(took_us < 500 * 1000, "stopping a download took %" G_GINT64_FORMAT " us", took_us);
     gst_object_unref(pipeline);
-    fail_unless(g_atomic_int_get(&finalized), "element leaked after stop");
+    fail_unless(finalized.wait(), "element leaked after stop");
     g_async_queue_unref(first_buffer);
   }
 }
@@ -580,11 +648,13 @@ static Suite *kirinextendsrc_suite() {
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_properties_and_secret_key);
   tcase_add_test(tc, test_happy_path_byte_identical);
+  tcase_add_test(tc, test_optional_fields_passed_through);
   tcase_add_test(tc, test_moov_at_end_over_10mb_decodes);
   tcase_add_test(tc, test_validation_errors_name_the_property);
   tcase_add_test(tc, test_exactly_2500_characters_accepted);
   tcase_add_test(tc, test_unauthorized_and_no_balance);
   tcase_add_test(tc, test_task_error_codes_reach_the_bus);
+  tcase_add_test(tc, test_task_error_as_plain_string);
   tcase_add_test(tc, test_recovers_from_429_and_5xx);
   tcase_add_test(tc, test_create_5xx_is_not_resubmitted);
   tcase_add_test(tc, test_timeout_carries_task_id);

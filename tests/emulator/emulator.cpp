@@ -44,7 +44,19 @@ constexpr guint kTickMs = 50;
 constexpr GstClockTime kRenderPollInterval = 100 * GST_MSECOND;
 constexpr GstClockTime kRenderTimeout = 10 * 60 * GST_SECOND;
 
-enum class FaultKind { Http, TooMany, Malformed, Empty, Hang, Drop, NonJson, Fail, Stuck, Url };
+enum class FaultKind {
+  Http,
+  TooMany,
+  Malformed,
+  Empty,
+  Hang,
+  Drop,
+  NonJson,
+  Fail,
+  FailText,
+  Stuck,
+  Url
+};
 
 struct Fault {
   FaultKind kind = FaultKind::Http;
@@ -73,8 +85,8 @@ std::optional<Fault> parse_fault(const std::string &spec) {
   const bool has_arg = colon != std::string::npos;
   const std::string kind = spec.substr(0, colon), arg = has_arg ? spec.substr(colon + 1) : "";
   Fault fault;
-  if (kind == "url") {
-    fault.kind = FaultKind::Url;
+  if (kind == "url" || kind == "fail-text") {
+    fault.kind = kind == "url" ? FaultKind::Url : FaultKind::FailText;
     fault.text = arg;
     return arg.empty() ? std::nullopt : std::optional<Fault>(fault);
   }
@@ -99,8 +111,8 @@ std::optional<Fault> parse_fault(const std::string &spec) {
 }
 
 bool is_task_fault(const Fault &fault) {
-  return fault.kind == FaultKind::Fail || fault.kind == FaultKind::Stuck ||
-         fault.kind == FaultKind::Url;
+  return fault.kind == FaultKind::Fail || fault.kind == FaultKind::FailText ||
+         fault.kind == FaultKind::Stuck || fault.kind == FaultKind::Url;
 }
 
 bool fault_fits_route(const Fault &fault, Route route) {
@@ -160,7 +172,7 @@ TaskError task_error_for(const std::string &code) {
   if (code == "014002095")
     return {code, "Internal generation error", TaskError::Shape::CodeMessage};
   if (code == "014002096")
-    return {code, "Result parsing exception", TaskError::Shape::PlainString};
+    return {code, "Result parsing exception", TaskError::Shape::CodeMessage};
   if (code == "014002097")
     return {code, "HTTP error response", TaskError::Shape::CodeErrorMessage};
   if (code == "014002099")
@@ -456,6 +468,31 @@ struct Emulator::Impl {
                        gpointer self) {
     static_cast<Impl *>(self)->handle_files(msg, path);
   }
+  // Not the provider's: lets scripts and people see a video's length (GET /videos/<id>).
+  static void on_videos(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *,
+                        gpointer data) {
+    auto *self = static_cast<Impl *>(data);
+    const std::string id = g_str_has_prefix(path, "/videos/") ? path + strlen("/videos/") : "";
+    double seconds = -1;
+    {
+      std::lock_guard<std::mutex> lock(self->mutex);
+      auto video = self->videos.find(id);
+      if (video != self->videos.end())
+        seconds = video->second;
+    }
+    if (seconds < 0) {
+      respond_json(msg, SOUP_STATUS_NOT_FOUND, message_json("unknown video"));
+    } else {
+      g_autoptr(JsonBuilder) b = json_builder_new();
+      json_builder_begin_object(b);
+      set_string(b, "id", id);
+      json_builder_set_member_name(b, "duration");
+      json_builder_add_double_value(b, seconds);
+      json_builder_end_object(b);
+      respond_json(msg, SOUP_STATUS_OK, to_json(b));
+    }
+    self->log_request(msg, path, "");
+  }
   static void on_unknown(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *,
                          gpointer self) {
     respond_json(msg, SOUP_STATUS_NOT_FOUND, message_json("not found"));
@@ -614,6 +651,7 @@ bool Emulator::Impl::open_server(GError **error) {
   server = soup_server_new("server-header", "kirin-emulator ", nullptr);
   soup_server_add_handler(server, kApiPath, on_api, this, nullptr);
   soup_server_add_handler(server, kFilesPath, on_files, this, nullptr);
+  soup_server_add_handler(server, "/videos", on_videos, this, nullptr);
   soup_server_add_handler(server, nullptr, on_unknown, this, nullptr);
   g_autoptr(GInetAddress) address = g_inet_address_new_from_string(options.host.c_str());
   if (!address) {
@@ -718,6 +756,7 @@ std::string Emulator::Impl::apply_fault(SoupServerMessage *msg, const Fault &fau
     return "(injected hang)";
   case FaultKind::Drop:
   case FaultKind::Fail:
+  case FaultKind::FailText:
   case FaultKind::Stuck:
   case FaultKind::Url:
     break;
@@ -814,6 +853,8 @@ std::string Emulator::Impl::handle_create(SoupServerMessage *msg) {
   task.cover_name = task.id + ".jpg";
   if (fault && fault->kind == FaultKind::Fail)
     task.error = task_error_for(fault->text);
+  else if (fault && fault->kind == FaultKind::FailText)
+    task.error = TaskError{"", fault->text, TaskError::Shape::PlainString};
   else if (task.result_seconds > kMaxVideoSeconds)
     task.error = TaskError{"014002099", "the extended video would exceed the 3-minute limit",
                            TaskError::Shape::CodeMessage};
