@@ -191,6 +191,26 @@ GST_START_TEST(test_optional_fields_passed_through) {
 }
 GST_END_TEST;
 
+GST_START_TEST(test_callback_url_reaches_the_provider) {
+  auto emu = start_emulator();
+  GstElement *src = make_src(*emu);
+  gst_object_ref(src);
+  std::string callback = emu->base_url() + "/callbacks";
+  g_object_set(src, "video-id", "demo-5s", "callback-url", callback.c_str(), nullptr);
+  RunResult result;
+  run_to_file(src, result);
+  assert_error_free_eos(result);
+  // The provider notified the callback URL of the task's changes, ending with completion.
+  std::string task_id = get_string_property(src, "task-id");
+  // pending -> processing, processing -> completed; they may trail the download a little.
+  std::vector<std::string> bodies = emu->received_callbacks(2, 5000);
+  fail_unless(bodies.size() >= 2, "%zu callbacks", bodies.size());
+  fail_unless(bodies.back().find(task_id) != std::string::npos, "%s", bodies.back().c_str());
+  fail_unless(bodies.back().find("completed") != std::string::npos, "%s", bodies.back().c_str());
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
 // Walks the top-level MP4 boxes and returns their types in order.
 static std::vector<std::string> mp4_boxes(const std::string &data) {
   std::vector<std::string> boxes;
@@ -649,6 +669,7 @@ static Suite *kirinextendsrc_suite() {
   tcase_add_test(tc, test_properties_and_secret_key);
   tcase_add_test(tc, test_happy_path_byte_identical);
   tcase_add_test(tc, test_optional_fields_passed_through);
+  tcase_add_test(tc, test_callback_url_reaches_the_provider);
   tcase_add_test(tc, test_moov_at_end_over_10mb_decodes);
   tcase_add_test(tc, test_validation_errors_name_the_property);
   tcase_add_test(tc, test_exactly_2500_characters_accepted);

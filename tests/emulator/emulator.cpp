@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstdarg>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
@@ -493,6 +494,22 @@ struct Emulator::Impl {
     }
     self->log_request(msg, path, "");
   }
+  // Not the provider's: a callback receiver, so callback_url can point at the emulator.
+  static void on_callbacks(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *,
+                           gpointer data) {
+    auto *self = static_cast<Impl *>(data);
+    SoupMessageBody *body = soup_server_message_get_request_body(msg);
+    g_autoptr(GBytes) bytes = soup_message_body_flatten(body);
+    gsize size = 0;
+    const char *text = static_cast<const char *>(g_bytes_get_data(bytes, &size));
+    {
+      std::lock_guard<std::mutex> lock(self->mutex);
+      self->received_callbacks.emplace_back(text ? text : "", size);
+    }
+    self->state_changed.notify_all();
+    soup_server_message_set_status(msg, SOUP_STATUS_NO_CONTENT, nullptr);
+    self->log_request(msg, path, "");
+  }
   static void on_unknown(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *,
                          gpointer self) {
     respond_json(msg, SOUP_STATUS_NOT_FOUND, message_json("not found"));
@@ -536,6 +553,7 @@ struct Emulator::Impl {
   std::map<Route, std::deque<Fault>> faults;
   guint creates = 0, polls = 0, downloads = 0, download_auths = 0;
   std::string last_create_body;
+  std::vector<std::string> received_callbacks; // bodies POSTed to /callbacks
 };
 
 Emulator::Impl::~Impl() {
@@ -652,6 +670,7 @@ bool Emulator::Impl::open_server(GError **error) {
   soup_server_add_handler(server, kApiPath, on_api, this, nullptr);
   soup_server_add_handler(server, kFilesPath, on_files, this, nullptr);
   soup_server_add_handler(server, "/videos", on_videos, this, nullptr);
+  soup_server_add_handler(server, "/callbacks", on_callbacks, this, nullptr);
   soup_server_add_handler(server, nullptr, on_unknown, this, nullptr);
   g_autoptr(GInetAddress) address = g_inet_address_new_from_string(options.host.c_str());
   if (!address) {
@@ -1206,6 +1225,13 @@ guint Emulator::download_count() const {
 
 guint Emulator::download_auth_count() const {
   return impl_->locked([&] { return impl_->download_auths; });
+}
+
+std::vector<std::string> Emulator::received_callbacks(size_t at_least, guint wait_ms) const {
+  std::unique_lock<std::mutex> lock(impl_->mutex);
+  impl_->state_changed.wait_for(lock, std::chrono::milliseconds(wait_ms),
+                                [&] { return impl_->received_callbacks.size() >= at_least; });
+  return impl_->received_callbacks;
 }
 
 std::string Emulator::last_create_body() const {

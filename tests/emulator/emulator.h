@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace kirin_emu {
 
@@ -51,6 +52,9 @@ public:
   guint download_count() const;
   guint download_auth_count() const; // /files requests that carried Authorization
   std::string last_create_body() const;
+  // Bodies POSTed to <base_url>/callbacks, a receiver for callback_url, in arrival order;
+  // waits up to `wait_ms` for at least `at_least` of them.
+  std::vector<std::string> received_callbacks(size_t at_least = 0, guint wait_ms = 0) const;
   // Local path of the result MP4, "" until rendered.
   std::string task_result_path(const std::string &task_id) const;
   // "pending", "processing", "completed", "failed"; "" for an unknown task.
