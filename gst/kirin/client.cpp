@@ -17,8 +17,6 @@ namespace {
 // A task object is a few hundred bytes; anything past this is not one, and is refused
 // rather than buffered.
 constexpr gsize kMaxBodyBytes = 1024 * 1024;
-// A single API request that takes longer than this is treated as a network failure.
-constexpr guint kRequestTimeoutS = 30;
 // Attempts at a create request whose connection could not be established.
 constexpr guint kCreateConnectAttempts = 4;
 // libsoup 3.2 has no name for it.
@@ -50,9 +48,8 @@ private:
     g_main_context_push_thread_default(self->context_);
     // Polls are short and many elements may wait at once: allow more parallel connections
     // than libsoup's default of two per host, so one hung request cannot starve the rest.
-    SoupSession *session =
-        soup_session_new_with_options("timeout", kRequestTimeoutS, "idle-timeout", 60, "max-conns",
-                                      128, "max-conns-per-host", 64, nullptr);
+    SoupSession *session = soup_session_new_with_options("idle-timeout", 60, "max-conns", 128,
+                                                         "max-conns-per-host", 64, nullptr);
     GMainLoop *loop = g_main_loop_new(self->context_, FALSE);
     {
       std::lock_guard<std::mutex> lock(self->mutex_);
@@ -71,14 +68,14 @@ private:
 
 // What one HTTP exchange produced, whatever happened.
 struct Response {
-  guint status = 0;       // HTTP status, 0 when no response arrived
-  std::string reason;     // the reason phrase the server sent
-  std::string body;       // at most kMaxBodyBytes
-  bool failed = false;    // transport failure (no response, or body cut off)
-  bool connected = false; // a connection to the server was established
+  guint status = 0;    // HTTP status, 0 when no response arrived
+  std::string reason;  // the reason phrase the server sent
+  std::string body;    // at most kMaxBodyBytes
+  bool failed = false; // transport failure (no response, or body cut off)
+  bool sent = false;   // the request's headers were written: it may have been delivered
   bool too_large = false;
   bool cancelled = false;
-  bool never_connected_error = false; // the failure happened before any connection
+  bool retryable_unsent = false; // failed before sending, in a way worth another try
   guint retry_after_ms = 0;
   std::string error_text;
 };
@@ -169,8 +166,7 @@ guint poll_delay_ms(guint poll_interval_ms, guint attempt, guint retry_after_ms)
 class Job : public std::enable_shared_from_this<Job> {
 public:
   Job(JobConfig config, JobCallbacks callbacks)
-      : config_(std::move(config)), callbacks_(std::move(callbacks)),
-        cancellable_(g_cancellable_new()) {
+      : config_(std::move(config)), callbacks_(std::move(callbacks)) {
     if (!config_.ca_file.empty()) {
       GError *error = nullptr;
       ca_database_ = g_tls_file_database_new(config_.ca_file.c_str(), &error);
@@ -182,7 +178,6 @@ public:
   }
 
   ~Job() {
-    g_object_unref(cancellable_);
     g_clear_object(&ca_database_);
     // The key is a secret: do not leave it in freed memory.
     std::fill(config_.api_key.begin(), config_.api_key.end(), '\0');
@@ -254,11 +249,7 @@ private:
     }
   }
 
-  void stop_io() {
-    clear_source(&timer_);
-    clear_source(&deadline_);
-    g_cancellable_cancel(cancellable_);
-  }
+  void stop_io();
 
   void send(SoupMessage *msg, void (Job::*handler)(Response &));
   static gboolean accept_certificate(SoupMessage *msg, GTlsCertificate *certificate,
@@ -280,10 +271,10 @@ private:
   JobConfig config_;
   JobCallbacks callbacks_; // cleared on cancel, so late events reach no one
   std::atomic<bool> cancelled_{false};
-  GCancellable *cancellable_;
   GTlsDatabase *ca_database_ = nullptr; // the extra CAs of config_.ca_file
 
   // Client thread only.
+  struct Request *in_flight_ = nullptr; // at most one request at a time
   GSource *timer_ = nullptr;
   GSource *deadline_ = nullptr;
   bool finished_ = false;
@@ -302,23 +293,38 @@ struct Request {
   std::shared_ptr<Job> job;
   void (Job::*handler)(Response &);
   SoupMessage *msg;
+  GCancellable *cancellable = g_cancellable_new();
+  GSource *timeout = nullptr; // cancels a request that gets no complete answer in time
+  bool timed_out = false;
   GOutputStream *sink = nullptr;
   gulong network_handler = 0;
   Response response;
 
+  Request(std::shared_ptr<Job> owner, void (Job::*on_response)(Response &), SoupMessage *message)
+      : job(std::move(owner)), handler(on_response), msg(message) {}
+
   ~Request() {
+    if (timeout) {
+      g_source_destroy(timeout);
+      g_source_unref(timeout);
+    }
     g_signal_handler_disconnect(msg, network_handler);
     g_clear_object(&sink);
+    g_object_unref(cancellable);
     g_object_unref(msg);
   }
 
   void complete(GError *error) {
+    if (job->in_flight_ == this)
+      job->in_flight_ = nullptr;
     if (error) {
-      response.cancelled = g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+      response.cancelled = !timed_out && g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
       response.too_large = g_error_matches(error, G_IO_ERROR, G_IO_ERROR_NO_SPACE);
       response.failed = !response.too_large;
-      response.never_connected_error = !response.connected && is_connect_phase_error(error);
-      response.error_text = error->message;
+      response.retryable_unsent = !response.sent && (timed_out || is_connect_phase_error(error));
+      response.error_text = timed_out ? "no complete answer within " +
+                                            std::to_string(job->config_.request_timeout_s) + " s"
+                                      : error->message;
     }
     if (!response.cancelled && !job->cancelled_.load())
       ((*job).*handler)(response);
@@ -326,21 +332,38 @@ struct Request {
   }
 };
 
+void Job::stop_io() {
+  clear_source(&timer_);
+  clear_source(&deadline_);
+  if (in_flight_)
+    g_cancellable_cancel(in_flight_->cancellable);
+}
+
 void Job::send(SoupMessage *msg, void (Job::*handler)(Response &)) {
-  auto *request = new Request{shared_from_this(), handler, msg, nullptr, 0, {}};
-  // Tells a refused connection (safe to retry a create) from one that broke after the
-  // request may have been delivered (not safe: it could charge twice).
-  request->network_handler = g_signal_connect(
-      msg, "network-event",
-      G_CALLBACK(+[](SoupMessage *, GSocketClientEvent event, GIOStream *, gpointer data) {
-        if (event == G_SOCKET_CLIENT_COMPLETE)
-          static_cast<Request *>(data)->response.connected = true;
-      }),
-      request);
+  auto *request = new Request(shared_from_this(), handler, msg);
+  in_flight_ = request;
+  request->timeout = g_timeout_source_new_seconds(MAX(config_.request_timeout_s, 1u));
+  g_source_set_callback(
+      request->timeout,
+      [](gpointer data) -> gboolean {
+        auto *timed_out = static_cast<Request *>(data);
+        timed_out->timed_out = true;
+        g_cancellable_cancel(timed_out->cancellable);
+        return G_SOURCE_REMOVE;
+      },
+      request, nullptr);
+  g_source_attach(request->timeout, ClientThread::get().context());
+  // Tells a request that never left (safe to retry a create) from one that may have been
+  // delivered (not safe: it could charge twice). Also right for reused connections.
+  request->network_handler =
+      g_signal_connect(msg, "wrote-headers", G_CALLBACK(+[](SoupMessage *, gpointer data) {
+                         static_cast<Request *>(data)->response.sent = true;
+                       }),
+                       request);
   if (ca_database_)
     g_signal_connect(msg, "accept-certificate", G_CALLBACK(&Job::accept_certificate), ca_database_);
-  soup_session_send_async(ClientThread::get().session(), msg, G_PRIORITY_DEFAULT, cancellable_,
-                          &Job::on_sent, request);
+  soup_session_send_async(ClientThread::get().session(), msg, G_PRIORITY_DEFAULT,
+                          request->cancellable, &Job::on_sent, request);
 }
 
 // Called only when the system's CAs rejected the server: verify the chain against the
@@ -367,8 +390,7 @@ void Job::on_sent(GObject *source, GAsyncResult *result, gpointer data) {
     g_error_free(error);
     return;
   }
-  // A response arrived, so a connection existed (it may have been a reused one).
-  request->response.connected = true;
+  request->response.sent = true;
   request->response.status = soup_message_get_status(request->msg);
   const char *reason = soup_message_get_reason_phrase(request->msg);
   request->response.reason = reason ? reason : "";
@@ -386,8 +408,7 @@ void Job::on_sent(GObject *source, GAsyncResult *result, gpointer data) {
   g_output_stream_splice_async(request->sink, stream,
                                (GOutputStreamSpliceFlags)(G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE |
                                                           G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET),
-                               G_PRIORITY_DEFAULT, request->job->cancellable_, &Job::on_body,
-                               request);
+                               G_PRIORITY_DEFAULT, request->cancellable, &Job::on_body, request);
   g_object_unref(stream);
 }
 
@@ -461,16 +482,16 @@ void Job::send_create() {
 
 void Job::on_create_response(Response &response) {
   if (response.failed || response.too_large) {
-    if (response.never_connected_error && create_attempt_ < kCreateConnectAttempts) {
+    if (response.retryable_unsent && create_attempt_ < kCreateConnectAttempts) {
       guint delay = 1000u << (create_attempt_ - 1);
       GST_WARNING("could not connect to %s (%s); retrying in %u ms", config_.api_url.c_str(),
                   response.error_text.c_str(), delay);
       schedule(delay, [](Job &job) { job.send_create(); });
       return;
     }
-    if (response.never_connected_error) {
-      finish(JobError::Network, "Could not connect to " + config_.api_url + ": " +
-                                    response.error_text + ". No task was created.");
+    if (!response.sent) {
+      finish(JobError::Network, "Could not reach " + config_.api_url + ": " + response.error_text +
+                                    ". No task was created.");
       return;
     }
     std::string what = response.too_large ? "an oversized response" : response.error_text;

@@ -21,7 +21,8 @@ struct JobConfig {
   CreateRequest create;         // used when existing_task_id is empty
   std::string existing_task_id; // attach to this task instead of creating one
   guint poll_interval_ms = 5000;
-  guint timeout_s = 1200; // overall wait for the task; 0 = no limit
+  guint timeout_s = 1200;       // overall wait for the task; 0 = no limit
+  guint request_timeout_s = 30; // wait for one API answer before counting it as failed
   // PEM file of CAs to trust for api-url besides the system's (certificates are always
   // verified; this only adds trust anchors).
   std::string ca_file;

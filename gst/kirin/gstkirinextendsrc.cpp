@@ -25,6 +25,9 @@
 
 #include "client.h"
 
+#include <gio/gio.h>
+
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,6 +44,7 @@ constexpr guint kMaxPromptChars = 2500;
 constexpr double kDefaultCfgScale = 0.5;
 constexpr guint kDefaultPollIntervalMs = 5000;
 constexpr guint kDefaultTimeoutS = 1200;
+constexpr guint kDefaultRequestTimeoutS = 30;
 
 enum {
   PROP_0,
@@ -56,6 +60,9 @@ enum {
   PROP_TASK_ID,
   PROP_POLL_INTERVAL,
   PROP_TIMEOUT,
+  PROP_REQUEST_TIMEOUT,
+  PROP_CA_FILE,
+  PROP_ALLOW_HTTP_RESULT,
   PROP_RESULT_URL,
   PROP_RESULT_VIDEO_ID,
   PROP_RESULT_DURATION,
@@ -78,6 +85,9 @@ struct Settings {
   std::string task_id;          // as set by the user: attach instead of creating
   guint poll_interval_ms = kDefaultPollIntervalMs;
   guint timeout_s = kDefaultTimeoutS;
+  guint request_timeout_s = kDefaultRequestTimeoutS;
+  std::string ca_file;
+  bool allow_http_result = false;
 };
 
 bool same_request(const kirin::CreateRequest &a, const kirin::CreateRequest &b) {
@@ -109,6 +119,10 @@ struct GstKirinExtendSrcPrivate {
   guint generation = 0;
   bool flushing = true;
   GstElement *source = nullptr; // the HTTP source child, once exposed
+  // A result URL that expired (403/404 from the CDN before any data) is polled for once more.
+  bool url_refreshed = false;
+  GstElement *failed_source = nullptr; // the child being replaced: its messages are dropped
+  std::atomic<bool> data_flowed{false};
 };
 
 struct _GstKirinExtendSrc {
@@ -230,6 +244,22 @@ void on_task_update(const std::shared_ptr<ElementLink> &link, const kirin::Task 
 
 void expose_result(GstElement *element, gpointer user_data);
 
+// Which result URLs may be fetched: http(s) only, and no downgrade from an https API to a
+// plain-http download unless the user opted in. Returns the reason to refuse, or "".
+std::string result_url_problem(GstKirinExtendSrc *self, const std::string &url) {
+  const char *scheme = g_uri_peek_scheme(url.c_str());
+  if (!scheme || (g_strcmp0(scheme, "http") != 0 && g_strcmp0(scheme, "https") != 0))
+    return "its result URL '" + url + "' is not http or https, so it is refused.";
+  std::lock_guard<std::mutex> guard(self->priv->lock);
+  const Settings &s = self->priv->settings;
+  const char *api_scheme = g_uri_peek_scheme(s.api_url.c_str());
+  if (g_strcmp0(scheme, "http") == 0 && g_strcmp0(api_scheme, "https") == 0 && !s.allow_http_result)
+    return "its result URL '" + url +
+           "' is plain http while api-url is https, so it is refused (set "
+           "allow-http-result=true to accept it).";
+  return {};
+}
+
 void on_job_finished(const std::shared_ptr<ElementLink> &link, const kirin::JobOutcome &outcome) {
   GstKirinExtendSrc *self = link->lock_current();
   if (!self)
@@ -237,14 +267,12 @@ void on_job_finished(const std::shared_ptr<ElementLink> &link, const kirin::JobO
   std::string debug = std::string("error kind: ") + kirin::job_error_name(outcome.error);
   switch (outcome.error) {
   case kirin::JobError::None: {
-    const char *scheme = g_uri_peek_scheme(outcome.task.video_url.c_str());
-    if (!scheme || (g_strcmp0(scheme, "http") != 0 && g_strcmp0(scheme, "https") != 0)) {
-      post_error(
-          self, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED,
-          "Task " + outcome.task_id + " completed, but its result URL '" + outcome.task.video_url +
-              "' is not http or https, so it is refused. Resume with task-id=" + outcome.task_id +
-              " once the provider serves it over HTTP.",
-          debug, 0, {}, outcome.task_id);
+    std::string problem = result_url_problem(self, outcome.task.video_url);
+    if (!problem.empty()) {
+      post_error(self, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED,
+                 "Task " + outcome.task_id + " completed, but " + problem +
+                     " Resume with task-id=" + outcome.task_id + " once that is resolved.",
+                 debug, 0, {}, outcome.task_id);
       break;
     }
     g_object_notify(G_OBJECT(self), "result-url");
@@ -273,6 +301,41 @@ void on_job_finished(const std::shared_ptr<ElementLink> &link, const kirin::JobO
   gst_object_unref(self);
 }
 
+// Stops and drops the child source, if any. Its streaming thread is joined before the
+// ghost pad lets go of it, so nothing it still pushes can reach a pad without a target.
+void remove_source(GstKirinExtendSrc *self) {
+  GstElement *source;
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    source = self->priv->source;
+    self->priv->source = nullptr;
+  }
+  if (!source)
+    return;
+  gst_element_set_state(source, GST_STATE_NULL);
+  gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), nullptr);
+  gst_bin_remove(GST_BIN(self), source);
+  std::lock_guard<std::mutex> guard(self->priv->lock);
+  if (self->priv->failed_source == source)
+    self->priv->failed_source = nullptr;
+}
+
+// ca-file also applies to the download when the result is served by the API's own host.
+std::string same_host_ca_file(GstKirinExtendSrc *self, const std::string &url) {
+  std::lock_guard<std::mutex> guard(self->priv->lock);
+  const Settings &s = self->priv->settings;
+  if (s.ca_file.empty())
+    return {};
+  GUri *result = g_uri_parse(url.c_str(), G_URI_FLAGS_NONE, nullptr);
+  GUri *api = g_uri_parse(s.api_url.c_str(), G_URI_FLAGS_NONE, nullptr);
+  bool same = result && api && g_strcmp0(g_uri_get_host(result), g_uri_get_host(api)) == 0;
+  if (result)
+    g_uri_unref(result);
+  if (api)
+    g_uri_unref(api);
+  return same ? s.ca_file : std::string();
+}
+
 // Runs on a GStreamer thread (gst_element_call_async), never on the client thread: adding
 // children and changing states belongs here. The state lock orders it against state
 // changes, so a stop either happens entirely before (and the run is stale) or after.
@@ -285,7 +348,7 @@ void expose_result(GstElement *element, gpointer user_data) {
   std::string url, task_id;
   {
     std::lock_guard<std::mutex> guard(priv->lock);
-    if (priv->flushing || priv->generation != generation || priv->source) {
+    if (priv->flushing || priv->generation != generation) {
       GST_STATE_UNLOCK(element);
       return;
     }
@@ -306,10 +369,22 @@ void expose_result(GstElement *element, gpointer user_data) {
   // The API key is never handed to the result host: the child gets only the URL.
   if (g_object_class_find_property(G_OBJECT_GET_CLASS(source), "user-agent"))
     g_object_set(source, "user-agent", "gst-kirin/" VERSION, nullptr);
+  std::string ca_file = same_host_ca_file(self, url);
+  if (!ca_file.empty() && g_object_class_find_property(G_OBJECT_GET_CLASS(source), "ssl-ca-file"))
+    g_object_set(source, "ssl-ca-file", ca_file.c_str(), nullptr);
   g_signal_emit(self, signals[SIGNAL_SOURCE_SETUP], 0, source);
 
+  // A source whose URL had expired is replaced by one with the fresh URL.
+  remove_source(self);
   gst_bin_add(GST_BIN(self), source);
   GstPad *pad = gst_element_get_static_pad(source, "src");
+  gst_pad_add_probe(
+      pad, (GstPadProbeType)(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
+      [](GstPad *, GstPadProbeInfo *, gpointer data) {
+        static_cast<GstKirinExtendSrcPrivate *>(data)->data_flowed = true;
+        return GST_PAD_PROBE_REMOVE;
+      },
+      priv, nullptr);
   gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), pad);
   gst_object_unref(pad);
   {
@@ -360,12 +435,24 @@ std::string validate(const Settings &settings) {
   }
   if (!settings.callback_url.empty() && !is_http_url(settings.callback_url))
     return "Property 'callback-url' must be an http:// or https:// URL.";
+  if (!settings.ca_file.empty()) {
+    GError *error = nullptr;
+    GTlsDatabase *database = g_tls_file_database_new(settings.ca_file.c_str(), &error);
+    if (!database) {
+      std::string problem = "Property 'ca-file' (" + settings.ca_file +
+                            ") is not a readable PEM file of certificates: " + error->message;
+      g_error_free(error);
+      return problem;
+    }
+    g_object_unref(database);
+  }
   return {};
 }
 
 // Turns the settings into a job for a new run. Returns the problem when they are unusable.
-std::string prepare_run(GstKirinExtendSrc *self, kirin::JobConfig &config,
-                        std::shared_ptr<ElementLink> &link) {
+// With `refresh_task_id`, the run only polls that task again for a fresh result URL.
+std::string prepare_run(GstKirinExtendSrc *self, const std::string &refresh_task_id,
+                        kirin::JobConfig &config, std::shared_ptr<ElementLink> &link) {
   GstKirinExtendSrcPrivate *priv = self->priv;
   std::lock_guard<std::mutex> guard(priv->lock);
   const Settings &s = priv->settings;
@@ -378,6 +465,8 @@ std::string prepare_run(GstKirinExtendSrc *self, kirin::JobConfig &config,
                       std::to_string(GST_VERSION_MINOR);
   config.poll_interval_ms = MAX(s.poll_interval_ms, 1u);
   config.timeout_s = s.timeout_s;
+  config.request_timeout_s = s.request_timeout_s;
+  config.ca_file = s.ca_file;
   config.create.model = s.model;
   config.create.video_id = s.video_id;
   config.create.prompt = s.prompt;
@@ -386,7 +475,9 @@ std::string prepare_run(GstKirinExtendSrc *self, kirin::JobConfig &config,
     config.create.cfg_scale = s.cfg_scale;
   config.create.callback_url = s.callback_url;
 
-  if (!s.task_id.empty()) {
+  if (!refresh_task_id.empty()) {
+    config.existing_task_id = refresh_task_id;
+  } else if (!s.task_id.empty()) {
     config.existing_task_id = s.task_id;
   } else if (!priv->created_task_id.empty() && same_request(priv->created_request, config.create)) {
     // Started again with the same request: the paid task is still ours.
@@ -402,8 +493,12 @@ std::string prepare_run(GstKirinExtendSrc *self, kirin::JobConfig &config,
   }
   config.create.external_task_id = priv->external_task_id;
   priv->task_id = config.existing_task_id;
-  priv->last_status = kirin::TaskStatus::Unknown;
-  priv->last_progress = -1;
+  if (refresh_task_id.empty()) {
+    priv->last_status = kirin::TaskStatus::Unknown;
+    priv->last_progress = -1;
+    priv->url_refreshed = false;
+    priv->data_flowed = false;
+  }
   priv->result_url.clear();
   priv->result_video_id.clear();
   priv->result_duration = -1;
@@ -413,11 +508,11 @@ std::string prepare_run(GstKirinExtendSrc *self, kirin::JobConfig &config,
   return {};
 }
 
-bool start(GstKirinExtendSrc *self) {
+bool start(GstKirinExtendSrc *self, const std::string &refresh_task_id = {}) {
   GstKirinExtendSrcPrivate *priv = self->priv;
   kirin::JobConfig config;
   std::shared_ptr<ElementLink> link;
-  std::string problem = prepare_run(self, config, link);
+  std::string problem = prepare_run(self, refresh_task_id, config, link);
   if (!problem.empty()) {
     post_settings_error(self, problem);
     return false;
@@ -459,20 +554,6 @@ void stop(GstKirinExtendSrc *self) {
   kirin::job_cancel(job);
 }
 
-void remove_source(GstKirinExtendSrc *self) {
-  GstElement *source;
-  {
-    std::lock_guard<std::mutex> guard(self->priv->lock);
-    source = self->priv->source;
-    self->priv->source = nullptr;
-  }
-  if (!source)
-    return;
-  gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), nullptr);
-  gst_element_set_state(source, GST_STATE_NULL);
-  gst_bin_remove(GST_BIN(self), source);
-}
-
 } // namespace
 
 static GstStateChangeReturn gst_kirin_extend_src_change_state(GstElement *element,
@@ -508,34 +589,73 @@ static GstStateChangeReturn gst_kirin_extend_src_change_state(GstElement *elemen
   return ret;
 }
 
+static GstPadProbeReturn drop_eos(GstPad *, GstPadProbeInfo *info, gpointer) {
+  return GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_EOS ? GST_PAD_PROBE_DROP
+                                                                         : GST_PAD_PROBE_OK;
+}
+
+// Result URLs expire. When the CDN refuses one (403/404) before any byte came through,
+// poll the task once more for a fresh URL instead of failing; the failing child's own error
+// and the EOS it sends after it are dropped. Called from the child's streaming thread.
+static bool refresh_expired_url(GstKirinExtendSrc *self, GstMessage *message, const GError *error) {
+  GstKirinExtendSrcPrivate *priv = self->priv;
+  bool expired =
+      error->domain == GST_RESOURCE_ERROR && (error->code == GST_RESOURCE_ERROR_NOT_FOUND ||
+                                              error->code == GST_RESOURCE_ERROR_NOT_AUTHORIZED);
+  std::string task_id;
+  GstElement *failed;
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    if (!expired || priv->flushing || priv->url_refreshed || priv->data_flowed || !priv->source ||
+        GST_MESSAGE_SRC(message) != GST_OBJECT(priv->source) || priv->task_id.empty())
+      return false;
+    priv->url_refreshed = true;
+    priv->failed_source = failed = priv->source;
+    task_id = priv->task_id;
+  }
+  GST_WARNING_OBJECT(self, "the result URL of task %s was refused (%s); polling for a fresh one",
+                     task_id.c_str(), error->message);
+  GstPad *pad = gst_element_get_static_pad(failed, "src");
+  gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, drop_eos, nullptr, nullptr);
+  gst_object_unref(pad);
+  return start(self, task_id);
+}
+
 // Errors of the child source gain the task ID, so the paid result can be fetched again.
 static void gst_kirin_extend_src_handle_message(GstBin *bin, GstMessage *message) {
   auto *self = GST_KIRIN_EXTEND_SRC(bin);
-  if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR &&
-      GST_MESSAGE_SRC(message) != GST_OBJECT(bin)) {
-    GError *error = nullptr;
-    char *debug = nullptr;
-    gst_message_parse_error(message, &error, &debug);
+  if (GST_MESSAGE_TYPE(message) != GST_MESSAGE_ERROR ||
+      GST_MESSAGE_SRC(message) == GST_OBJECT(bin)) {
+    GST_BIN_CLASS(gst_kirin_extend_src_parent_class)->handle_message(bin, message);
+    return;
+  }
+  GError *error = nullptr;
+  char *debug = nullptr;
+  gst_message_parse_error(message, &error, &debug);
+  std::string task_id;
+  bool from_replaced_source, refreshed;
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    task_id = self->priv->task_id;
+    from_replaced_source = self->priv->failed_source &&
+                           GST_MESSAGE_SRC(message) == GST_OBJECT(self->priv->failed_source);
+    refreshed = self->priv->url_refreshed;
+  }
+  if (!from_replaced_source && !refresh_expired_url(self, message, error)) {
     const GstStructure *child_details = nullptr;
     gst_message_parse_error_details(message, &child_details);
     guint http_status = 0;
     if (child_details)
       gst_structure_get_uint(child_details, "http-status-code", &http_status);
-    std::string task_id;
-    {
-      std::lock_guard<std::mutex> guard(self->priv->lock);
-      task_id = self->priv->task_id;
-    }
     post_error(self, error->domain, error->code,
-               "Could not download the result of task " + task_id + ": " + error->message +
+               "Could not download the result of task " + task_id +
+                   (refreshed ? " (even from a freshly polled URL)" : "") + ": " + error->message +
                    " Resume with task-id=" + task_id + ".",
                debug ? debug : "", http_status, {}, task_id);
-    g_error_free(error);
-    g_free(debug);
-    gst_message_unref(message);
-    return;
   }
-  GST_BIN_CLASS(gst_kirin_extend_src_parent_class)->handle_message(bin, message);
+  g_error_free(error);
+  g_free(debug);
+  gst_message_unref(message);
 }
 
 // The ghost pad's own query function, which forwards to the target.
@@ -609,6 +729,15 @@ static void gst_kirin_extend_src_set_property(GObject *object, guint prop_id, co
   case PROP_TIMEOUT:
     s.timeout_s = g_value_get_uint(value);
     break;
+  case PROP_REQUEST_TIMEOUT:
+    s.request_timeout_s = g_value_get_uint(value);
+    break;
+  case PROP_CA_FILE:
+    set_string(s.ca_file, value);
+    break;
+  case PROP_ALLOW_HTTP_RESULT:
+    s.allow_http_result = g_value_get_boolean(value);
+    break;
   default:
     G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
     break;
@@ -663,6 +792,15 @@ static void gst_kirin_extend_src_get_property(GObject *object, guint prop_id, GV
     break;
   case PROP_TIMEOUT:
     g_value_set_uint(value, s.timeout_s);
+    break;
+  case PROP_REQUEST_TIMEOUT:
+    g_value_set_uint(value, s.request_timeout_s);
+    break;
+  case PROP_CA_FILE:
+    set_optional_string(value, s.ca_file);
+    break;
+  case PROP_ALLOW_HTTP_RESULT:
+    g_value_set_boolean(value, s.allow_http_result);
     break;
   case PROP_RESULT_URL:
     set_optional_string(value, priv->result_url);
@@ -786,6 +924,26 @@ static void gst_kirin_extend_src_class_init(GstKirinExtendSrcClass *klass) {
                         "Seconds to wait for the task to finish (0 = no limit). On timeout "
                         "the error names the task ID to resume with",
                         0, G_MAXUINT, kDefaultTimeoutS, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_REQUEST_TIMEOUT,
+      g_param_spec_uint("request-timeout", "Request timeout",
+                        "Seconds to wait for one API answer before treating it as a network "
+                        "failure (polls are then retried; a create is retried only if it was "
+                        "never sent)",
+                        1, 3600, kDefaultRequestTimeoutS, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_CA_FILE,
+      g_param_spec_string("ca-file", "CA file",
+                          "PEM file of certificate authorities to trust, besides the system's, "
+                          "for api-url and the result download. Certificates are always "
+                          "verified",
+                          nullptr, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_ALLOW_HTTP_RESULT,
+      g_param_spec_boolean("allow-http-result", "Allow plain-HTTP result",
+                           "Accept a plain http:// result URL although api-url is https. Off "
+                           "by default: the download could be read or altered on the way",
+                           FALSE, rw));
   g_object_class_install_property(
       gobject_class, PROP_RESULT_URL,
       g_param_spec_string("result-url", "Result URL",
