@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -44,6 +45,11 @@ constexpr glong kMaxPromptChars = 2500;
 constexpr guint kTickMs = 50;
 constexpr GstClockTime kRenderPollInterval = 100 * GST_MSECOND;
 constexpr GstClockTime kRenderTimeout = 10 * 60 * GST_SECOND;
+// The `big:<bytes>` body: head, padding, tail.
+constexpr char kBigHead[] = "{\"id\":\"task-big\",\"status\":\"pending\",\"pad\":\"";
+constexpr char kBigTail[] = "\"}";
+constexpr gint64 kBigMin = sizeof kBigHead - 1 + sizeof kBigTail - 1;
+constexpr gint64 kBigMax = gint64(1) << 30;
 
 enum class FaultKind {
   Http,
@@ -53,6 +59,10 @@ enum class FaultKind {
   Hang,
   Drop,
   NonJson,
+  Json,
+  Big,
+  Redirect,
+  NoRange,
   Fail,
   FailText,
   Stuck,
@@ -62,7 +72,7 @@ enum class FaultKind {
 struct Fault {
   FaultKind kind = FaultKind::Http;
   gint64 number = 0; // HTTP status, Retry-After seconds or byte count
-  std::string text;  // task error code (Fail) or result URL (Url)
+  std::string text;  // task error code (Fail), message, result URL (Url) or body (Json)
 };
 
 std::optional<Fault> parse_fault(const std::string &spec) {
@@ -77,17 +87,22 @@ std::optional<Fault> parse_fault(const std::string &spec) {
       {"non-json", FaultKind::NonJson, true, 100, 599},
       {"http429", FaultKind::TooMany, true, -1000000, 1000000}, // negative: no Retry-After
       {"drop", FaultKind::Drop, true, 0, G_MAXINT64},
+      {"big", FaultKind::Big, true, kBigMin, kBigMax},
       {"malformed", FaultKind::Malformed, false, 0, 0},
       {"empty", FaultKind::Empty, false, 0, 0},
       {"hang", FaultKind::Hang, false, 0, 0},
       {"stuck", FaultKind::Stuck, false, 0, 0},
+      {"redirect", FaultKind::Redirect, false, 0, 0},
+      {"no-range", FaultKind::NoRange, false, 0, 0},
   };
   const auto colon = spec.find(':');
   const bool has_arg = colon != std::string::npos;
   const std::string kind = spec.substr(0, colon), arg = has_arg ? spec.substr(colon + 1) : "";
   Fault fault;
-  if (kind == "url" || kind == "fail-text") {
-    fault.kind = kind == "url" ? FaultKind::Url : FaultKind::FailText;
+  if (kind == "url" || kind == "fail-text" || kind == "json") {
+    fault.kind = kind == "url"    ? FaultKind::Url
+                 : kind == "json" ? FaultKind::Json
+                                  : FaultKind::FailText;
     fault.text = arg;
     return arg.empty() ? std::nullopt : std::optional<Fault>(fault);
   }
@@ -119,7 +134,17 @@ bool is_task_fault(const Fault &fault) {
 bool fault_fits_route(const Fault &fault, Route route) {
   if (route == Route::Task || is_task_fault(fault))
     return route == Route::Task && is_task_fault(fault);
-  return fault.kind != FaultKind::Drop || route == Route::Download;
+  switch (fault.kind) {
+  case FaultKind::Drop:
+  case FaultKind::Redirect:
+  case FaultKind::NoRange:
+    return route == Route::Download;
+  case FaultKind::Json:
+  case FaultKind::Big:
+    return route != Route::Download;
+  default:
+    return true;
+  }
 }
 
 std::string random_id(const char *prefix) {
@@ -433,6 +458,7 @@ struct Emulator::Impl {
     context = g_main_context_new();
     loop = g_main_loop_new(context, FALSE);
     cancellable = g_cancellable_new();
+    drop_cancellable = g_cancellable_new();
     // Two renders at a time: enough for tests, and the CI machines have two cores.
     render_pool = g_thread_pool_new(on_render_job, this, 2, FALSE, nullptr);
     videos["demo-5s"] = 5.0;
@@ -442,7 +468,9 @@ struct Emulator::Impl {
   bool start(GError **error);
   void run_thread();
   bool open_server(GError **error);
+  bool listen(GError **error);
   void close_server();
+  void run_on_thread(std::function<void()> work); // from any thread; returns once it ran
 
   // Server thread.
   void handle_api(SoupServerMessage *msg, const char *path);
@@ -454,6 +482,7 @@ struct Emulator::Impl {
   std::string apply_fault(SoupServerMessage *msg, const Fault &fault);
   bool authorize(SoupServerMessage *msg);
   void start_drop(SoupServerMessage *msg, std::string head, GBytes *body);
+  void set_online(bool online);
   void post_callback(const std::string &url, const std::string &body);
   void tick();
   void log_request(SoupServerMessage *msg, const char *path, const std::string &note);
@@ -529,7 +558,9 @@ struct Emulator::Impl {
   bool media_dir_is_temporary = false;
   GMainContext *context = nullptr;
   GMainLoop *loop = nullptr;
-  GCancellable *cancellable = nullptr; // cancels callbacks and drops on shutdown
+  GCancellable *cancellable = nullptr; // cancels callbacks on shutdown
+  // Cancels drops in flight on shutdown and on going offline (then replaced).
+  GCancellable *drop_cancellable = nullptr;
   GThreadPool *render_pool = nullptr;
   std::thread thread;
   std::atomic<bool> stopping{false};
@@ -538,6 +569,8 @@ struct Emulator::Impl {
 
   // Owned by the server thread.
   SoupServer *server = nullptr;
+  GTlsCertificate *certificate = nullptr; // with TLS
+  bool online = true;
   SoupSession *session = nullptr;
   GSource *tick_source = nullptr;
   guint outstanding_io = 0; // callbacks and drops still in flight
@@ -546,6 +579,7 @@ struct Emulator::Impl {
   mutable std::mutex mutex;
   std::condition_variable state_changed; // start-up, render completions, shutdown
   bool thread_ready = false;
+  bool serving = false; // the server thread takes work (run_on_thread)
   GError *start_error = nullptr;
   std::map<std::string, double> videos; // video ID -> seconds
   std::map<std::string, Task> tasks;
@@ -573,6 +607,7 @@ Emulator::Impl::~Impl() {
     remove_dir(media_dir);
   g_clear_error(&start_error);
   g_object_unref(cancellable);
+  g_object_unref(drop_cancellable);
   g_main_loop_unref(loop);
   g_main_context_unref(context);
 }
@@ -644,7 +679,7 @@ void Emulator::Impl::run_thread() {
           auto *impl = static_cast<Impl *>(self);
           {
             std::lock_guard<std::mutex> lock(impl->mutex);
-            impl->thread_ready = true;
+            impl->thread_ready = impl->serving = true;
           }
           impl->state_changed.notify_all();
           return G_SOURCE_REMOVE;
@@ -666,21 +701,43 @@ void Emulator::Impl::run_thread() {
 }
 
 bool Emulator::Impl::open_server(GError **error) {
-  server = soup_server_new("server-header", "kirin-emulator ", nullptr);
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                "TLS needs both a certificate and a key file");
+    return false;
+  }
+  if (!options.tls_cert_file.empty()) {
+    certificate = g_tls_certificate_new_from_files(options.tls_cert_file.c_str(),
+                                                   options.tls_key_file.c_str(), error);
+    if (!certificate)
+      return false;
+  }
+  server =
+      soup_server_new("server-header", "kirin-emulator ", "tls-certificate", certificate, nullptr);
   soup_server_add_handler(server, kApiPath, on_api, this, nullptr);
   soup_server_add_handler(server, kFilesPath, on_files, this, nullptr);
   soup_server_add_handler(server, "/videos", on_videos, this, nullptr);
   soup_server_add_handler(server, "/callbacks", on_callbacks, this, nullptr);
   soup_server_add_handler(server, nullptr, on_unknown, this, nullptr);
+  return listen(error);
+}
+
+// On start, and again on the same port when going back online.
+bool Emulator::Impl::listen(GError **error) {
   g_autoptr(GInetAddress) address = g_inet_address_new_from_string(options.host.c_str());
   if (!address) {
     g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "not an IP address: %s",
                 options.host.c_str());
     return false;
   }
-  g_autoptr(GSocketAddress) socket_address = g_inet_socket_address_new(address, options.port);
-  if (!soup_server_listen(server, socket_address, SoupServerListenOptions(0), error))
+  g_autoptr(GSocketAddress) socket_address =
+      g_inet_socket_address_new(address, bound_port ? bound_port : options.port);
+  if (!soup_server_listen(server, socket_address,
+                          certificate ? SOUP_SERVER_LISTEN_HTTPS : SoupServerListenOptions(0),
+                          error))
     return false;
+  if (bound_port)
+    return true;
   // From the listening socket: soup_server_get_uris() leaks an address in libsoup 3.2.
   GSList *listeners = soup_server_get_listeners(server);
   g_autoptr(GSocketAddress) local =
@@ -690,14 +747,19 @@ bool Emulator::Impl::open_server(GError **error) {
                    ? g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(local))
                    : options.port;
   const bool ipv6 = options.host.find(':') != std::string::npos;
-  base_url = "http://" + (ipv6 ? "[" + options.host + "]" : options.host) + ":" +
-             std::to_string(bound_port);
+  base_url = (certificate ? "https://" : "http://") +
+             (ipv6 ? "[" + options.host + "]" : options.host) + ":" + std::to_string(bound_port);
   return true;
 }
 
 void Emulator::Impl::close_server() {
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    serving = false;
+  }
   shutting_down = true;
   g_cancellable_cancel(cancellable);
+  g_cancellable_cancel(drop_cancellable);
   if (tick_source) {
     g_source_destroy(tick_source);
     g_clear_pointer(&tick_source, g_source_unref);
@@ -711,6 +773,7 @@ void Emulator::Impl::close_server() {
     g_main_context_iteration(context, TRUE);
   g_clear_object(&session);
   g_clear_object(&server);
+  g_clear_object(&certificate);
   while (g_main_context_iteration(context, FALSE)) {
   }
 }
@@ -769,11 +832,35 @@ std::string Emulator::Impl::apply_fault(SoupServerMessage *msg, const Fault &fau
             "<html><body><h1>" + std::to_string(fault.number) +
                 "</h1>upstream trouble</body></html>");
     return "(injected non-JSON)";
+  case FaultKind::Json:
+    respond_json(msg, SOUP_STATUS_OK, fault.text);
+    return "(injected JSON body)";
+  case FaultKind::Big: {
+    // Built in place and handed over as it is: the only copy of a body that may be huge.
+    const gsize size = gsize(fault.number), pad = size - kBigMin;
+    char *data = static_cast<char *>(g_malloc(size));
+    memcpy(data, kBigHead, sizeof kBigHead - 1);
+    memset(data + sizeof kBigHead - 1, 'x', pad);
+    memcpy(data + sizeof kBigHead - 1 + pad, kBigTail, sizeof kBigTail - 1);
+    g_autoptr(GBytes) body = g_bytes_new_take(data, size);
+    soup_server_message_set_status(msg, SOUP_STATUS_OK, nullptr);
+    soup_message_headers_set_content_type(soup_server_message_get_response_headers(msg),
+                                          "application/json", nullptr);
+    soup_message_body_append_bytes(soup_server_message_get_response_body(msg), body);
+    return "(injected " + std::to_string(size) + "-byte body)";
+  }
+  case FaultKind::Redirect: {
+    // To the very URL requested, so that N of these make N hops before the file.
+    g_autofree char *url = g_uri_to_string(soup_server_message_get_uri(msg));
+    soup_server_message_set_redirect(msg, SOUP_STATUS_FOUND, url);
+    return "(injected redirect)";
+  }
   case FaultKind::Hang:
     // Never unpaused: soup_server_disconnect() closes the connection on shutdown.
     soup_server_message_pause(msg);
     return "(injected hang)";
   case FaultKind::Drop:
+  case FaultKind::NoRange:
   case FaultKind::Fail:
   case FaultKind::FailText:
   case FaultKind::Stuck:
@@ -940,7 +1027,9 @@ std::string Emulator::Impl::serve_file(SoupServerMessage *msg, const char *path)
   std::optional<Fault> fault;
   if (!take_fault(msg, Route::Download, fault))
     return "";
-  if (fault && fault->kind != FaultKind::Drop)
+  const bool drop = fault && fault->kind == FaultKind::Drop;
+  const bool no_range = fault && fault->kind == FaultKind::NoRange;
+  if (fault && !drop && !no_range)
     return apply_fault(msg, *fault);
   std::string local_path;
   {
@@ -965,6 +1054,10 @@ std::string Emulator::Impl::serve_file(SoupServerMessage *msg, const char *path)
   const goffset total = goffset(g_bytes_get_size(file_bytes));
   SoupMessageHeaders *request_headers = soup_server_message_get_request_headers(msg);
   SoupMessageHeaders *headers = soup_server_message_get_response_headers(msg);
+  // `no-range`: as a server without range support. Removed, not just skipped, since
+  // SoupServer would otherwise answer the range of a 200 itself.
+  if (no_range)
+    soup_message_headers_remove(request_headers, "Range");
 
   // A single range is answered here, without copying: SoupServer's own Range support
   // flattens (copies) the body and does not clamp an end beyond the file.
@@ -995,7 +1088,7 @@ std::string Emulator::Impl::serve_file(SoupServerMessage *msg, const char *path)
   const std::string content_range =
       "bytes " + std::to_string(start) + "-" + std::to_string(end) + "/" + std::to_string(total);
 
-  if (fault) { // drop:<bytes>
+  if (drop) {
     std::string head = "HTTP/1.1 " + std::to_string(status) + " " + soup_status_get_phrase(status) +
                        "\r\nContent-Type: " + content_type +
                        "\r\nContent-Length: " + std::to_string(g_bytes_get_size(slice)) +
@@ -1007,14 +1100,15 @@ std::string Emulator::Impl::serve_file(SoupServerMessage *msg, const char *path)
     start_drop(msg, std::move(head), g_bytes_new_from_bytes(slice, 0, sent));
     return "(injected drop after " + std::to_string(sent) + " bytes)";
   }
-  soup_message_headers_replace(headers, "Accept-Ranges", "bytes");
+  if (!no_range)
+    soup_message_headers_replace(headers, "Accept-Ranges", "bytes");
   if (status == SOUP_STATUS_PARTIAL_CONTENT)
     soup_message_headers_replace(headers, "Content-Range", content_range.c_str());
   soup_message_headers_set_content_type(headers, content_type, nullptr);
   soup_message_headers_set_content_length(headers, goffset(g_bytes_get_size(slice)));
   soup_message_body_append_bytes(soup_server_message_get_response_body(msg), slice);
   soup_server_message_set_status(msg, status, nullptr);
-  return "";
+  return no_range ? "(injected no-range)" : "";
 }
 
 // The `drop` fault: a response that promises the whole body, then closes the connection
@@ -1024,13 +1118,15 @@ struct DropJob {
   Emulator::Impl *impl;
   SoupServerMessage *msg; // a reference
   std::string head;
-  GBytes *body; // owned
+  GBytes *body;              // owned
+  GCancellable *cancellable; // a reference
   GIOStream *stream = nullptr;
   GOutputVector vectors[2] = {};
 
   ~DropJob() {
     g_object_unref(msg);
     g_bytes_unref(body);
+    g_object_unref(cancellable);
     if (stream)
       g_object_unref(stream);
   }
@@ -1044,7 +1140,7 @@ struct DropJob {
 
 gboolean DropJob::steal_and_write(gpointer data) {
   auto *job = static_cast<DropJob *>(data);
-  if (!job->impl->shutting_down)
+  if (!g_cancellable_is_cancelled(job->cancellable))
     job->stream = soup_server_message_steal_connection(job->msg);
   if (!job->stream) {
     job->finish();
@@ -1053,7 +1149,7 @@ gboolean DropJob::steal_and_write(gpointer data) {
   job->vectors[0] = {job->head.data(), job->head.size()};
   job->vectors[1] = {g_bytes_get_data(job->body, nullptr), g_bytes_get_size(job->body)};
   g_output_stream_writev_all_async(g_io_stream_get_output_stream(job->stream), job->vectors, 2,
-                                   G_PRIORITY_DEFAULT, job->impl->cancellable, written, job);
+                                   G_PRIORITY_DEFAULT, job->cancellable, written, job);
   return G_SOURCE_REMOVE;
 }
 
@@ -1068,7 +1164,8 @@ void DropJob::written(GObject *source, GAsyncResult *result, gpointer data) {
 
 void Emulator::Impl::start_drop(SoupServerMessage *msg, std::string head, GBytes *body) {
   soup_server_message_pause(msg);
-  auto *job = new DropJob{this, SOUP_SERVER_MESSAGE(g_object_ref(msg)), std::move(head), body};
+  auto *job = new DropJob{this, SOUP_SERVER_MESSAGE(g_object_ref(msg)), std::move(head), body,
+                          G_CANCELLABLE(g_object_ref(drop_cancellable))};
   ++outstanding_io;
   GSource *idle = g_idle_source_new();
   g_source_set_callback(idle, DropJob::steal_and_write, job, nullptr);
@@ -1084,6 +1181,14 @@ void Emulator::Impl::post_callback(const std::string &url, const std::string &bo
   }
   g_autoptr(GBytes) bytes = g_bytes_new(body.data(), body.size());
   soup_message_set_request_body_from_bytes(message, "application/json", bytes);
+  if (certificate) // so that callback_url may be the emulator's own /callbacks over HTTPS
+    g_signal_connect(message, "accept-certificate",
+                     G_CALLBACK(+[](SoupMessage *, GTlsCertificate *peer, GTlsCertificateFlags,
+                                    gpointer self) -> gboolean {
+                       return g_tls_certificate_is_same(peer,
+                                                        static_cast<Impl *>(self)->certificate);
+                     }),
+                     this);
   ++outstanding_io;
   soup_session_send_and_read_async(
       session, message, G_PRIORITY_DEFAULT, cancellable,
@@ -1181,6 +1286,56 @@ void Emulator::Impl::render(const std::string &task_id) {
   state_changed.notify_all();
 }
 
+void Emulator::Impl::set_online(bool want_online) {
+  if (!server || shutting_down || want_online == online)
+    return;
+  if (!want_online) {
+    // Listeners and client connections alike, hung ones included; drops are cut short.
+    soup_server_disconnect(server);
+    g_cancellable_cancel(drop_cancellable);
+    g_object_unref(drop_cancellable);
+    drop_cancellable = g_cancellable_new();
+    online = false;
+    log("offline");
+    return;
+  }
+  g_autoptr(GError) error = nullptr;
+  online = listen(&error);
+  if (online)
+    log("online again");
+  else // not quiet: the test will see refused connections and wonder why
+    g_printerr("kirin-emulator: cannot listen again on port %u: %s\n", bound_port, error->message);
+}
+
+void Emulator::Impl::run_on_thread(std::function<void()> work) {
+  struct Call {
+    Impl *impl;
+    std::function<void()> work;
+    bool done = false;
+  } call{this, std::move(work)};
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!serving)
+      return;
+  }
+  g_main_context_invoke(
+      context,
+      [](gpointer data) -> gboolean {
+        auto *call = static_cast<Call *>(data);
+        Impl *impl = call->impl; // `call` may be gone once `done` is set
+        call->work();
+        {
+          std::lock_guard<std::mutex> lock(impl->mutex);
+          call->done = true;
+        }
+        impl->state_changed.notify_all();
+        return G_SOURCE_REMOVE;
+      },
+      &call);
+  std::unique_lock<std::mutex> lock(mutex);
+  state_changed.wait(lock, [&] { return call.done; });
+}
+
 // Public interface.
 
 Emulator::Emulator(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -1270,6 +1425,45 @@ void Emulator::complete_now(const std::string &task_id) {
   }
   impl_->state_changed.wait(lock,
                             [&] { return impl_->stopping || task.render != Render::Running; });
+}
+
+void Emulator::set_offline(bool offline) {
+  impl_->run_on_thread([this, offline] { impl_->set_online(!offline); });
+}
+
+bool Emulator::make_self_signed(const std::string &dir, std::string &cert_path,
+                                std::string &key_path, GError **error) {
+  if (g_mkdir_with_parents(dir.c_str(), 0700) != 0) {
+    g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno), "cannot create %s: %s",
+                dir.c_str(), g_strerror(errno));
+    return false;
+  }
+  g_autofree char *cert = g_build_filename(dir.c_str(), "cert.pem", nullptr);
+  g_autofree char *key = g_build_filename(dir.c_str(), "key.pem", nullptr);
+  // CA:TRUE lets clients take the certificate itself as their CA file.
+  const char *argv[] = {"openssl",  "req",
+                        "-x509",    "-newkey",
+                        "rsa:2048", "-nodes",
+                        "-days",    "2",
+                        "-subj",    "/CN=127.0.0.1",
+                        "-addext",  "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                        "-addext",  "basicConstraints=critical,CA:TRUE",
+                        "-keyout",  key,
+                        "-out",     cert,
+                        nullptr};
+  g_autofree char *errors = nullptr;
+  gint status = 0;
+  if (!g_spawn_sync(nullptr, const_cast<char **>(argv), nullptr,
+                    GSpawnFlags(G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL), nullptr, nullptr,
+                    nullptr, &errors, &status, error))
+    return false;
+  if (!g_spawn_check_wait_status(status, error)) {
+    g_prefix_error(error, "openssl req: %s: ", errors ? g_strstrip(errors) : "");
+    return false;
+  }
+  cert_path = cert;
+  key_path = key;
+  return true;
 }
 
 } // namespace kirin_emu

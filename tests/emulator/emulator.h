@@ -23,6 +23,8 @@ struct Options {
   guint width = 320, height = 240, jpeg_quality = 85; // of rendered results
   std::string media_dir; // empty = a temporary dir, removed on destruction
   bool quiet = true;     // false = one line per request on stderr
+  // PEM files; both set = HTTPS (and https:// URLs), both empty = plain HTTP.
+  std::string tls_cert_file, tls_key_file;
 };
 
 // Where a one-shot fault applies. Create/Poll/Download: the next request on that route.
@@ -38,7 +40,7 @@ public:
 
   bool start(GError **error); // starts the thread + server; returns when listening
   guint port() const;
-  std::string base_url() const; // "http://127.0.0.1:PORT"
+  std::string base_url() const; // "http://127.0.0.1:PORT" ("https://" with TLS)
   std::string api_url() const;  // base_url() + "/model/v1/generation"
 
   // Registers a video that tasks may extend. "demo-5s" (5 s) exists from the start.
@@ -65,6 +67,16 @@ public:
   // Skips the waiting: renders the result (blocking until done), then the task reports its
   // final status. Also releases a task held by the `stuck` fault.
   void complete_now(const std::string &task_id);
+  // Offline: stops listening and closes every open connection, so clients get "connection
+  // refused". Online again: listens on the same port; tasks, files and faults are kept.
+  // Returns once done. Only between start() and destruction.
+  void set_offline(bool offline);
+
+  // Writes cert.pem and key.pem into `dir` (created if needed): a self-signed certificate
+  // for IP 127.0.0.1 and DNS localhost that is its own CA, for Options::tls_*_file and as
+  // the client's CA file. Runs the `openssl` command.
+  static bool make_self_signed(const std::string &dir, std::string &cert_path,
+                               std::string &key_path, GError **error);
 
   struct Impl;
 

@@ -62,6 +62,7 @@ int main(int argc, char **argv) {
   gint jpeg_quality = gint(options.jpeg_quality);
   g_autofree char *host = nullptr, *api_key = nullptr, *no_balance_key = nullptr;
   g_autofree char *media_dir = nullptr, *video_size = nullptr;
+  g_autofree char *tls_cert = nullptr, *tls_key = nullptr;
   g_auto(GStrv) faults = nullptr;
   gboolean quiet = FALSE;
   const GOptionEntry entries[] = {
@@ -83,6 +84,10 @@ int main(int argc, char **argv) {
       {"fault", 0, 0, G_OPTION_ARG_STRING_ARRAY, &faults,
        "Queue a one-shot fault, e.g. poll=http429:1 or task=fail:014002095 (repeatable)",
        "ROUTE=SPEC"},
+      {"tls-cert", 0, 0, G_OPTION_ARG_FILENAME, &tls_cert,
+       "Serve HTTPS with this PEM certificate (needs --tls-key)", "FILE"},
+      {"tls-key", 0, 0, G_OPTION_ARG_FILENAME, &tls_key, "The PEM private key of --tls-cert",
+       "FILE"},
       {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "Do not log requests to stderr", nullptr},
       {nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr}};
   g_autoptr(GOptionContext) context = g_option_context_new("- the Kirin API on loopback");
@@ -101,6 +106,8 @@ int main(int argc, char **argv) {
     return usage_error("%s", "--pending-ms and --processing-ms cannot be negative");
   if (jpeg_quality < 1 || jpeg_quality > 100)
     return usage_error("--jpeg-quality out of range: %s", std::to_string(jpeg_quality).c_str());
+  if (!tls_cert != !tls_key)
+    return usage_error("%s", "--tls-cert and --tls-key go together");
   if (video_size && !parse_size(video_size, options.width, options.height))
     return usage_error("--video-size must look like 640x480, not %s", video_size);
   options.port = guint(port);
@@ -118,6 +125,10 @@ int main(int argc, char **argv) {
     options.no_balance_key = no_balance_key;
   if (media_dir)
     options.media_dir = media_dir;
+  if (tls_cert) {
+    options.tls_cert_file = tls_cert;
+    options.tls_key_file = tls_key;
+  }
 
   kirin_emu::Emulator emulator(options);
   for (char **fault = faults; fault && *fault; ++fault) {
