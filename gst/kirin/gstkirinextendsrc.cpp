@@ -370,8 +370,15 @@ void expose_result(GstElement *element, gpointer user_data) {
   if (g_object_class_find_property(G_OBJECT_GET_CLASS(source), "user-agent"))
     g_object_set(source, "user-agent", "gst-kirin/" VERSION, nullptr);
   std::string ca_file = same_host_ca_file(self, url);
-  if (!ca_file.empty() && g_object_class_find_property(G_OBJECT_GET_CLASS(source), "ssl-ca-file"))
-    g_object_set(source, "ssl-ca-file", ca_file.c_str(), nullptr);
+  // souphttpsrc's ssl-ca-file is not applied with libsoup 3; a TLS database is.
+  if (!ca_file.empty() &&
+      g_object_class_find_property(G_OBJECT_GET_CLASS(source), "tls-database")) {
+    GTlsDatabase *database = g_tls_file_database_new(ca_file.c_str(), nullptr);
+    if (database) {
+      g_object_set(source, "tls-database", database, nullptr);
+      g_object_unref(database);
+    }
+  }
   g_signal_emit(self, signals[SIGNAL_SOURCE_SETUP], 0, source);
 
   // A source whose URL had expired is replaced by one with the fresh URL.

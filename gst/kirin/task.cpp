@@ -21,21 +21,78 @@ struct ObjectUnref {
 };
 using ParserPtr = std::unique_ptr<JsonParser, ObjectUnref>;
 
+// Reads the four hex digits of a \u escape that start at data[at].
+bool read_hex4(const char *data, size_t length, size_t at, unsigned &unit) {
+  if (length < 4 || at > length - 4)
+    return false;
+  unit = 0;
+  for (size_t i = at; i < at + 4; i++) {
+    const int digit = g_ascii_xdigit_value(data[i]);
+    if (digit < 0)
+      return false;
+    unit = unit * 16 + (unsigned)digit;
+  }
+  return true;
+}
+
+bool is_high_surrogate(unsigned unit) {
+  return unit >= 0xD800 && unit <= 0xDBFF;
+}
+bool is_low_surrogate(unsigned unit) {
+  return unit >= 0xDC00 && unit <= 0xDFFF;
+}
+
+// Checks the escape whose letter is data[i] (the byte after a backslash) and moves `i` to
+// its last byte. Only strict JSON's escapes pass, and a UTF-16 surrogate only as a whole
+// pair: json-glib turns a lone low surrogate into invalid UTF-8, and leaks memory when a
+// high surrogate is not followed by a low one.
+bool check_escape(const char *data, size_t length, size_t &i) {
+  if (i >= length)
+    return false;
+  if (data[i] != '\0' && strchr("\"\\/bfnrt", data[i]))
+    return true;
+  unsigned unit = 0;
+  if (data[i] != 'u' || !read_hex4(data, length, i + 1, unit) || is_low_surrogate(unit))
+    return false;
+  i += 4;
+  if (!is_high_surrogate(unit))
+    return true;
+  if (i + 2 >= length || data[i + 1] != '\\' || data[i + 2] != 'u' ||
+      !read_hex4(data, length, i + 3, unit) || !is_low_surrogate(unit))
+    return false;
+  i += 6;
+  return true;
+}
+
 // json-glib's parser recurses once per nesting level and accepts more than JSON (comments,
 // single-quoted strings) that could hide brackets from a simple scan. So before parsing,
 // walk the bytes once: outside strings allow only what strict JSON may contain there, and
-// count the nesting depth.
+// count the nesting depth. json-glib also reads several values in a row ("{…} {…}",
+// "\"x\" {…}"), keeps the first as the root and leaks the others, so allow one top-level
+// value only.
 bool check_structure(const char *data, size_t length, std::string &error) {
   int depth = 0;
   bool in_string = false;
+  bool value_closed = false; // a top-level object or array has ended
+  bool scalar_seen = false;  // a top-level number, string or literal has begun
   for (size_t i = 0; i < length; i++) {
     const char c = data[i];
     if (in_string) {
-      if (c == '\\')
-        i++; // the escaped byte cannot end the string
-      else if (c == '"')
+      if (c == '\\' && !check_escape(data, length, ++i)) {
+        error = "not valid JSON: bad escape in a string";
+        return false;
+      }
+      if (c == '"')
         in_string = false;
       continue;
+    }
+    if (depth == 0 && !g_ascii_isspace(c)) {
+      const bool opens = c == '[' || c == '{';
+      if (value_closed || (scalar_seen && opens)) {
+        error = "not valid JSON: more than one value";
+        return false;
+      }
+      scalar_seen = scalar_seen || !opens;
     }
     if (c == '"') {
       in_string = true;
@@ -50,6 +107,7 @@ bool check_structure(const char *data, size_t length, std::string &error) {
         error = "not valid JSON";
         return false;
       }
+      value_closed = depth == 0;
     } else if (c == '\0' || (!g_ascii_isalnum(c) && !strchr(" \t\r\n:,.+-", c))) {
       error = "not valid JSON";
       return false;

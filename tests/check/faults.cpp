@@ -1,0 +1,384 @@
+// The fault matrix: every fault the network and the provider can produce, each with the
+// outcome it must have. A case either recovers to byte-identical output or ends in a clear
+// error within its bound, carrying the task ID whenever a task exists. Each case runs in its
+// own process, so a crash or a hang is counted instead of ending the run.
+#include "common.h"
+
+#include "emulator.h"
+
+#include <gio/gio.h>
+#include <sys/wait.h>
+
+#include <functional>
+#include <memory>
+#include <thread>
+
+namespace {
+
+constexpr const char *kKey = "fault-matrix-key-do-not-print";
+
+enum class Outcome { Recovers, CleanError };
+
+// What one case may look at and change before the run.
+struct Fixture {
+  kirin_emu::Emulator &emu;
+  GstElement *src;
+  // A result rendered before the case started, for bodies that point at a real file.
+  const std::string &known_url;
+  const std::string &known_path;
+  std::string expected_path;         // the file the output must equal ("" = the task's own result)
+  std::unique_ptr<std::thread> side; // something the case does while the run goes on
+};
+
+struct Case {
+  const char *name;
+  std::function<void(Fixture &)> setup;
+  Outcome outcome;
+  const char *error_text = nullptr; // a part of the error message, when it must say something
+  double bound_s = 30;              // the run must be over within this
+  bool task_exists = true;          // then the error must carry its ID
+};
+
+void fault(Fixture &f, kirin_emu::Route route, const std::string &spec) {
+  fail_unless(f.emu.push_fault(route, spec), "emulator refused fault %s", spec.c_str());
+}
+
+std::function<void(Fixture &)> on(kirin_emu::Route route, std::string spec) {
+  return [route, spec](Fixture &f) { fault(f, route, spec); };
+}
+
+std::function<void(Fixture &)> on_poll_body(std::string body) {
+  return on(kirin_emu::Route::Poll, "json:" + body);
+}
+
+// A completed task object pointing at the pre-rendered result, with `duration` verbatim.
+std::function<void(Fixture &)> completed_with_duration(std::string duration) {
+  return [duration](Fixture &f) {
+    fault(f, kirin_emu::Route::Poll,
+          "json:{\"id\":\"t\",\"status\":\"completed\",\"output\":[{\"content\":[{\"type\":"
+          "\"video\",\"url\":\"" +
+              f.known_url + "\",\"duration\":" + duration + ",\"id\":\"v\"}]}]}");
+    f.expected_path = f.known_path;
+  };
+}
+
+std::function<void(Fixture &)> set(const char *property, guint value) {
+  return [property, value](Fixture &f) { g_object_set(f.src, property, value, nullptr); };
+}
+
+std::function<void(Fixture &)> all(std::vector<std::function<void(Fixture &)>> steps) {
+  return [steps](Fixture &f) {
+    for (const auto &step : steps)
+      step(f);
+  };
+}
+
+// A loopback port with nothing listening on it.
+guint closed_port() {
+  GSocket *socket =
+      g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, nullptr);
+  GInetAddress *loopback = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
+  GSocketAddress *address = g_inet_socket_address_new(loopback, 0);
+  g_socket_bind(socket, address, TRUE, nullptr);
+  GSocketAddress *bound = g_socket_get_local_address(socket, nullptr);
+  guint port = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
+  g_object_unref(bound);
+  g_object_unref(address);
+  g_object_unref(loopback);
+  g_object_unref(socket); // closes it: the port is free and refuses connections
+  return port;
+}
+
+using Route = kirin_emu::Route;
+
+const char *kBadDuration = "\"ten seconds\"";
+
+std::vector<Case> matrix() {
+  const std::string image_only =
+      "{\"id\":\"t\",\"status\":\"completed\",\"output\":[{\"content\":[{\"type\":\"image\","
+      "\"url\":\"http://127.0.0.1:9/c.jpg\"}]}]}";
+  return {
+      // create
+      {"create: connection refused",
+       [](Fixture &f) {
+         std::string url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/v1";
+         g_object_set(f.src, "api-url", url.c_str(), nullptr);
+       },
+       Outcome::CleanError, "No task was created", 20, false},
+      {"create: 400 with JSON body", on(Route::Create, "http:400"), Outcome::CleanError, "400", 10,
+       false},
+      {"create: 400 with non-JSON body", on(Route::Create, "non-json:400"), Outcome::CleanError,
+       "400", 10, false},
+      {"create: 401", on(Route::Create, "http:401"), Outcome::CleanError, "401", 10, false},
+      {"create: 403", on(Route::Create, "http:403"), Outcome::CleanError, "403", 10, false},
+      {"create: 429 with Retry-After", on(Route::Create, "http429:1"), Outcome::Recovers},
+      {"create: 429 without Retry-After", on(Route::Create, "http429:-1"), Outcome::Recovers},
+      {"create: 500", on(Route::Create, "http:500"), Outcome::CleanError, "external-task-id", 10,
+       false},
+      {"create: 502", on(Route::Create, "http:502"), Outcome::CleanError, "external-task-id", 10,
+       false},
+      {"create: 503", on(Route::Create, "http:503"), Outcome::CleanError, "external-task-id", 10,
+       false},
+      {"create: no answer (request timeout)",
+       all({on(Route::Create, "hang"), set("request-timeout", 1)}), Outcome::CleanError,
+       "external-task-id", 10, false},
+      {"create: body cut off mid-JSON", on(Route::Create, "malformed"), Outcome::CleanError,
+       "external-task-id", 10, false},
+      {"create: empty 200", on(Route::Create, "empty"), Outcome::CleanError, "external-task-id", 10,
+       false},
+      {"create: 200 without an id", on(Route::Create, "json:{\"status\":\"pending\"}"),
+       Outcome::CleanError, "external-task-id", 10, false},
+      {"create: oversized body", on(Route::Create, "big:2000000"), Outcome::CleanError,
+       "external-task-id", 10, false},
+
+      // poll
+      {"poll: 400", on(Route::Poll, "http:400"), Outcome::CleanError, "400"},
+      {"poll: 400 non-JSON", on(Route::Poll, "non-json:400"), Outcome::CleanError, "400"},
+      {"poll: 401", on(Route::Poll, "http:401"), Outcome::CleanError, "401"},
+      {"poll: 403", on(Route::Poll, "http:403"), Outcome::CleanError, "403"},
+      {"poll: 429 with Retry-After", on(Route::Poll, "http429:1"), Outcome::Recovers},
+      {"poll: 429 without Retry-After", on(Route::Poll, "http429:-1"), Outcome::Recovers},
+      {"poll: 500", on(Route::Poll, "http:500"), Outcome::Recovers},
+      {"poll: 502", on(Route::Poll, "http:502"), Outcome::Recovers},
+      {"poll: 503", on(Route::Poll, "http:503"), Outcome::Recovers},
+      {"poll: 503 non-JSON", on(Route::Poll, "non-json:503"), Outcome::Recovers},
+      {"poll: no answer (request timeout)",
+       all({on(Route::Poll, "hang"), set("request-timeout", 1)}), Outcome::Recovers},
+      {"poll: body cut off mid-JSON", on(Route::Poll, "malformed"), Outcome::Recovers},
+      {"poll: empty 200", on(Route::Poll, "empty"), Outcome::Recovers},
+      {"poll: 200 without an id", on_poll_body("{\"status\":\"processing\"}"), Outcome::Recovers},
+      {"poll: oversized body", on(Route::Poll, "big:2000000"), Outcome::Recovers},
+      {"poll: unknown status", on_poll_body("{\"id\":\"t\",\"status\":\"thinking\"}"),
+       Outcome::Recovers},
+      {"poll: status missing", on_poll_body("{\"id\":\"t\"}"), Outcome::Recovers},
+      {"poll: progress above 1",
+       on_poll_body("{\"id\":\"t\",\"status\":\"processing\",\"progress\":7}"), Outcome::Recovers},
+      {"poll: progress below 0",
+       on_poll_body("{\"id\":\"t\",\"status\":\"processing\",\"progress\":-3}"), Outcome::Recovers},
+      {"poll: output empty", on_poll_body("{\"id\":\"t\",\"status\":\"completed\",\"output\":[]}"),
+       Outcome::CleanError, "no video URL"},
+      {"poll: output without a video item", on_poll_body(image_only), Outcome::CleanError,
+       "no video URL"},
+      {"poll: duration as a number", completed_with_duration("10.0"), Outcome::Recovers},
+      {"poll: duration as a string", completed_with_duration("\"10.0\""), Outcome::Recovers},
+      {"poll: duration garbage", completed_with_duration(kBadDuration), Outcome::Recovers},
+      {"poll: error as an object",
+       on_poll_body("{\"id\":\"t\",\"status\":\"failed\",\"error\":{\"code\":\"014002095\","
+                    "\"message\":\"Internal generation error\"}}"),
+       Outcome::CleanError, "014002095"},
+      {"poll: error as a string",
+       on_poll_body("{\"id\":\"t\",\"status\":\"failed\",\"error\":\"content rejected\"}"),
+       Outcome::CleanError, "content rejected"},
+      {"poll: error missing", on_poll_body("{\"id\":\"t\",\"status\":\"failed\"}"),
+       Outcome::CleanError, "no reason given"},
+      {"task: error 014002095", on(Route::Task, "fail:014002095"), Outcome::CleanError,
+       "014002095"},
+      {"task: error 014002096", on(Route::Task, "fail:014002096"), Outcome::CleanError,
+       "014002096"},
+      {"task: error 014002097", on(Route::Task, "fail:014002097"), Outcome::CleanError,
+       "014002097"},
+      {"task: error 014002099", on(Route::Task, "fail:014002099"), Outcome::CleanError,
+       "014002099"},
+      {"task: pending past timeout", all({on(Route::Task, "stuck"), set("timeout", 2)}),
+       Outcome::CleanError, "task-id=", 10},
+      {"poll: server disappears and comes back",
+       [](Fixture &f) {
+         f.emu.set_timing(200, 1500);
+         f.side = std::make_unique<std::thread>([&emu = f.emu] {
+           // Goes away once the task exists, for longer than a poll interval.
+           for (int i = 0; i < 500 && emu.create_count() == 0; i++)
+             g_usleep(10 * 1000);
+           emu.set_offline(true);
+           g_usleep(1500 * 1000);
+           emu.set_offline(false);
+         });
+       },
+       Outcome::Recovers},
+
+      // download
+      {"download: 404 once (fresh URL)", on(Route::Download, "http:404"), Outcome::Recovers},
+      {"download: 403 once (fresh URL)", on(Route::Download, "http:403"), Outcome::Recovers},
+      {"download: 404 twice",
+       all({on(Route::Download, "http:404"), on(Route::Download, "http:404")}), Outcome::CleanError,
+       "freshly polled"},
+      {"download: redirect chain",
+       all({on(Route::Download, "redirect"), on(Route::Download, "redirect"),
+            on(Route::Download, "redirect")}),
+       Outcome::Recovers},
+      {"download: connection dropped mid-body", on(Route::Download, "drop:200000"),
+       Outcome::Recovers},
+      {"download: dropped, then Range ignored",
+       all({on(Route::Download, "drop:200000"), on(Route::Download, "no-range")}),
+       Outcome::CleanError, "task-id="},
+      {"download: server ignores Range (no seek needed)", on(Route::Download, "no-range"),
+       Outcome::Recovers},
+      {"download: file:// URL", on(Route::Task, "url:file:///etc/passwd"), Outcome::CleanError,
+       "not http or https"},
+      {"download: ftp:// URL", on(Route::Task, "url:ftp://127.0.0.1/x.mp4"), Outcome::CleanError,
+       "not http or https"},
+      {"download: empty URL",
+       on_poll_body("{\"id\":\"t\",\"status\":\"completed\",\"output\":[{\"content\":[{"
+                    "\"type\":\"video\",\"url\":\"\"}]}]}"),
+       Outcome::CleanError, "no video URL"},
+  };
+}
+
+std::string sha256(const std::string &data) {
+  g_autofree char *hex = g_compute_checksum_for_data(
+      G_CHECKSUM_SHA256, reinterpret_cast<const guchar *>(data.data()), data.size());
+  return hex;
+}
+
+// Runs one case and returns 0 when it had its outcome, 1 when not (with the reason).
+int run_case(const Case &c) {
+  kirin_emu::Options options;
+  options.api_key = kKey;
+  options.pending_ms = 100;
+  options.processing_ms = 300;
+  kirin_emu::Emulator emu(options);
+  GError *error = nullptr;
+  if (!emu.start(&error)) {
+    g_printerr("emulator: %s\n", error->message);
+    return 1;
+  }
+
+  // A finished task whose result the body-replacing cases can point at.
+  std::string known_url, known_path;
+  {
+    GstElement *pipeline = gst_parse_launch(
+        "kirinextendsrc name=src video-id=demo-5s poll-interval=50 ! fakesink", nullptr);
+    GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
+    g_object_set(src, "api-url", emu.api_url().c_str(), "api-key", kKey, nullptr);
+    RunResult warmup;
+    kirin_test_run(pipeline, 60, warmup);
+    g_autofree char *url = nullptr, *task = nullptr;
+    g_object_get(src, "result-url", &url, "task-id", &task, nullptr);
+    known_url = url ? url : "";
+    known_path = emu.task_result_path(task ? task : "");
+    gst_object_unref(src);
+    gst_object_unref(pipeline);
+    if (!warmup.eos || known_path.empty()) {
+      g_printerr("the warm-up task did not complete\n");
+      return 1;
+    }
+  }
+  guint creates_before = emu.create_count();
+
+  GstElement *src = gst_element_factory_make("kirinextendsrc", nullptr);
+  gst_object_ref(src);
+  g_object_set(src, "api-url", emu.api_url().c_str(), "api-key", kKey, "video-id", "demo-5s",
+               "poll-interval", 100, "timeout", 30, nullptr);
+  Fixture fixture{emu, src, known_url, known_path, {}, nullptr};
+  c.setup(fixture);
+
+  g_autofree char *path = g_strdup_printf("%s/kirin-fault-%d.mp4", g_get_tmp_dir(), getpid());
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  GstElement *sink = gst_element_factory_make("filesink", nullptr);
+  g_object_set(sink, "location", path, nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
+  gst_element_link(src, sink);
+  RunResult result;
+  kirin_test_run(pipeline, c.bound_s + 30, result);
+  gst_object_unref(pipeline);
+  if (fixture.side)
+    fixture.side->join();
+  std::string output = kirin_test_read_file(path);
+  g_unlink(path);
+  g_autofree char *task_id = nullptr;
+  g_object_get(src, "task-id", &task_id, nullptr);
+  gst_object_unref(src);
+
+  std::string problem;
+  if (result.timed_out) {
+    problem = "no EOS or error at all";
+  } else if (result.seconds > c.bound_s) {
+    problem = "took " + std::to_string(result.seconds) + " s";
+  } else if (c.outcome == Outcome::Recovers) {
+    std::string expected_path = fixture.expected_path.empty()
+                                    ? emu.task_result_path(task_id ? task_id : "")
+                                    : fixture.expected_path;
+    std::string expected = kirin_test_read_file(expected_path);
+    if (result.error)
+      problem = std::string("error: ") + result.error->message;
+    else if (expected.empty() || sha256(output) != sha256(expected))
+      problem = "output (sha256 " + sha256(output) + ") differs from the result (sha256 " +
+                sha256(expected) + ")";
+  } else if (!result.error) {
+    problem = "ended without an error";
+  } else {
+    std::string message = result.error->message;
+    if (c.error_text && message.find(c.error_text) == std::string::npos)
+      problem = "error does not say '" + std::string(c.error_text) + "': " + message;
+    else if (c.task_exists && (result.detail("task-id").empty() ||
+                               message.find(result.detail("task-id")) == std::string::npos))
+      problem = "error does not carry the task ID: " + message;
+    else if (message.find(kKey) != std::string::npos)
+      problem = "error shows the API key";
+  }
+  if (problem.empty() && emu.download_auth_count() != 0)
+    problem = "the API key was sent to the result host";
+  if (problem.empty() && emu.create_count() - creates_before > 1 &&
+      c.outcome == Outcome::CleanError && !c.task_exists)
+    problem = "a failed create was sent again";
+  if (!problem.empty()) {
+    g_printerr("  %s: %s\n", c.name, problem.c_str());
+    return 1;
+  }
+  g_print("  %-48s %s in %.2f s%s%s\n", c.name,
+          c.outcome == Outcome::Recovers ? "recovered" : "clean error", result.seconds,
+          result.error ? ": " : "", result.error ? result.error->message : "");
+  return 0;
+}
+
+} // namespace
+
+GST_START_TEST(test_fault_matrix) {
+  std::vector<Case> cases = matrix();
+  guint recovered = 0, clean_errors = 0, wrong = 0, crashes = 0, hangs = 0;
+  for (const Case &c : cases) {
+    pid_t child = fork();
+    fail_if(child < 0);
+    if (child == 0)
+      _exit(run_case(c));
+    // Bounded wait for the child: past its bound plus a margin it counts as a hang.
+    gint64 deadline = g_get_monotonic_time() + (gint64)((c.bound_s + 45) * G_USEC_PER_SEC);
+    int status = 0;
+    pid_t done = 0;
+    while ((done = waitpid(child, &status, WNOHANG)) == 0 && g_get_monotonic_time() < deadline)
+      g_usleep(20 * 1000);
+    if (done == 0) {
+      kill(child, SIGKILL);
+      waitpid(child, &status, 0);
+      hangs++;
+      g_printerr("  %s: HANG\n", c.name);
+    } else if (WIFSIGNALED(status)) {
+      crashes++;
+      g_printerr("  %s: CRASH (signal %d)\n", c.name, WTERMSIG(status));
+    } else if (WEXITSTATUS(status) != 0) {
+      wrong++;
+    } else if (c.outcome == Outcome::Recovers) {
+      recovered++;
+    } else {
+      clean_errors++;
+    }
+  }
+  g_print("fault matrix: %zu cases, %u recovered, %u clean errors, %u wrong outcomes, %u "
+          "crashes, %u hangs\n",
+          cases.size(), recovered, clean_errors, wrong, crashes, hangs);
+  fail_unless(recovered + clean_errors == cases.size());
+}
+GST_END_TEST;
+
+static Suite *faults_suite() {
+  Suite *s = suite_create("faults");
+  TCase *tc = tcase_create("matrix");
+  tcase_set_timeout(tc, 1200);
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_fault_matrix);
+  return s;
+}
+
+int main(int argc, char **argv) {
+  kirin_test_init(&argc, &argv, "faults");
+  return gst_check_run_suite(faults_suite(), "faults", __FILE__);
+}

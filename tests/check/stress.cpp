@@ -1,0 +1,175 @@
+// The element under churn: stopped from every phase over and over, and many at once.
+#include "common.h"
+
+#include "emulator.h"
+
+#include <atomic>
+#include <memory>
+#include <set>
+#include <vector>
+
+namespace {
+
+constexpr const char *kKey = "stress-key";
+
+std::unique_ptr<kirin_emu::Emulator> start_emulator(guint pending_ms, guint processing_ms) {
+  kirin_emu::Options options;
+  options.api_key = kKey;
+  options.pending_ms = pending_ms;
+  options.processing_ms = processing_ms;
+  options.width = 64; // small results: many tasks render quickly
+  options.height = 48;
+  auto emu = std::make_unique<kirin_emu::Emulator>(options);
+  GError *error = nullptr;
+  fail_unless(emu->start(&error), "emulator: %s", error ? error->message : "");
+  return emu;
+}
+
+GstElement *make_src(const kirin_emu::Emulator &emu) {
+  GstElement *src = gst_element_factory_make("kirinextendsrc", nullptr);
+  g_object_set(src, "api-url", emu.api_url().c_str(), "api-key", kKey, "poll-interval", 20,
+               "timeout", 120, nullptr);
+  return src;
+}
+
+std::atomic<int> finalized{0};
+
+void count_finalized(gpointer, GObject *) {
+  finalized++;
+}
+
+// Every element made must be finalized soon after its pipeline is dropped.
+bool all_finalized(int made) {
+  gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+  while (finalized.load() < made && g_get_monotonic_time() < deadline)
+    g_usleep(1000);
+  return finalized.load() == made;
+}
+
+GstPadProbeReturn on_first_buffer(GstPad *, GstPadProbeInfo *, gpointer data) {
+  g_async_queue_push(static_cast<GAsyncQueue *>(data), GINT_TO_POINTER(1));
+  return GST_PAD_PROBE_REMOVE;
+}
+
+} // namespace
+
+// Stopping from submitting, polling and downloading, with random delays: no deadlock, no
+// leaked element, and every stop quick.
+GST_START_TEST(test_stop_from_every_phase_1000_times) {
+  auto emu = start_emulator(60000, 1000); // new tasks stay pending for the whole test
+  std::string done_task;
+  {
+    // One finished task to download again and again.
+    emu->set_timing(0, 50);
+    GstElement *pipeline = gst_pipeline_new(nullptr);
+    GstElement *src = make_src(*emu);
+    g_object_set(src, "video-id", "demo-5s", nullptr);
+    GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+    gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
+    gst_element_link(src, sink);
+    RunResult result;
+    kirin_test_run(pipeline, 60, result);
+    fail_unless(result.eos);
+    g_autofree char *task = nullptr;
+    g_object_get(src, "task-id", &task, nullptr);
+    done_task = task;
+    gst_object_unref(pipeline);
+    emu->set_timing(60000, 1000);
+  }
+
+  const int cycles = 1000;
+  gint64 slowest_stop_us = 0, slowest_cycle_us = 0;
+  int phases[3] = {0, 0, 0};
+  GRand *rand = g_rand_new_with_seed(4711);
+  for (int i = 0; i < cycles; i++) {
+    int phase = i % 3; // 0 submitting, 1 polling, 2 downloading
+    GstElement *pipeline = gst_pipeline_new(nullptr);
+    GstElement *src = make_src(*emu);
+    g_object_weak_ref(G_OBJECT(src), count_finalized, nullptr);
+    if (phase == 2)
+      g_object_set(src, "task-id", done_task.c_str(), nullptr);
+    else
+      g_object_set(src, "video-id", "demo-5s", nullptr);
+    GstElement *slow = gst_element_factory_make("identity", nullptr);
+    g_object_set(slow, "sleep-time", 2000, nullptr); // keeps a download going
+    GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+    gst_bin_add_many(GST_BIN(pipeline), src, slow, sink, nullptr);
+    gst_element_link_many(src, slow, sink, nullptr);
+    GAsyncQueue *first_buffer = g_async_queue_new();
+    GstPad *pad = gst_element_get_static_pad(src, "src");
+    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_first_buffer, first_buffer, nullptr);
+    gst_object_unref(pad);
+
+    gint64 cycle_start = g_get_monotonic_time();
+    gst_element_set_state(pipeline, GST_STATE_PLAYING);
+    if (phase == 2)
+      fail_unless(g_async_queue_timeout_pop(first_buffer, 10 * G_USEC_PER_SEC) != nullptr);
+    else if (phase == 1)
+      g_usleep(g_rand_int_range(rand, 5, 40) * 1000); // the create answered; polls going on
+    g_usleep(g_rand_int_range(rand, 0, 20) * 1000);
+    gint64 stop_start = g_get_monotonic_time();
+    fail_unless(gst_element_set_state(pipeline, GST_STATE_NULL) == GST_STATE_CHANGE_SUCCESS);
+    gint64 now = g_get_monotonic_time();
+    slowest_stop_us = MAX(slowest_stop_us, now - stop_start);
+    slowest_cycle_us = MAX(slowest_cycle_us, now - cycle_start);
+    gst_object_unref(pipeline);
+    g_async_queue_unref(first_buffer);
+    phases[phase]++;
+  }
+  g_rand_free(rand);
+  g_print("stop cycles: %d (submitting %d, polling %d, downloading %d); slowest stop %.1f ms, "
+          "slowest cycle %.1f ms\n",
+          cycles, phases[0], phases[1], phases[2], slowest_stop_us / 1000.0,
+          slowest_cycle_us / 1000.0);
+  fail_unless(all_finalized(cycles), "%d of %d elements finalized", finalized.load(), cycles);
+  fail_unless(slowest_stop_us < 100 * 1000, "a stop took %.1f ms", slowest_stop_us / 1000.0);
+}
+GST_END_TEST;
+
+// Two hundred elements in one process, each with its own task, all to EOS.
+GST_START_TEST(test_two_hundred_elements_at_once) {
+  auto emu = start_emulator(100, 300);
+  const int count = 200;
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  std::vector<GstElement *> sources;
+  for (int i = 0; i < count; i++) {
+    GstElement *src = make_src(*emu);
+    g_object_set(src, "video-id", "demo-5s", "poll-interval", 200, nullptr);
+    GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+    gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
+    fail_unless(gst_element_link(src, sink));
+    sources.push_back(GST_ELEMENT(gst_object_ref(src)));
+  }
+  // The pipeline posts EOS once every sink got one.
+  RunResult result;
+  kirin_test_run(pipeline, 240, result);
+  fail_if(result.error, "%s", result.error ? result.error->message : "");
+  fail_unless(result.eos, "not all %d elements reached EOS", count);
+  fail_unless_equals_int(emu->create_count(), count);
+  std::set<std::string> task_ids;
+  for (GstElement *src : sources) {
+    g_autofree char *task = nullptr;
+    g_object_get(src, "task-id", &task, nullptr);
+    task_ids.insert(task ? task : "");
+    gst_object_unref(src);
+  }
+  fail_unless_equals_int(task_ids.size(), count);
+  g_print("%d elements: all reached EOS in %.1f s\n", count, result.seconds);
+  gst_object_unref(pipeline);
+}
+GST_END_TEST;
+
+static Suite *stress_suite() {
+  Suite *s = suite_create("stress");
+  TCase *tc = tcase_create("stress");
+  tcase_set_timeout(tc, 600);
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_stop_from_every_phase_1000_times);
+  tcase_add_test(tc, test_two_hundred_elements_at_once);
+  return s;
+}
+
+int main(int argc, char **argv) {
+  kirin_test_init(&argc, &argv, "stress");
+  return gst_check_run_suite(stress_suite(), "stress", __FILE__);
+}
