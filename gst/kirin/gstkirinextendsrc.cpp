@@ -596,6 +596,14 @@ static GstStateChangeReturn gst_kirin_extend_src_change_state(GstElement *elemen
   return ret;
 }
 
+// Child messages may or may not end with a full stop; ours continue after them.
+static std::string sentence(const char *text) {
+  std::string out = text ? text : "";
+  if (!out.empty() && out.back() != '.')
+    out += '.';
+  return out;
+}
+
 static GstPadProbeReturn drop_eos(GstPad *, GstPadProbeInfo *info, gpointer) {
   return GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_EOS ? GST_PAD_PROBE_DROP
                                                                          : GST_PAD_PROBE_OK;
@@ -656,8 +664,8 @@ static void gst_kirin_extend_src_handle_message(GstBin *bin, GstMessage *message
       gst_structure_get_uint(child_details, "http-status-code", &http_status);
     post_error(self, error->domain, error->code,
                "Could not download the result of task " + task_id +
-                   (refreshed ? " (even from a freshly polled URL)" : "") + ": " + error->message +
-                   " Resume with task-id=" + task_id + ".",
+                   (refreshed ? " (even from a freshly polled URL)" : "") + ": " +
+                   sentence(error->message) + " Resume with task-id=" + task_id + ".",
                debug ? debug : "", http_status, {}, task_id);
   }
   g_error_free(error);

@@ -732,9 +732,17 @@ bool Emulator::Impl::listen(GError **error) {
   }
   g_autoptr(GSocketAddress) socket_address =
       g_inet_socket_address_new(address, bound_port ? bound_port : options.port);
-  if (!soup_server_listen(server, socket_address,
-                          certificate ? SOUP_SERVER_LISTEN_HTTPS : SoupServerListenOptions(0),
-                          error))
+  // Our own socket for a long accept queue: GLib's default backlog of 10 resets
+  // connections when hundreds of clients arrive at once.
+  g_autoptr(GSocket) socket = g_socket_new(g_inet_address_get_family(address), G_SOCKET_TYPE_STREAM,
+                                           G_SOCKET_PROTOCOL_TCP, error);
+  if (!socket)
+    return false;
+  g_socket_set_listen_backlog(socket, 1024);
+  if (!g_socket_bind(socket, socket_address, TRUE, error) || !g_socket_listen(socket, error) ||
+      !soup_server_listen_socket(
+          server, socket, certificate ? SOUP_SERVER_LISTEN_HTTPS : SoupServerListenOptions(0),
+          error))
     return false;
   if (bound_port)
     return true;
