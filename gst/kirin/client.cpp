@@ -123,8 +123,10 @@ bool is_connect_phase_error(const GError *error) {
 
 std::string http_error_text(const Response &response, std::string *code) {
   std::string text = parse_error_body(response.body.data(), response.body.size(), code);
+  // The server's own reason phrase: libsoup 3.2 has none for some codes, such as 429.
   std::string status =
-      "HTTP " + std::to_string(response.status) + " " + soup_status_get_phrase(response.status);
+      "HTTP " + std::to_string(response.status) + " " +
+      (response.reason.empty() ? soup_status_get_phrase(response.status) : response.reason);
   return text.empty() ? status : status + ": " + text;
 }
 
