@@ -31,6 +31,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 GST_DEBUG_CATEGORY_STATIC(kirin_extend_src_debug);
 #define GST_CAT_DEFAULT kirin_extend_src_debug
@@ -131,8 +133,13 @@ struct _GstKirinExtendSrc {
   GstKirinExtendSrcPrivate *priv;
 };
 
-G_DEFINE_TYPE(GstKirinExtendSrc, gst_kirin_extend_src, GST_TYPE_BIN);
-GST_ELEMENT_REGISTER_DEFINE_WITH_CODE(kirinextendsrc, "kirinextendsrc", GST_RANK_NONE,
+static void gst_kirin_extend_src_uri_handler_init(gpointer iface, gpointer data);
+
+G_DEFINE_TYPE_WITH_CODE(GstKirinExtendSrc, gst_kirin_extend_src, GST_TYPE_BIN,
+                        G_IMPLEMENT_INTERFACE(GST_TYPE_URI_HANDLER,
+                                              gst_kirin_extend_src_uri_handler_init));
+// Primary: the only handler of kirin:// URIs, so playbin and uridecodebin pick it.
+GST_ELEMENT_REGISTER_DEFINE_WITH_CODE(kirinextendsrc, "kirinextendsrc", GST_RANK_PRIMARY,
                                       GST_TYPE_KIRIN_EXTEND_SRC,
                                       GST_DEBUG_CATEGORY_INIT(kirin_extend_src_debug,
                                                               "kirinextendsrc", 0,
@@ -856,6 +863,180 @@ static void gst_kirin_extend_src_init(GstKirinExtendSrc *self) {
   gst_bin_set_suppressed_flags(GST_BIN(self),
                                (GstElementFlags)(GST_ELEMENT_FLAG_SOURCE | GST_ELEMENT_FLAG_SINK));
   GST_OBJECT_FLAG_SET(self, GST_ELEMENT_FLAG_SOURCE);
+}
+
+// kirin://VIDEO_ID?prompt=...&cfg-scale=0.7&task-id=... The video ID is percent-decoded as
+// is, never parsed as a host name (which could lower-case or reject it). Query keys are
+// property names. The key, the API URL and the CA file are not accepted in a URI: a URI can
+// come from a playlist or another program, and must not redirect the key or trust.
+static const char *const kUriProperties[] = {
+    "prompt",       "negative-prompt", "cfg-scale",     "task-id", "external-task-id",
+    "callback-url", "model",           "poll-interval", "timeout", "request-timeout"};
+
+static GstURIType gst_kirin_extend_src_uri_get_type(GType) {
+  return GST_URI_SRC;
+}
+
+static const gchar *const *gst_kirin_extend_src_uri_get_protocols(GType) {
+  static const gchar *protocols[] = {"kirin", nullptr};
+  return protocols;
+}
+
+static gchar *gst_kirin_extend_src_uri_get_uri(GstURIHandler *handler) {
+  auto *self = GST_KIRIN_EXTEND_SRC(handler);
+  std::string video_id;
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    video_id = self->priv->settings.video_id;
+  }
+  g_autofree char *escaped_id = g_uri_escape_string(video_id.c_str(), nullptr, FALSE);
+  std::string uri = std::string("kirin://") + escaped_id;
+  char separator = '?';
+  for (const char *name : kUriProperties) {
+    GParamSpec *pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(self), name);
+    GValue value = G_VALUE_INIT;
+    g_value_init(&value, pspec->value_type);
+    g_object_get_property(G_OBJECT(self), name, &value);
+    bool is_default = g_param_value_defaults(pspec, &value);
+    if (g_str_equal(name, "cfg-scale")) {
+      std::lock_guard<std::mutex> guard(self->priv->lock);
+      is_default = !self->priv->settings.cfg_scale_set;
+    } else if (g_str_equal(name, "task-id") || g_str_equal(name, "external-task-id")) {
+      // Only what the user set: generated IDs are results, not part of the request.
+      std::lock_guard<std::mutex> guard(self->priv->lock);
+      const Settings &s = self->priv->settings;
+      is_default = g_str_equal(name, "task-id") ? s.task_id.empty() : s.external_task_id.empty();
+    }
+    if (!is_default) {
+      g_autofree char *text = nullptr;
+      if (G_VALUE_HOLDS_DOUBLE(&value)) {
+        char buffer[G_ASCII_DTOSTR_BUF_SIZE];
+        text = g_strdup(g_ascii_dtostr(buffer, sizeof buffer, g_value_get_double(&value)));
+      } else if (G_VALUE_HOLDS_STRING(&value)) {
+        text = g_value_dup_string(&value);
+      } else {
+        text = gst_value_serialize(&value);
+      }
+      g_autofree char *escaped = g_uri_escape_string(text ? text : "", nullptr, FALSE);
+      uri += separator;
+      uri += name;
+      uri += '=';
+      uri += escaped;
+      separator = '&';
+    }
+    g_value_unset(&value);
+  }
+  return g_strdup(uri.c_str());
+}
+
+static gboolean gst_kirin_extend_src_uri_set_uri(GstURIHandler *handler, const gchar *uri,
+                                                 GError **error) {
+  auto *self = GST_KIRIN_EXTEND_SRC(handler);
+  if (GST_STATE(self) > GST_STATE_READY) {
+    g_set_error(error, GST_URI_ERROR, GST_URI_ERROR_BAD_STATE,
+                "The URI can only be changed in the NULL or READY state");
+    return FALSE;
+  }
+  const char *prefix = "kirin://";
+  if (!uri || g_ascii_strncasecmp(uri, prefix, strlen(prefix)) != 0) {
+    g_set_error(error, GST_URI_ERROR, GST_URI_ERROR_UNSUPPORTED_PROTOCOL, "Not a kirin:// URI: %s",
+                uri ? uri : "(null)");
+    return FALSE;
+  }
+  const char *rest = uri + strlen(prefix);
+  const char *query = strchr(rest, '?');
+  std::string id_part(rest, query ? (size_t)(query - rest) : strlen(rest));
+  if (!id_part.empty() && id_part.back() == '/')
+    id_part.pop_back();
+  g_autofree char *video_id = g_uri_unescape_string(id_part.c_str(), nullptr);
+  if (!video_id || id_part.find_first_of("#/") != std::string::npos) {
+    g_set_error(error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI,
+                "Invalid video ID in %s: percent-encode it (a '/' is %%2F)", uri);
+    return FALSE;
+  }
+
+  // Check every key and value first, so a bad URI changes nothing.
+  GHashTable *params = nullptr;
+  if (query && query[1]) {
+    GError *parse_error = nullptr;
+    params = g_uri_parse_params(query + 1, -1, "&", G_URI_PARAMS_NONE, &parse_error);
+    if (!params) {
+      g_set_error(error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI, "Invalid query in the kirin URI: %s",
+                  parse_error->message);
+      g_error_free(parse_error);
+      return FALSE;
+    }
+  }
+  std::vector<std::pair<GParamSpec *, GValue>> values;
+  bool ok = true;
+  if (params) {
+    GHashTableIter iter;
+    gpointer key, text;
+    g_hash_table_iter_init(&iter, params);
+    while (ok && g_hash_table_iter_next(&iter, &key, &text)) {
+      auto *name = static_cast<const char *>(key);
+      bool known = false;
+      for (const char *allowed : kUriProperties)
+        known |= g_str_equal(name, allowed);
+      GParamSpec *pspec =
+          known ? g_object_class_find_property(G_OBJECT_GET_CLASS(self), name) : nullptr;
+      if (!pspec) {
+        g_set_error(error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI,
+                    "Unknown key '%s' in the kirin URI: it accepts prompt, negative-prompt, "
+                    "cfg-scale, task-id, external-task-id, callback-url, model, "
+                    "poll-interval, timeout and request-timeout (the API key and URL come "
+                    "from the environment)",
+                    name);
+        ok = false;
+        break;
+      }
+      GValue value = G_VALUE_INIT;
+      g_value_init(&value, pspec->value_type);
+      bool parsed =
+          G_VALUE_HOLDS_STRING(&value)
+              ? (g_value_set_string(&value, static_cast<const char *>(text)), true)
+              : gst_value_deserialize_with_pspec(&value, static_cast<const char *>(text), pspec);
+      if (!parsed || g_param_value_validate(pspec, &value)) {
+        g_set_error(error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI,
+                    "Invalid value '%s' for '%s' in the kirin URI", static_cast<const char *>(text),
+                    name);
+        g_value_unset(&value);
+        ok = false;
+        break;
+      }
+      values.emplace_back(pspec, value);
+    }
+    g_hash_table_unref(params);
+  }
+  if (ok) {
+    // A URI says everything: what it does not set returns to the default.
+    for (const char *name : kUriProperties) {
+      GParamSpec *pspec = g_object_class_find_property(G_OBJECT_GET_CLASS(self), name);
+      GValue value = G_VALUE_INIT;
+      g_value_init(&value, pspec->value_type);
+      g_param_value_set_default(pspec, &value);
+      g_object_set_property(G_OBJECT(self), name, &value);
+      g_value_unset(&value);
+    }
+    {
+      std::lock_guard<std::mutex> guard(self->priv->lock);
+      self->priv->settings.cfg_scale_set = false;
+      self->priv->settings.video_id = video_id;
+    }
+    for (auto &[pspec, value] : values)
+      g_object_set_property(G_OBJECT(self), pspec->name, &value);
+  }
+  for (auto &entry : values)
+    g_value_unset(&entry.second);
+  return ok;
+}
+
+static void gst_kirin_extend_src_uri_handler_init(gpointer iface, gpointer) {
+  auto *handler = static_cast<GstURIHandlerInterface *>(iface);
+  handler->get_type = gst_kirin_extend_src_uri_get_type;
+  handler->get_protocols = gst_kirin_extend_src_uri_get_protocols;
+  handler->get_uri = gst_kirin_extend_src_uri_get_uri;
+  handler->set_uri = gst_kirin_extend_src_uri_set_uri;
 }
 
 static void gst_kirin_extend_src_class_init(GstKirinExtendSrcClass *klass) {

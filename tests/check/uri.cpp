@@ -1,0 +1,175 @@
+// kirin:// URIs: parsing, round trips, refusals, and playbin / uridecodebin end to end.
+#include "common.h"
+
+#include "emulator.h"
+
+#include <memory>
+
+namespace {
+
+constexpr const char *kKey = "uri-test-key";
+
+std::string uri_of(GstElement *element) {
+  g_autofree char *uri = gst_uri_handler_get_uri(GST_URI_HANDLER(element));
+  return uri ? uri : "";
+}
+
+std::string string_property(GstElement *element, const char *name) {
+  g_autofree char *value = nullptr;
+  g_object_get(element, name, &value, nullptr);
+  return value ? value : "";
+}
+
+GstElement *from_uri(const char *uri, GError **error) {
+  return gst_element_make_from_uri(GST_URI_SRC, uri, nullptr, error);
+}
+
+std::unique_ptr<kirin_emu::Emulator> start_emulator() {
+  kirin_emu::Options options;
+  options.api_key = kKey;
+  options.pending_ms = 100;
+  options.processing_ms = 300;
+  auto emu = std::make_unique<kirin_emu::Emulator>(options);
+  GError *error = nullptr;
+  fail_unless(emu->start(&error), "emulator: %s", error ? error->message : "");
+  // Like a user: the key and the service come from the environment.
+  g_setenv("VTRIX_API_URL", emu->api_url().c_str(), TRUE);
+  g_setenv("VTRIX_API_KEY", kKey, TRUE);
+  return emu;
+}
+
+} // namespace
+
+GST_START_TEST(test_uri_sets_properties_and_round_trips) {
+  GError *error = nullptr;
+  // A case-sensitive ID with characters a host name may not hold.
+  GstElement *src = from_uri("kirin://Vid_A%2Fb%20C%3F?prompt=pan%20left%20%C3%A9&"
+                             "negative-prompt=no%26text&cfg-scale=0.7&poll-interval=250",
+                             &error);
+  fail_unless(src != nullptr, "%s", error ? error->message : "");
+  assert_same_text(string_property(src, "video-id"), "Vid_A/b C?");
+  assert_same_text(string_property(src, "prompt"), "pan left é");
+  assert_same_text(string_property(src, "negative-prompt"), "no&text");
+  double cfg = 0;
+  guint interval = 0;
+  g_object_get(src, "cfg-scale", &cfg, "poll-interval", &interval, nullptr);
+  fail_unless(cfg == 0.7);
+  fail_unless_equals_int(interval, 250);
+
+  std::string uri = uri_of(src);
+  GstElement *again = from_uri(uri.c_str(), &error);
+  fail_unless(again != nullptr, "%s does not parse back: %s", uri.c_str(),
+              error ? error->message : "");
+  assert_same_text(uri_of(again), uri);
+  assert_same_text(string_property(again, "video-id"), "Vid_A/b C?");
+  assert_same_text(string_property(again, "prompt"), "pan left é");
+  assert_same_text(string_property(again, "negative-prompt"), "no&text");
+  g_object_get(again, "cfg-scale", &cfg, nullptr);
+  fail_unless(cfg == 0.7);
+  gst_object_unref(again);
+
+  // A new URI replaces the old one whole: what it does not name is back to its default.
+  fail_unless(gst_uri_handler_set_uri(GST_URI_HANDLER(src), "kirin://?task-id=task-42", &error));
+  assert_same_text(string_property(src, "video-id"), "");
+  assert_same_text(string_property(src, "prompt"), "");
+  assert_same_text(string_property(src, "task-id"), "task-42");
+  assert_same_text(uri_of(src), "kirin://?task-id=task-42");
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_uri_refusals_are_clear) {
+  GstElement *src = gst_element_factory_make("kirinextendsrc", nullptr);
+  g_object_set(src, "video-id", "keep-me", nullptr);
+  const struct {
+    const char *uri;
+    const char *says;
+  } cases[] = {
+      {"kirin://vid?colour=red", "Unknown key 'colour'"},
+      {"kirin://vid?api-key=secret", "Unknown key 'api-key'"},
+      {"kirin://vid?api-url=http%3A%2F%2Fevil.example%2F", "Unknown key 'api-url'"},
+      {"kirin://vid?cfg-scale=2", "Invalid value '2' for 'cfg-scale'"},
+      {"kirin://vid?poll-interval=soon", "Invalid value 'soon' for 'poll-interval'"},
+      {"kirin://a/b", "percent-encode"},
+      {"http://example.com/x", "not supported"},
+  };
+  for (const auto &c : cases) {
+    GError *error = nullptr;
+    fail_if(gst_uri_handler_set_uri(GST_URI_HANDLER(src), c.uri, &error), "%s accepted", c.uri);
+    fail_unless(error && strstr(error->message, c.says), "%s: %s", c.uri,
+                error ? error->message : "no error");
+    // A key put in a URI by mistake is not repeated in the error.
+    fail_unless(strstr(error->message, "secret") == nullptr, "%s", error->message);
+    g_clear_error(&error);
+    // A refused URI changes nothing.
+    assert_same_text(string_property(src, "video-id"), "keep-me");
+  }
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
+static void link_to_sink(GstElement *, GstPad *pad, gpointer sink) {
+  GstPad *sinkpad = gst_element_get_static_pad(GST_ELEMENT(sink), "sink");
+  if (!gst_pad_is_linked(sinkpad))
+    gst_pad_link(pad, sinkpad);
+  gst_object_unref(sinkpad);
+}
+
+static GstPadProbeReturn count_buffers(GstPad *, GstPadProbeInfo *, gpointer data) {
+  g_atomic_int_inc(static_cast<gint *>(data));
+  return GST_PAD_PROBE_OK;
+}
+
+GST_START_TEST(test_playbin_plays_kirin_uri) {
+  auto emu = start_emulator();
+  GstElement *playbin = gst_element_factory_make("playbin", nullptr);
+  fail_unless(playbin != nullptr);
+  GstElement *video_sink = gst_element_factory_make("fakesink", nullptr);
+  gint frames = 0;
+  GstPad *pad = gst_element_get_static_pad(video_sink, "sink");
+  gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, count_buffers, &frames, nullptr);
+  gst_object_unref(pad);
+  g_object_set(playbin, "uri", "kirin://demo-5s?poll-interval=50", "video-sink", video_sink,
+               "audio-sink", gst_element_factory_make("fakesink", nullptr), nullptr);
+  RunResult result;
+  kirin_test_run(playbin, 60, result);
+  fail_if(result.error, "%s", result.error ? result.error->message : "");
+  fail_unless(result.eos);
+  fail_unless_equals_int(g_atomic_int_get(&frames), 250); // 10 s at 25 fps
+  fail_unless_equals_int(emu->create_count(), 1);
+  gst_object_unref(playbin);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_uridecodebin_decodes_kirin_uri) {
+  auto emu = start_emulator();
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  GstElement *decoder = gst_element_factory_make("uridecodebin", nullptr);
+  GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+  g_object_set(decoder, "uri", "kirin://demo-5s?poll-interval=50", nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), decoder, sink, nullptr);
+  g_signal_connect(decoder, "pad-added", G_CALLBACK(link_to_sink), sink);
+  RunResult result;
+  kirin_test_run(pipeline, 60, result);
+  fail_if(result.error, "%s", result.error ? result.error->message : "");
+  fail_unless(result.eos);
+  gst_object_unref(pipeline);
+}
+GST_END_TEST;
+
+static Suite *uri_suite() {
+  Suite *s = suite_create("uri");
+  TCase *tc = tcase_create("uri");
+  tcase_set_timeout(tc, 120);
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_uri_sets_properties_and_round_trips);
+  tcase_add_test(tc, test_uri_refusals_are_clear);
+  tcase_add_test(tc, test_playbin_plays_kirin_uri);
+  tcase_add_test(tc, test_uridecodebin_decodes_kirin_uri);
+  return s;
+}
+
+int main(int argc, char **argv) {
+  kirin_test_init(&argc, &argv, "uri");
+  return gst_check_run_suite(uri_suite(), "uri", __FILE__);
+}
