@@ -125,6 +125,7 @@ struct GstKirinExtendSrcPrivate {
   bool url_refreshed = false;
   GstElement *failed_source = nullptr; // the child being replaced: its messages are dropped
   std::atomic<bool> data_flowed{false};
+  bool progress_open = false; // a GST_MESSAGE_PROGRESS start was posted and not yet closed
 };
 
 struct _GstKirinExtendSrc {
@@ -135,6 +136,21 @@ struct _GstKirinExtendSrc {
 
 static void gst_kirin_extend_src_uri_handler_init(gpointer iface, gpointer data);
 
+// Tags for what identifies a result at the provider, beside the standard ones.
+#define KIRIN_TAG_TASK_ID "kirin-task-id"
+#define KIRIN_TAG_VIDEO_ID "kirin-video-id"
+#define KIRIN_TAG_MODEL "kirin-model"
+
+static void register_tags() {
+  gst_tag_register(KIRIN_TAG_TASK_ID, GST_TAG_FLAG_META, G_TYPE_STRING, "kirin task ID",
+                   "The provider's ID of the extension task", gst_tag_merge_use_first);
+  gst_tag_register(KIRIN_TAG_VIDEO_ID, GST_TAG_FLAG_META, G_TYPE_STRING, "kirin video ID",
+                   "The provider's ID of this video (can be extended again)",
+                   gst_tag_merge_use_first);
+  gst_tag_register(KIRIN_TAG_MODEL, GST_TAG_FLAG_META, G_TYPE_STRING, "kirin model",
+                   "The model that made this video", gst_tag_merge_use_first);
+}
+
 G_DEFINE_TYPE_WITH_CODE(GstKirinExtendSrc, gst_kirin_extend_src, GST_TYPE_BIN,
                         G_IMPLEMENT_INTERFACE(GST_TYPE_URI_HANDLER,
                                               gst_kirin_extend_src_uri_handler_init));
@@ -143,7 +159,8 @@ GST_ELEMENT_REGISTER_DEFINE_WITH_CODE(kirinextendsrc, "kirinextendsrc", GST_RANK
                                       GST_TYPE_KIRIN_EXTEND_SRC,
                                       GST_DEBUG_CATEGORY_INIT(kirin_extend_src_debug,
                                                               "kirinextendsrc", 0,
-                                                              "Kirin video extension source"));
+                                                              "Kirin video extension source");
+                                      register_tags());
 
 static GstStaticPadTemplate src_template =
     GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
@@ -190,6 +207,29 @@ void post_error(GstKirinExtendSrc *self, GQuark domain, gint code, const std::st
 
 void post_settings_error(GstKirinExtendSrc *self, const std::string &text) {
   post_error(self, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS, text, {}, 0, {}, {});
+}
+
+// GST_MESSAGE_PROGRESS, which gst-launch prints and applications can show as a progress
+// bar. `closes` ends the sequence that `start` opened; it is posted at most once.
+void post_progress(GstKirinExtendSrc *self, GstProgressType type, const std::string &text,
+                   double fraction = -1) {
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    bool closes = type == GST_PROGRESS_TYPE_COMPLETE || type == GST_PROGRESS_TYPE_ERROR ||
+                  type == GST_PROGRESS_TYPE_CANCELED;
+    if (type == GST_PROGRESS_TYPE_START)
+      self->priv->progress_open = true;
+    else if (!self->priv->progress_open)
+      return;
+    else if (closes)
+      self->priv->progress_open = false;
+  }
+  GstMessage *message =
+      gst_message_new_progress(GST_OBJECT(self), type, "kirin-task", text.c_str());
+  if (fraction >= 0)
+    gst_structure_set(gst_message_writable_structure(message), "percent", G_TYPE_INT,
+                      (int)(fraction * 100 + 0.5), nullptr);
+  gst_element_post_message(GST_ELEMENT(self), message);
 }
 
 // Every status change of the task, as a `kirin-task` element message.
@@ -244,8 +284,17 @@ void on_task_update(const std::shared_ptr<ElementLink> &link, const kirin::Task 
   }
   GST_DEBUG_OBJECT(self, "task %s: %s (%s), progress %.2f", task.id.c_str(),
                    kirin::task_status_name(task.status), task.status_raw.c_str(), task.progress);
-  if (changed)
+  if (changed) {
     post_task_message(self, task, external_task_id);
+    std::string text = "Task " + task.id + ": " + kirin::task_status_name(task.status);
+    if (task.progress >= 0)
+      text += " " + std::to_string((int)(task.progress * 100 + 0.5)) + "%";
+    post_progress(self,
+                  task.status == kirin::TaskStatus::Completed ? GST_PROGRESS_TYPE_COMPLETE
+                  : task.status == kirin::TaskStatus::Failed  ? GST_PROGRESS_TYPE_ERROR
+                                                              : GST_PROGRESS_TYPE_CONTINUE,
+                  text, task.progress);
+  }
   gst_object_unref(self);
 }
 
@@ -272,6 +321,8 @@ void on_job_finished(const std::shared_ptr<ElementLink> &link, const kirin::JobO
   if (!self)
     return;
   std::string debug = std::string("error kind: ") + kirin::job_error_name(outcome.error);
+  if (outcome.error != kirin::JobError::None)
+    post_progress(self, GST_PROGRESS_TYPE_ERROR, outcome.message);
   switch (outcome.error) {
   case kirin::JobError::None: {
     std::string problem = result_url_problem(self, outcome.task.video_url);
@@ -325,6 +376,28 @@ void remove_source(GstKirinExtendSrc *self) {
   std::lock_guard<std::mutex> guard(self->priv->lock);
   if (self->priv->failed_source == source)
     self->priv->failed_source = nullptr;
+}
+
+// Duration, prompt, task and video IDs and the model, for the stream's tags.
+GstTagList *result_tags(GstKirinExtendSrc *self) {
+  GstTagList *tags = gst_tag_list_new_empty();
+  std::lock_guard<std::mutex> guard(self->priv->lock);
+  const GstKirinExtendSrcPrivate *priv = self->priv;
+  if (priv->result_duration > 0)
+    gst_tag_list_add(tags, GST_TAG_MERGE_REPLACE, GST_TAG_DURATION,
+                     (guint64)(priv->result_duration * GST_SECOND), nullptr);
+  if (!priv->settings.prompt.empty())
+    gst_tag_list_add(tags, GST_TAG_MERGE_REPLACE, GST_TAG_COMMENT, priv->settings.prompt.c_str(),
+                     nullptr);
+  if (!priv->task_id.empty())
+    gst_tag_list_add(tags, GST_TAG_MERGE_REPLACE, KIRIN_TAG_TASK_ID, priv->task_id.c_str(),
+                     nullptr);
+  if (!priv->result_video_id.empty())
+    gst_tag_list_add(tags, GST_TAG_MERGE_REPLACE, KIRIN_TAG_VIDEO_ID, priv->result_video_id.c_str(),
+                     nullptr);
+  gst_tag_list_add(tags, GST_TAG_MERGE_REPLACE, KIRIN_TAG_MODEL, priv->settings.model.c_str(),
+                   nullptr);
+  return tags;
 }
 
 // ca-file also applies to the download when the result is served by the API's own host.
@@ -392,13 +465,26 @@ void expose_result(GstElement *element, gpointer user_data) {
   remove_source(self);
   gst_bin_add(GST_BIN(self), source);
   GstPad *pad = gst_element_get_static_pad(source, "src");
+  // Before the first buffer (and after stream-start, caps and segment, which are sent
+  // first): note that data flowed, and tag the stream with what the provider said of it.
+  struct FirstBuffer {
+    GstKirinExtendSrcPrivate *priv;
+    GstTagList *tags;
+  };
   gst_pad_add_probe(
       pad, (GstPadProbeType)(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
-      [](GstPad *, GstPadProbeInfo *, gpointer data) {
-        static_cast<GstKirinExtendSrcPrivate *>(data)->data_flowed = true;
+      [](GstPad *pad, GstPadProbeInfo *, gpointer data) {
+        auto *first = static_cast<FirstBuffer *>(data);
+        first->priv->data_flowed = true;
+        gst_pad_push_event(pad, gst_event_new_tag(gst_tag_list_ref(first->tags)));
         return GST_PAD_PROBE_REMOVE;
       },
-      priv, nullptr);
+      new FirstBuffer{priv, result_tags(self)},
+      [](gpointer data) {
+        auto *first = static_cast<FirstBuffer *>(data);
+        gst_tag_list_unref(first->tags);
+        delete first;
+      });
   gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), pad);
   gst_object_unref(pad);
   {
@@ -550,9 +636,18 @@ bool start(GstKirinExtendSrc *self, const std::string &refresh_task_id = {}) {
   callbacks.on_finished = [link](const kirin::JobOutcome &outcome) {
     on_job_finished(link, outcome);
   };
+  std::string what = !refresh_task_id.empty() ? std::string()
+                     : config.existing_task_id.empty()
+                         ? "Extending video " + config.create.video_id
+                         : "Waiting for task " + config.existing_task_id;
+  // Opened before the job exists, so no update of it can come first.
+  if (!what.empty())
+    post_progress(self, GST_PROGRESS_TYPE_START, what);
   kirin::JobHandle job = kirin::job_start(std::move(config), std::move(callbacks));
-  std::lock_guard<std::mutex> guard(priv->lock);
-  priv->job = std::move(job);
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    priv->job = std::move(job);
+  }
   return true;
 }
 
@@ -566,6 +661,7 @@ void stop(GstKirinExtendSrc *self) {
     job = std::move(self->priv->job);
   }
   kirin::job_cancel(job);
+  post_progress(self, GST_PROGRESS_TYPE_CANCELED, "Stopped before the task ended");
 }
 
 } // namespace

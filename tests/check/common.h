@@ -7,6 +7,7 @@
 #include <glib/gstdio.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 // Every test binary gets its own registry, and must find our plugin in the build tree:
@@ -46,6 +47,7 @@ struct RunResult {
   std::string error_debug;
   GstStructure *error_details = nullptr;
   std::vector<GstStructure *> task_messages; // the kirin-task element messages, in order
+  std::vector<std::pair<GstProgressType, std::string>> progress; // GST_MESSAGE_PROGRESS
   double seconds = 0;
 
   RunResult() = default;
@@ -91,6 +93,14 @@ inline bool kirin_test_take_message(GstMessage *msg, RunResult &result) {
     if (details)
       result.error_details = gst_structure_copy(details);
     return true;
+  }
+  case GST_MESSAGE_PROGRESS: {
+    GstProgressType type;
+    char *text = nullptr;
+    gst_message_parse_progress(msg, &type, nullptr, &text);
+    result.progress.emplace_back(type, text ? text : "");
+    g_free(text);
+    return false;
   }
   case GST_MESSAGE_ELEMENT: {
     const GstStructure *s = gst_message_get_structure(msg);

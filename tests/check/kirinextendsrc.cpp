@@ -211,6 +211,63 @@ GST_START_TEST(test_callback_url_reaches_the_provider) {
 }
 GST_END_TEST;
 
+static GstPadProbeReturn keep_tags(GstPad *, GstPadProbeInfo *info, gpointer data) {
+  GstEvent *event = GST_PAD_PROBE_INFO_EVENT(info);
+  if (GST_EVENT_TYPE(event) == GST_EVENT_TAG) {
+    GstTagList *tags = nullptr;
+    gst_event_parse_tag(event, &tags);
+    auto **kept = static_cast<GstTagList **>(data);
+    if (!*kept)
+      *kept = gst_tag_list_copy(tags);
+  }
+  return GST_PAD_PROBE_OK;
+}
+
+GST_START_TEST(test_progress_messages_and_tags) {
+  auto emu = start_emulator();
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  GstElement *src = make_src(*emu);
+  g_object_set(src, "video-id", "demo-5s", "prompt", "a slow zoom", nullptr);
+  GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
+  fail_unless(gst_element_link(src, sink));
+  GstTagList *tags = nullptr;
+  GstPad *pad = gst_element_get_static_pad(sink, "sink");
+  gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, keep_tags, &tags, nullptr);
+  gst_object_unref(pad);
+  RunResult result;
+  kirin_test_run(pipeline, 60, result);
+  assert_error_free_eos(result);
+
+  // start, continue with a percentage, complete: what gst-launch prints as progress.
+  fail_unless(result.progress.size() >= 3);
+  fail_unless_equals_int(result.progress.front().first, GST_PROGRESS_TYPE_START);
+  fail_unless(result.progress.front().second.find("demo-5s") != std::string::npos);
+  bool percent = false;
+  for (const auto &[type, text] : result.progress)
+    percent |= type == GST_PROGRESS_TYPE_CONTINUE && text.find('%') != std::string::npos;
+  fail_unless(percent, "no progress message with a percentage");
+  fail_unless_equals_int(result.progress.back().first, GST_PROGRESS_TYPE_COMPLETE);
+
+  // The stream carries what the provider said of the result.
+  fail_unless(tags != nullptr, "no tags on the stream");
+  guint64 duration = 0;
+  fail_unless(gst_tag_list_get_uint64(tags, GST_TAG_DURATION, &duration));
+  fail_unless(duration == 10 * GST_SECOND, "duration tag %" G_GUINT64_FORMAT, duration);
+  g_autofree char *comment = nullptr, *task = nullptr, *video = nullptr, *model = nullptr;
+  fail_unless(gst_tag_list_get_string(tags, GST_TAG_COMMENT, &comment));
+  assert_same_text(comment, "a slow zoom");
+  fail_unless(gst_tag_list_get_string(tags, "kirin-task-id", &task));
+  assert_same_text(task, get_string_property(src, "task-id"));
+  fail_unless(gst_tag_list_get_string(tags, "kirin-video-id", &video));
+  assert_same_text(video, get_string_property(src, "result-video-id"));
+  fail_unless(gst_tag_list_get_string(tags, "kirin-model", &model));
+  assert_same_text(model, "kirin_duration_extension");
+  gst_tag_list_unref(tags);
+  gst_object_unref(pipeline);
+}
+GST_END_TEST;
+
 // Walks the top-level MP4 boxes and returns their types in order.
 static std::vector<std::string> mp4_boxes(const std::string &data) {
   std::vector<std::string> boxes;
@@ -388,6 +445,8 @@ GST_START_TEST(test_task_error_as_plain_string) {
   fail_unless(strstr(result.error->message, "the prompt was rejected") != nullptr, "%s",
               result.error->message);
   fail_if(result.detail("task-id").empty());
+  fail_unless(!result.progress.empty());
+  fail_unless_equals_int(result.progress.back().first, GST_PROGRESS_TYPE_ERROR);
 }
 GST_END_TEST;
 
@@ -670,6 +729,7 @@ static Suite *kirinextendsrc_suite() {
   tcase_add_test(tc, test_happy_path_byte_identical);
   tcase_add_test(tc, test_optional_fields_passed_through);
   tcase_add_test(tc, test_callback_url_reaches_the_provider);
+  tcase_add_test(tc, test_progress_messages_and_tags);
   tcase_add_test(tc, test_moov_at_end_over_10mb_decodes);
   tcase_add_test(tc, test_validation_errors_name_the_property);
   tcase_add_test(tc, test_exactly_2500_characters_accepted);
