@@ -47,6 +47,10 @@ constexpr double kDefaultCfgScale = 0.5;
 constexpr guint kDefaultPollIntervalMs = 5000;
 constexpr guint kDefaultTimeoutS = 1200;
 constexpr guint kDefaultRequestTimeoutS = 30;
+// What one task adds, and the provider's limit on a video's length (WIRE.md "Chaining").
+constexpr double kExtensionSeconds = 5.0;
+constexpr double kMaxVideoSeconds = 180.0;
+constexpr guint kMaxExtensions = 36; // 36 x 5 s = 3 minutes
 
 enum {
   PROP_0,
@@ -65,6 +69,7 @@ enum {
   PROP_REQUEST_TIMEOUT,
   PROP_CA_FILE,
   PROP_ALLOW_HTTP_RESULT,
+  PROP_EXTENSIONS,
   PROP_RESULT_URL,
   PROP_RESULT_VIDEO_ID,
   PROP_RESULT_DURATION,
@@ -90,6 +95,7 @@ struct Settings {
   guint request_timeout_s = kDefaultRequestTimeoutS;
   std::string ca_file;
   bool allow_http_result = false;
+  guint extensions = 1; // tasks in sequence, each extending the previous result
 };
 
 bool same_request(const kirin::CreateRequest &a, const kirin::CreateRequest &b) {
@@ -126,6 +132,8 @@ struct GstKirinExtendSrcPrivate {
   GstElement *failed_source = nullptr; // the child being replaced: its messages are dropped
   std::atomic<bool> data_flowed{false};
   bool progress_open = false; // a GST_MESSAGE_PROGRESS start was posted and not yet closed
+  guint step = 1;             // which of `extensions` tasks runs now (1-based)
+  std::string chain_video_id; // the video the current step extends, from step 2 on
 };
 
 struct _GstKirinExtendSrc {
@@ -234,11 +242,11 @@ void post_progress(GstKirinExtendSrc *self, GstProgressType type, const std::str
 
 // Every status change of the task, as a `kirin-task` element message.
 void post_task_message(GstKirinExtendSrc *self, const kirin::Task &task,
-                       const std::string &external_task_id) {
+                       const std::string &external_task_id, guint step) {
   GstStructure *s =
       gst_structure_new("kirin-task", "task-id", G_TYPE_STRING, task.id.c_str(), "external-task-id",
                         G_TYPE_STRING, external_task_id.c_str(), "status", G_TYPE_STRING,
-                        kirin::task_status_name(task.status), nullptr);
+                        kirin::task_status_name(task.status), "step", G_TYPE_UINT, step, nullptr);
   if (task.progress >= 0)
     gst_structure_set(s, "progress", G_TYPE_DOUBLE, task.progress, nullptr);
   if (task.status == kirin::TaskStatus::Completed) {
@@ -268,6 +276,7 @@ void on_task_update(const std::shared_ptr<ElementLink> &link, const kirin::Task 
     return;
   GstKirinExtendSrcPrivate *priv = self->priv;
   bool changed;
+  guint step;
   std::string external_task_id;
   {
     std::lock_guard<std::mutex> guard(priv->lock);
@@ -276,6 +285,7 @@ void on_task_update(const std::shared_ptr<ElementLink> &link, const kirin::Task 
     priv->last_status = task.status;
     priv->last_progress = task.progress;
     external_task_id = priv->external_task_id;
+    step = priv->step;
     if (task.status == kirin::TaskStatus::Completed) {
       priv->result_url = task.video_url;
       priv->result_video_id = task.video_id;
@@ -285,7 +295,7 @@ void on_task_update(const std::shared_ptr<ElementLink> &link, const kirin::Task 
   GST_DEBUG_OBJECT(self, "task %s: %s (%s), progress %.2f", task.id.c_str(),
                    kirin::task_status_name(task.status), task.status_raw.c_str(), task.progress);
   if (changed) {
-    post_task_message(self, task, external_task_id);
+    post_task_message(self, task, external_task_id, step);
     std::string text = "Task " + task.id + ": " + kirin::task_status_name(task.status);
     if (task.progress >= 0)
       text += " " + std::to_string((int)(task.progress * 100 + 0.5)) + "%";
@@ -316,6 +326,46 @@ std::string result_url_problem(GstKirinExtendSrc *self, const std::string &url) 
   return {};
 }
 
+bool start(GstKirinExtendSrc *self, const std::string &refresh_task_id = {});
+
+// With `extensions` > 1, a completed step starts the next one on the video it produced,
+// unless that would pass the provider's 3-minute limit: then it stops before paying, says
+// so, and the result so far is streamed. Returns true when a next step started.
+bool start_next_step(GstKirinExtendSrc *self, const kirin::JobOutcome &outcome) {
+  guint step, steps;
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    step = self->priv->step;
+    steps = self->priv->settings.extensions;
+  }
+  if (step >= steps)
+    return false;
+  const double duration = outcome.task.duration;
+  std::string why_not;
+  if (duration > 0 && duration + kExtensionSeconds > kMaxVideoSeconds + 0.001)
+    why_not = "the video is already " + std::to_string((int)(duration + 0.5)) +
+              " s, and another extension would pass the provider's 3-minute limit";
+  else if (outcome.task.video_id.empty())
+    why_not = "the provider did not say which video the result is, so it cannot be extended";
+  if (!why_not.empty()) {
+    std::string text = "Stopped after step " + std::to_string(step) + " of " +
+                       std::to_string(steps) + ": " + why_not + ". Streaming the result of task " +
+                       outcome.task_id + ".";
+    GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS, ("%s", text.c_str()), (nullptr));
+    return false;
+  }
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    self->priv->step = step + 1;
+    self->priv->chain_video_id = outcome.task.video_id;
+    self->priv->last_status = kirin::TaskStatus::Unknown;
+    self->priv->last_progress = -1;
+  }
+  GST_INFO_OBJECT(self, "step %u done (video %s); starting step %u", step,
+                  outcome.task.video_id.c_str(), step + 1);
+  return start(self);
+}
+
 void on_job_finished(const std::shared_ptr<ElementLink> &link, const kirin::JobOutcome &outcome) {
   GstKirinExtendSrc *self = link->lock_current();
   if (!self)
@@ -333,6 +383,8 @@ void on_job_finished(const std::shared_ptr<ElementLink> &link, const kirin::JobO
                  debug, 0, {}, outcome.task_id);
       break;
     }
+    if (start_next_step(self, outcome))
+      break;
     g_object_notify(G_OBJECT(self), "result-url");
     gst_element_call_async(GST_ELEMENT(self), expose_result, GUINT_TO_POINTER(link->generation),
                            nullptr);
@@ -574,9 +626,18 @@ std::string prepare_run(GstKirinExtendSrc *self, const std::string &refresh_task
   if (s.cfg_scale_set)
     config.create.cfg_scale = s.cfg_scale;
   config.create.callback_url = s.callback_url;
+  const bool chained = refresh_task_id.empty() && priv->step > 1;
+  if (chained)
+    config.create.video_id = priv->chain_video_id;
 
   if (!refresh_task_id.empty()) {
     config.existing_task_id = refresh_task_id;
+  } else if (chained) {
+    // Each step is its own task, findable by its own external ID.
+    g_autofree char *uuid = g_uuid_string_random();
+    priv->external_task_id = s.external_task_id.empty()
+                                 ? std::string("gst-kirin-") + uuid
+                                 : s.external_task_id + "-step" + std::to_string(priv->step);
   } else if (!s.task_id.empty()) {
     config.existing_task_id = s.task_id;
   } else if (!priv->created_task_id.empty() && same_request(priv->created_request, config.create)) {
@@ -608,7 +669,7 @@ std::string prepare_run(GstKirinExtendSrc *self, const std::string &refresh_task
   return {};
 }
 
-bool start(GstKirinExtendSrc *self, const std::string &refresh_task_id = {}) {
+bool start(GstKirinExtendSrc *self, const std::string &refresh_task_id) {
   GstKirinExtendSrcPrivate *priv = self->priv;
   kirin::JobConfig config;
   std::shared_ptr<ElementLink> link;
@@ -625,9 +686,12 @@ bool start(GstKirinExtendSrc *self, const std::string &refresh_task_id = {}) {
   kirin::JobCallbacks callbacks;
   callbacks.on_task_id = [link, request](const std::string &task_id) {
     if (GstKirinExtendSrc *owner = link->lock_current()) {
+      // Running again unchanged attaches to the first step's task (see prepare_run).
       std::lock_guard<std::mutex> guard(owner->priv->lock);
-      owner->priv->created_task_id = task_id;
-      owner->priv->created_request = request;
+      if (owner->priv->step == 1) {
+        owner->priv->created_task_id = task_id;
+        owner->priv->created_request = request;
+      }
       gst_object_unref(owner);
     }
     on_task_id(link, task_id);
@@ -640,6 +704,14 @@ bool start(GstKirinExtendSrc *self, const std::string &refresh_task_id = {}) {
                      : config.existing_task_id.empty()
                          ? "Extending video " + config.create.video_id
                          : "Waiting for task " + config.existing_task_id;
+  guint step, steps;
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    step = priv->step;
+    steps = priv->settings.extensions;
+  }
+  if (!what.empty() && steps > 1)
+    what += " (step " + std::to_string(step) + " of " + std::to_string(steps) + ")";
   // Opened before the job exists, so no update of it can come first.
   if (!what.empty())
     post_progress(self, GST_PROGRESS_TYPE_START, what);
@@ -670,7 +742,11 @@ static GstStateChangeReturn gst_kirin_extend_src_change_state(GstElement *elemen
                                                               GstStateChange transition) {
   auto *self = GST_KIRIN_EXTEND_SRC(element);
   switch (transition) {
-  case GST_STATE_CHANGE_READY_TO_PAUSED:
+  case GST_STATE_CHANGE_READY_TO_PAUSED: {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    self->priv->step = 1;
+    self->priv->chain_video_id.clear();
+  }
     if (!start(self))
       return GST_STATE_CHANGE_FAILURE;
     break;
@@ -856,6 +932,9 @@ static void gst_kirin_extend_src_set_property(GObject *object, guint prop_id, co
   case PROP_ALLOW_HTTP_RESULT:
     s.allow_http_result = g_value_get_boolean(value);
     break;
+  case PROP_EXTENSIONS:
+    s.extensions = g_value_get_uint(value);
+    break;
   default:
     G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
     break;
@@ -920,6 +999,9 @@ static void gst_kirin_extend_src_get_property(GObject *object, guint prop_id, GV
   case PROP_ALLOW_HTTP_RESULT:
     g_value_set_boolean(value, s.allow_http_result);
     break;
+  case PROP_EXTENSIONS:
+    g_value_set_uint(value, s.extensions);
+    break;
   case PROP_RESULT_URL:
     set_optional_string(value, priv->result_url);
     break;
@@ -966,8 +1048,8 @@ static void gst_kirin_extend_src_init(GstKirinExtendSrc *self) {
 // property names. The key, the API URL and the CA file are not accepted in a URI: a URI can
 // come from a playlist or another program, and must not redirect the key or trust.
 static const char *const kUriProperties[] = {
-    "prompt",       "negative-prompt", "cfg-scale",     "task-id", "external-task-id",
-    "callback-url", "model",           "poll-interval", "timeout", "request-timeout"};
+    "prompt", "negative-prompt", "cfg-scale", "task-id",         "external-task-id", "callback-url",
+    "model",  "poll-interval",   "timeout",   "request-timeout", "extensions"};
 
 static GstURIType gst_kirin_extend_src_uri_get_type(GType) {
   return GST_URI_SRC;
@@ -1077,12 +1159,13 @@ static gboolean gst_kirin_extend_src_uri_set_uri(GstURIHandler *handler, const g
       GParamSpec *pspec =
           known ? g_object_class_find_property(G_OBJECT_GET_CLASS(self), name) : nullptr;
       if (!pspec) {
-        g_set_error(error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI,
-                    "Unknown key '%s' in the kirin URI: it accepts prompt, negative-prompt, "
-                    "cfg-scale, task-id, external-task-id, callback-url, model, "
-                    "poll-interval, timeout and request-timeout (the API key and URL come "
-                    "from the environment)",
-                    name);
+        g_set_error(
+            error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI,
+            "Unknown key '%s' in the kirin URI: it accepts prompt, negative-prompt, "
+            "cfg-scale, task-id, external-task-id, callback-url, model, "
+            "poll-interval, timeout, request-timeout and extensions (the API key and URL come "
+            "from the environment)",
+            name);
         ok = false;
         break;
       }
@@ -1236,6 +1319,13 @@ static void gst_kirin_extend_src_class_init(GstKirinExtendSrcClass *klass) {
                            "Accept a plain http:// result URL although api-url is https. Off "
                            "by default: the download could be read or altered on the way",
                            FALSE, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_EXTENSIONS,
+      g_param_spec_uint("extensions", "Extensions",
+                        "How many extension tasks to run in sequence, each on the video the "
+                        "previous one made (about 5 s each); only the final video is streamed. "
+                        "Stops, without paying, before a step that would pass 3 minutes",
+                        1, kMaxExtensions, 1, rw));
   g_object_class_install_property(
       gobject_class, PROP_RESULT_URL,
       g_param_spec_string("result-url", "Result URL",

@@ -48,6 +48,7 @@ struct RunResult {
   GstStructure *error_details = nullptr;
   std::vector<GstStructure *> task_messages; // the kirin-task element messages, in order
   std::vector<std::pair<GstProgressType, std::string>> progress; // GST_MESSAGE_PROGRESS
+  std::vector<std::string> warnings;
   double seconds = 0;
 
   RunResult() = default;
@@ -93,6 +94,13 @@ inline bool kirin_test_take_message(GstMessage *msg, RunResult &result) {
     if (details)
       result.error_details = gst_structure_copy(details);
     return true;
+  }
+  case GST_MESSAGE_WARNING: {
+    GError *warning = nullptr;
+    gst_message_parse_warning(msg, &warning, nullptr);
+    result.warnings.emplace_back(warning->message);
+    g_error_free(warning);
+    return false;
   }
   case GST_MESSAGE_PROGRESS: {
     GstProgressType type;

@@ -268,6 +268,68 @@ GST_START_TEST(test_progress_messages_and_tags) {
 }
 GST_END_TEST;
 
+GST_START_TEST(test_chained_extensions) {
+  auto emu = start_emulator();
+  GstElement *src = make_src(*emu);
+  gst_object_ref(src);
+  g_object_set(src, "video-id", "demo-5s", "extensions", 3, nullptr);
+  RunResult result;
+  std::string bytes = run_to_file(src, result);
+  assert_error_free_eos(result);
+  // Three paid tasks, each on the previous result: 5 s + 3 x 5 s.
+  fail_unless_equals_int(emu->create_count(), 3);
+  double duration = 0;
+  g_object_get(src, "result-duration", &duration, nullptr);
+  fail_unless(duration > 19.9 && duration < 20.1, "final duration %f", duration);
+  std::string last_task = get_string_property(src, "task-id");
+  fail_unless(bytes == kirin_test_read_file(emu->task_result_path(last_task)),
+              "the final result was not what was streamed");
+  // Every step posted its own messages, numbered; each extended the video before it.
+  std::vector<std::string> completed_videos;
+  guint last_step = 0;
+  for (const GstStructure *s : result.task_messages) {
+    guint step = 0;
+    fail_unless(gst_structure_get_uint(s, "step", &step));
+    fail_unless(step >= last_step && step <= 3);
+    last_step = step;
+    if (string_field(s, "status") == "completed")
+      completed_videos.push_back(string_field(s, "video-id"));
+  }
+  fail_unless_equals_int(last_step, 3);
+  fail_unless_equals_int(completed_videos.size(), 3);
+  std::string body = emu->last_create_body();
+  fail_unless(body.find(completed_videos[1]) != std::string::npos,
+              "step 3 did not extend step 2's video: %s", body.c_str());
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_chain_stops_before_three_minutes) {
+  kirin_emu::Options options;
+  options.width = 64; // long results: keep them small
+  options.height = 48;
+  auto emu = start_emulator(options);
+  emu->add_video("long-170", 170);
+  GstElement *src = make_src(*emu);
+  gst_object_ref(src);
+  g_object_set(src, "video-id", "long-170", "extensions", 3, nullptr);
+  RunResult result;
+  std::string bytes = run_to_file(src, result, 120);
+  assert_error_free_eos(result);
+  // 170 -> 175 -> 180 s; a third task would pass 3 minutes and is not paid for.
+  fail_unless_equals_int(emu->create_count(), 2);
+  fail_unless(!result.warnings.empty(), "no warning about the stop");
+  fail_unless(result.warnings.front().find("3-minute") != std::string::npos, "%s",
+              result.warnings.front().c_str());
+  double duration = 0;
+  g_object_get(src, "result-duration", &duration, nullptr);
+  fail_unless(duration > 179.9 && duration < 180.1, "final duration %f", duration);
+  fail_unless(bytes ==
+              kirin_test_read_file(emu->task_result_path(get_string_property(src, "task-id"))));
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
 // Walks the top-level MP4 boxes and returns their types in order.
 static std::vector<std::string> mp4_boxes(const std::string &data) {
   std::vector<std::string> boxes;
@@ -730,6 +792,8 @@ static Suite *kirinextendsrc_suite() {
   tcase_add_test(tc, test_optional_fields_passed_through);
   tcase_add_test(tc, test_callback_url_reaches_the_provider);
   tcase_add_test(tc, test_progress_messages_and_tags);
+  tcase_add_test(tc, test_chained_extensions);
+  tcase_add_test(tc, test_chain_stops_before_three_minutes);
   tcase_add_test(tc, test_moov_at_end_over_10mb_decodes);
   tcase_add_test(tc, test_validation_errors_name_the_property);
   tcase_add_test(tc, test_exactly_2500_characters_accepted);
