@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <map>
 #include <condition_variable>
 #include <mutex>
 
@@ -130,7 +131,16 @@ std::string http_error_text(const Response &response, std::string *code) {
   return text.empty() ? status : status + ": " + text;
 }
 
+// How much slower polls run when callbacks announce changes.
+constexpr guint kCallbackPollSlowdown = 4;
+
 } // namespace
+
+// Jobs waiting for their task, by task ID, for callbacks to wake. Client thread only.
+std::map<std::string, std::weak_ptr<Job>> &jobs_by_task() {
+  static auto *jobs = new std::map<std::string, std::weak_ptr<Job>>();
+  return *jobs;
+}
 
 const char *job_error_name(JobError error) {
   switch (error) {
@@ -186,6 +196,13 @@ public:
   }
 
   void begin();
+  // A callback said the task changed: poll now instead of at the next timer.
+  void poll_now() {
+    if (finished_ || in_flight_ || task_id_.empty())
+      return;
+    GST_DEBUG("callback for task %s: polling now", task_id_.c_str());
+    send_poll();
+  }
 
   void cancel() {
     if (cancelled_.exchange(true))
@@ -195,6 +212,7 @@ public:
       GST_DEBUG("cancelling job for task %s", job.task_id_.c_str());
       job.finished_ = true;
       job.stop_io();
+      job.forget_task();
       job.callbacks_ = {};
     });
   }
@@ -252,6 +270,11 @@ private:
   }
 
   void stop_io();
+  void forget_task() {
+    auto found = jobs_by_task().find(task_id_);
+    if (found != jobs_by_task().end() && found->second.lock().get() == this)
+      jobs_by_task().erase(found);
+  }
 
   void send(SoupMessage *msg, void (Job::*handler)(Response &));
   static gboolean accept_certificate(SoupMessage *msg, GTlsCertificate *certificate,
@@ -452,6 +475,8 @@ void Job::begin() {
   }
   if (!config_.existing_task_id.empty()) {
     task_id_ = config_.existing_task_id;
+    if (config_.use_callbacks)
+      jobs_by_task()[task_id_] = weak_from_this();
     send_poll();
   } else {
     send_create();
@@ -533,6 +558,8 @@ void Job::on_create_response(Response &response) {
     return;
   }
   task_id_ = task.id;
+  if (config_.use_callbacks)
+    jobs_by_task()[task_id_] = weak_from_this();
   GST_INFO("created task %s", task_id_.c_str());
   if (callbacks_.on_task_id)
     callbacks_.on_task_id(task_id_);
@@ -615,7 +642,8 @@ void Job::handle_task(Task task) {
     return;
   }
   default: {
-    guint delay = poll_delay_ms(config_.poll_interval_ms, poll_attempt_++, 0);
+    guint delay = poll_delay_ms(config_.poll_interval_ms, poll_attempt_++, 0) *
+                  (config_.use_callbacks ? kCallbackPollSlowdown : 1);
     schedule(delay, [](Job &job) { job.send_poll(); });
   }
   }
@@ -626,6 +654,7 @@ void Job::finish(JobError error, std::string message, guint http_status, std::st
     return;
   finished_ = true;
   stop_io();
+  forget_task();
   JobOutcome outcome;
   outcome.error = error;
   outcome.task = last_task_;
@@ -649,6 +678,100 @@ JobHandle job_start(JobConfig config, JobCallbacks callbacks) {
       job.begin();
   });
   return job;
+}
+
+namespace {
+
+// A notification names its task; the body is parsed only for that ID. Whatever else it
+// says (status, URL) is ignored: the poll it triggers asks the provider itself.
+void on_callback(SoupServer *, SoupServerMessage *msg, const char *, GHashTable *, gpointer) {
+  if (g_strcmp0(soup_server_message_get_method(msg), "POST") != 0) {
+    soup_server_message_set_status(msg, SOUP_STATUS_METHOD_NOT_ALLOWED, nullptr);
+    return;
+  }
+  SoupMessageBody *body = soup_server_message_get_request_body(msg);
+  Task task;
+  std::string error;
+  if ((gsize)body->length > kMaxBodyBytes || !parse_task(body->data, body->length, task, error) ||
+      task.id.empty()) {
+    soup_server_message_set_status(msg, SOUP_STATUS_BAD_REQUEST, nullptr);
+    return;
+  }
+  auto found = jobs_by_task().find(task.id);
+  if (found != jobs_by_task().end()) {
+    if (auto job = found->second.lock())
+      job->poll_now();
+  }
+  soup_server_message_set_status(msg, SOUP_STATUS_NO_CONTENT, nullptr);
+}
+
+} // namespace
+
+guint callback_listener_start(const std::string &listen, std::string &error) {
+  struct Attempt {
+    std::string listen;
+    guint port = 0;
+    std::string error;
+    bool done = false;
+    std::mutex lock;
+    std::condition_variable cond;
+  } attempt;
+  attempt.listen = listen;
+  ClientThread::get();
+  g_main_context_invoke(
+      ClientThread::get().context(),
+      [](gpointer data) -> gboolean {
+        auto *attempt = static_cast<Attempt *>(data);
+        static auto *listeners = new std::map<std::string, guint>(); // address -> port
+        guint port = 0;
+        std::string error;
+        auto known = listeners->find(attempt->listen);
+        if (known != listeners->end()) {
+          port = known->second;
+        } else {
+          size_t colon = attempt->listen.rfind(':');
+          std::string host = colon == std::string::npos ? "" : attempt->listen.substr(0, colon);
+          guint64 wanted = 0;
+          GInetAddress *address = g_inet_address_new_from_string(host.c_str());
+          if (!address || colon == std::string::npos ||
+              !g_ascii_string_to_unsigned(attempt->listen.c_str() + colon + 1, 10, 0, 65535,
+                                          &wanted, nullptr)) {
+            error = "'" + attempt->listen + "' is not an IP address and port (e.g. 0.0.0.0:8099)";
+          } else {
+            SoupServer *server = soup_server_new(nullptr, nullptr);
+            soup_server_add_handler(server, nullptr, on_callback, nullptr, nullptr);
+            GSocketAddress *socket_address = g_inet_socket_address_new(address, (guint16)wanted);
+            GError *listen_error = nullptr;
+            if (soup_server_listen(server, socket_address, SoupServerListenOptions(0),
+                                   &listen_error)) {
+              GSList *sockets = soup_server_get_listeners(server);
+              GSocketAddress *local = g_socket_get_local_address(G_SOCKET(sockets->data), nullptr);
+              port = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(local));
+              g_object_unref(local);
+              g_slist_free(sockets);
+              (*listeners)[attempt->listen] = port; // the server lives as long as the process
+              GST_INFO("listening for callbacks on %s (port %u)", attempt->listen.c_str(), port);
+            } else {
+              error = listen_error->message;
+              g_error_free(listen_error);
+              g_object_unref(server);
+            }
+            g_object_unref(socket_address);
+          }
+          g_clear_object(&address);
+        }
+        std::lock_guard<std::mutex> guard(attempt->lock);
+        attempt->port = port;
+        attempt->error = error;
+        attempt->done = true;
+        attempt->cond.notify_all();
+        return G_SOURCE_REMOVE;
+      },
+      &attempt);
+  std::unique_lock<std::mutex> guard(attempt.lock);
+  attempt.cond.wait(guard, [&] { return attempt.done; });
+  error = attempt.error;
+  return attempt.port;
 }
 
 void job_cancel(const JobHandle &job) {

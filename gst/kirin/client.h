@@ -26,6 +26,10 @@ struct JobConfig {
   // PEM file of CAs to trust for api-url besides the system's (certificates are always
   // verified; this only adds trust anchors).
   std::string ca_file;
+  // With a callback listener (callback_listener_start), a notification for this task
+  // triggers an immediate poll, and the regular polls slow down (they stay the source of
+  // truth: a notification is only a hint, so a forged one cannot inject a result).
+  bool use_callbacks = false;
 };
 
 enum class JobError {
@@ -74,5 +78,10 @@ void job_cancel(const JobHandle &job);
 guint poll_delay_ms(guint poll_interval_ms, guint attempt, guint retry_after_ms);
 
 const char *job_error_name(JobError error);
+
+// Starts (once per address, shared by all jobs of the process) an HTTP receiver for the
+// provider's callbacks on `listen` ("host:port"; port 0 picks one). Returns the port
+// listened on, or 0 with `error` set. Blocks until the client thread has tried.
+guint callback_listener_start(const std::string &listen, std::string &error);
 
 } // namespace kirin

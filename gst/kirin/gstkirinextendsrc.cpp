@@ -70,6 +70,8 @@ enum {
   PROP_CA_FILE,
   PROP_ALLOW_HTTP_RESULT,
   PROP_EXTENSIONS,
+  PROP_CALLBACK_LISTEN,
+  PROP_CALLBACK_PUBLIC_URL,
   PROP_RESULT_URL,
   PROP_RESULT_VIDEO_ID,
   PROP_RESULT_DURATION,
@@ -95,7 +97,9 @@ struct Settings {
   guint request_timeout_s = kDefaultRequestTimeoutS;
   std::string ca_file;
   bool allow_http_result = false;
-  guint extensions = 1; // tasks in sequence, each extending the previous result
+  guint extensions = 1;            // tasks in sequence, each extending the previous result
+  std::string callback_listen;     // "host:port" of the process's callback receiver
+  std::string callback_public_url; // where the provider reaches that receiver
 };
 
 bool same_request(const kirin::CreateRequest &a, const kirin::CreateRequest &b) {
@@ -604,7 +608,8 @@ std::string validate(const Settings &settings) {
 // Turns the settings into a job for a new run. Returns the problem when they are unusable.
 // With `refresh_task_id`, the run only polls that task again for a fresh result URL.
 std::string prepare_run(GstKirinExtendSrc *self, const std::string &refresh_task_id,
-                        kirin::JobConfig &config, std::shared_ptr<ElementLink> &link) {
+                        guint callback_port, kirin::JobConfig &config,
+                        std::shared_ptr<ElementLink> &link) {
   GstKirinExtendSrcPrivate *priv = self->priv;
   std::lock_guard<std::mutex> guard(priv->lock);
   const Settings &s = priv->settings;
@@ -626,6 +631,21 @@ std::string prepare_run(GstKirinExtendSrc *self, const std::string &refresh_task
   if (s.cfg_scale_set)
     config.create.cfg_scale = s.cfg_scale;
   config.create.callback_url = s.callback_url;
+  if (callback_port) {
+    // The provider notifies our own receiver; its notifications only trigger polls.
+    config.use_callbacks = true;
+    if (!s.callback_public_url.empty()) {
+      config.create.callback_url = s.callback_public_url;
+    } else {
+      std::string host = s.callback_listen.substr(0, s.callback_listen.rfind(':'));
+      if (host == "0.0.0.0" || host == "::" || host.empty())
+        return "Property 'callback-public-url' is not set: with callback-listen=" +
+               s.callback_listen + ", say at which URL the provider can reach this machine.";
+      if (host.find(':') != std::string::npos)
+        host = "[" + host + "]";
+      config.create.callback_url = "http://" + host + ":" + std::to_string(callback_port) + "/";
+    }
+  }
   const bool chained = refresh_task_id.empty() && priv->step > 1;
   if (chained)
     config.create.video_id = priv->chain_video_id;
@@ -673,7 +693,24 @@ bool start(GstKirinExtendSrc *self, const std::string &refresh_task_id) {
   GstKirinExtendSrcPrivate *priv = self->priv;
   kirin::JobConfig config;
   std::shared_ptr<ElementLink> link;
-  std::string problem = prepare_run(self, refresh_task_id, config, link);
+  // The shared receiver is started outside the element's lock: the client thread's
+  // callbacks take that lock.
+  std::string listen;
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    listen = priv->settings.callback_listen;
+  }
+  guint callback_port = 0;
+  if (!listen.empty()) {
+    std::string listen_error;
+    callback_port = kirin::callback_listener_start(listen, listen_error);
+    if (!callback_port) {
+      post_settings_error(self, "Property 'callback-listen' (" + listen +
+                                    "): cannot receive callbacks there: " + listen_error);
+      return false;
+    }
+  }
+  std::string problem = prepare_run(self, refresh_task_id, callback_port, config, link);
   if (!problem.empty()) {
     post_settings_error(self, problem);
     return false;
@@ -935,6 +972,12 @@ static void gst_kirin_extend_src_set_property(GObject *object, guint prop_id, co
   case PROP_EXTENSIONS:
     s.extensions = g_value_get_uint(value);
     break;
+  case PROP_CALLBACK_LISTEN:
+    set_string(s.callback_listen, value);
+    break;
+  case PROP_CALLBACK_PUBLIC_URL:
+    set_string(s.callback_public_url, value);
+    break;
   default:
     G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
     break;
@@ -1001,6 +1044,12 @@ static void gst_kirin_extend_src_get_property(GObject *object, guint prop_id, GV
     break;
   case PROP_EXTENSIONS:
     g_value_set_uint(value, s.extensions);
+    break;
+  case PROP_CALLBACK_LISTEN:
+    set_optional_string(value, s.callback_listen);
+    break;
+  case PROP_CALLBACK_PUBLIC_URL:
+    set_optional_string(value, s.callback_public_url);
     break;
   case PROP_RESULT_URL:
     set_optional_string(value, priv->result_url);
@@ -1326,6 +1375,20 @@ static void gst_kirin_extend_src_class_init(GstKirinExtendSrcClass *klass) {
                         "previous one made (about 5 s each); only the final video is streamed. "
                         "Stops, without paying, before a step that would pass 3 minutes",
                         1, kMaxExtensions, 1, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_CALLBACK_LISTEN,
+      g_param_spec_string("callback-listen", "Callback listen address",
+                          "IP:port of an HTTP receiver for the provider's callbacks (one per "
+                          "process, shared by all elements; port 0 picks one). A callback makes "
+                          "the element poll at once; polls continue 4x slower. Overrides "
+                          "callback-url",
+                          nullptr, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_CALLBACK_PUBLIC_URL,
+      g_param_spec_string("callback-public-url", "Callback public URL",
+                          "The URL at which the provider reaches callback-listen (sent as "
+                          "callback_url). Needed when listening on 0.0.0.0 or behind NAT",
+                          nullptr, rw));
   g_object_class_install_property(
       gobject_class, PROP_RESULT_URL,
       g_param_spec_string("result-url", "Result URL",

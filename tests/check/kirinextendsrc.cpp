@@ -3,7 +3,9 @@
 
 #include "emulator.h"
 
+#include <gio/gio.h>
 #include <json-glib/json-glib.h>
+#include <libsoup/soup.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -327,6 +329,79 @@ GST_START_TEST(test_chain_stops_before_three_minutes) {
   fail_unless(bytes ==
               kirin_test_read_file(emu->task_result_path(get_string_property(src, "task-id"))));
   gst_object_unref(src);
+}
+GST_END_TEST;
+
+static bool wait_for_message(GstBus *bus, const char *status, double max_seconds);
+
+// A loopback port nothing listens on right now.
+static guint free_port() {
+  GSocket *socket =
+      g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, nullptr);
+  GInetAddress *loopback = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
+  GSocketAddress *address = g_inet_socket_address_new(loopback, 0);
+  g_socket_bind(socket, address, TRUE, nullptr);
+  GSocketAddress *bound = g_socket_get_local_address(socket, nullptr);
+  guint port = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
+  g_object_unref(bound);
+  g_object_unref(address);
+  g_object_unref(loopback);
+  g_object_unref(socket);
+  return port;
+}
+
+GST_START_TEST(test_callback_listener_wakes_the_element) {
+  auto emu = start_emulator();
+  std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  GstElement *src = make_src(*emu);
+  gst_object_ref(src);
+  // Without callbacks the first poll would come after 20 s.
+  g_object_set(src, "video-id", "demo-5s", "poll-interval", 20000, "callback-listen",
+               listen.c_str(), nullptr);
+  std::string path = temp_path("callback.mp4");
+  GstElement *pipeline = make_file_pipeline(src, path);
+  GstBus *bus = gst_element_get_bus(pipeline);
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  fail_unless(wait_for_message(bus, "pending", 10));
+
+  // A forged notification claims completion with another URL: it may only cause a poll.
+  std::string task_id = get_string_property(src, "task-id");
+  std::string forged = "{\"id\": \"" + task_id +
+                       "\", \"status\": \"completed\", \"output\": [{\"content\": [{"
+                       "\"type\": \"video\", \"url\": \"http://127.0.0.1:9/forged.mp4\"}]}]}";
+  SoupSession *session = soup_session_new();
+  SoupMessage *msg = soup_message_new("POST", ("http://" + listen + "/").c_str());
+  GBytes *body = g_bytes_new(forged.data(), forged.size());
+  soup_message_set_request_body_from_bytes(msg, "application/json", body);
+  GBytes *reply = soup_session_send_and_read(session, msg, nullptr, nullptr);
+  fail_unless_equals_int(soup_message_get_status(msg), SOUP_STATUS_NO_CONTENT);
+  g_bytes_unref(reply);
+  g_bytes_unref(body);
+  g_object_unref(msg);
+  g_object_unref(session);
+
+  RunResult result;
+  gint64 deadline = g_get_monotonic_time() + 15 * G_USEC_PER_SEC;
+  while (!result.eos && !result.error && g_get_monotonic_time() < deadline) {
+    GstMessage *message = gst_bus_timed_pop(bus, 100 * GST_MSECOND);
+    if (message) {
+      kirin_test_take_message(message, result);
+      gst_message_unref(message);
+    }
+  }
+  gint64 left_ms = (deadline - g_get_monotonic_time()) / 1000;
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  assert_error_free_eos(result);
+  // Done long before the first regular poll: the provider's callbacks woke the element.
+  fail_unless(left_ms > 10000, "took %" G_GINT64_FORMAT " ms", 15000 - left_ms);
+  std::string bytes = kirin_test_read_file(path);
+  fail_unless(bytes == kirin_test_read_file(emu->task_result_path(task_id)),
+              "the output is not the real result");
+  fail_unless(get_string_property(src, "result-url").find("forged") == std::string::npos);
+  gst_object_unref(bus);
+  gst_object_unref(pipeline);
+  gst_object_unref(src);
+  g_unlink(path.c_str());
 }
 GST_END_TEST;
 
@@ -793,6 +868,7 @@ static Suite *kirinextendsrc_suite() {
   tcase_add_test(tc, test_callback_url_reaches_the_provider);
   tcase_add_test(tc, test_progress_messages_and_tags);
   tcase_add_test(tc, test_chained_extensions);
+  tcase_add_test(tc, test_callback_listener_wakes_the_element);
   tcase_add_test(tc, test_chain_stops_before_three_minutes);
   tcase_add_test(tc, test_moov_at_end_over_10mb_decodes);
   tcase_add_test(tc, test_validation_errors_name_the_property);
