@@ -347,6 +347,9 @@ bool parse_task(const char *data, size_t length, Task &task, std::string &error)
   read_video(object, task);
   task.cost = text_member(object_member(object, "usage"), "cost");
   read_error(object, task.error_code, task.error_message);
+  // The server's words end up in error messages and logs: one short, printable line each.
+  task.error_code = clean_text(task.error_code.data(), task.error_code.size());
+  task.error_message = clean_text(task.error_message.data(), task.error_message.size());
 
   if (task.id.empty() && task.status_raw.empty()) {
     error = "neither a task id nor a status";

@@ -310,6 +310,20 @@ GST_START_TEST(test_error_string) {
 }
 GST_END_TEST;
 
+// The server's error text reaches error messages and logs: one short printable line.
+GST_START_TEST(test_error_text_cleaned) {
+  std::string long_text(10000, 'x');
+  Task task = parse_ok(
+      R"({"id":"t","status":"failed","error":{"code":"0140\u0007","message":"line one\nline two\u001b[31m )" +
+      long_text + R"("}})");
+  assert_text(task.error_code, "0140?");
+  fail_unless(g_str_has_prefix(task.error_message.c_str(), "line one line two?[31m xxx"), "%s",
+              task.error_message.substr(0, 60).c_str());
+  fail_unless(g_utf8_strlen(task.error_message.c_str(), -1) <= 201, "%zu bytes kept",
+              task.error_message.size());
+}
+GST_END_TEST;
+
 GST_START_TEST(test_error_missing) {
   const char *bodies[] = {
       R"({"id":"t","status":"failed"})",
@@ -730,6 +744,7 @@ static Suite *task_suite(void) {
   tcase_add_test(usage, test_usage_cost);
   tcase_add_test(usage, test_error_object);
   tcase_add_test(usage, test_error_string);
+  tcase_add_test(usage, test_error_text_cleaned);
   tcase_add_test(usage, test_error_missing);
   tcase_add_test(usage, test_data_wrapper);
 
