@@ -614,8 +614,8 @@ void Job::on_poll_response(Response &response) {
 }
 
 void Job::handle_task(Task task) {
-  if (task.id.empty())
-    task.id = task_id_;
+  // The task we asked about is the one reported, whatever ID the body claims.
+  task.id = task_id_;
   if (task.status == TaskStatus::Unknown && !task.status_raw.empty())
     GST_WARNING("task %s has an unknown status '%s'; still waiting", task_id_.c_str(),
                 task.status_raw.c_str());
