@@ -405,6 +405,51 @@ GST_START_TEST(test_callback_listener_wakes_the_element) {
 }
 GST_END_TEST;
 
+static void run_expecting_error(kirin_emu::Emulator &emu, GstElement *src, RunResult &result,
+                                double max_seconds = 30);
+
+static void on_source_setup(GstElement *, GstElement *source, gpointer data) {
+  auto *seen = static_cast<std::string *>(data);
+  *seen = GST_OBJECT_NAME(gst_element_get_factory(source));
+  // What an application would do here: its own settings on the HTTP source.
+  g_object_set(source, "user-agent", "my-broadcast-tool/2.0", nullptr);
+}
+
+GST_START_TEST(test_source_setup_lets_applications_configure_the_download) {
+  auto emu = start_emulator();
+  GstElement *src = make_src(*emu);
+  gst_object_ref(src);
+  g_object_set(src, "video-id", "demo-5s", nullptr);
+  std::string factory;
+  g_signal_connect(src, "source-setup", G_CALLBACK(on_source_setup), &factory);
+  RunResult result;
+  run_to_file(src, result);
+  assert_error_free_eos(result);
+  assert_same_text(factory, "souphttpsrc");
+  fail_unless_equals_int(emu->download_count() >= 1, TRUE);
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_provider_refuses_past_three_minutes) {
+  kirin_emu::Options options;
+  options.width = 64;
+  options.height = 48;
+  auto emu = start_emulator(options);
+  emu->add_video("long-178", 178);
+  GstElement *src = make_src(*emu);
+  gst_object_ref(src);
+  g_object_set(src, "video-id", "long-178", nullptr);
+  RunResult result;
+  run_expecting_error(*emu, src, result);
+  // The provider's own limit, reported with its code and the task to look up.
+  assert_same_text(result.detail("kirin-error-code"), "014002099");
+  fail_unless(strstr(result.error->message, "3-minute") != nullptr, "%s", result.error->message);
+  assert_same_text(result.detail("task-id"), get_string_property(src, "task-id"));
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
 // Walks the top-level MP4 boxes and returns their types in order.
 static std::vector<std::string> mp4_boxes(const std::string &data) {
   std::vector<std::string> boxes;
@@ -520,7 +565,7 @@ GST_END_TEST;
 
 // Runs a task expected to fail and returns the run, for its error and details.
 static void run_expecting_error(kirin_emu::Emulator &emu, GstElement *src, RunResult &result,
-                                double max_seconds = 30) {
+                                double max_seconds) {
   run_to_file(src, result, max_seconds);
   fail_unless(result.error != nullptr, "no error reached the bus");
   fail_if(result.timed_out);
@@ -868,6 +913,8 @@ static Suite *kirinextendsrc_suite() {
   tcase_add_test(tc, test_callback_url_reaches_the_provider);
   tcase_add_test(tc, test_progress_messages_and_tags);
   tcase_add_test(tc, test_chained_extensions);
+  tcase_add_test(tc, test_source_setup_lets_applications_configure_the_download);
+  tcase_add_test(tc, test_provider_refuses_past_three_minutes);
   tcase_add_test(tc, test_callback_listener_wakes_the_element);
   tcase_add_test(tc, test_chain_stops_before_three_minutes);
   tcase_add_test(tc, test_moov_at_end_over_10mb_decodes);
