@@ -773,6 +773,17 @@ static bool wait_for_message(GstBus *bus, const char *status, double max_seconds
   return false;
 }
 
+// Counts GST_PROGRESS_TYPE_CANCELED as it is posted: the bus is flushed on the way to NULL.
+static GstBusSyncReply count_canceled(GstBus *, GstMessage *message, gpointer data) {
+  GstProgressType type;
+  if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_PROGRESS) {
+    gst_message_parse_progress(message, &type, nullptr, nullptr);
+    if (type == GST_PROGRESS_TYPE_CANCELED)
+      g_atomic_int_inc(static_cast<gint *>(data));
+  }
+  return GST_BUS_PASS;
+}
+
 GST_START_TEST(test_stop_while_polling_is_fast_and_clean) {
   kirin_emu::Options options;
   options.pending_ms = 60000; // the task stays pending for the whole test
@@ -785,6 +796,8 @@ GST_START_TEST(test_stop_while_polling_is_fast_and_clean) {
     std::string path = temp_path("stop.mp4");
     GstElement *pipeline = make_file_pipeline(src, path);
     GstBus *bus = gst_element_get_bus(pipeline);
+    gint canceled = 0;
+    gst_bus_set_sync_handler(bus, count_canceled, &canceled, nullptr);
     gst_element_set_state(pipeline, GST_STATE_PLAYING);
     fail_unless(wait_for_message(bus, "pending", 10));
     gint64 start = g_get_monotonic_time();
@@ -792,6 +805,9 @@ GST_START_TEST(test_stop_while_polling_is_fast_and_clean) {
     gint64 took_us = g_get_monotonic_time() - start;
     fail_unless(took_us < 100 * 1000, "stopping while polling took %" G_GINT64_FORMAT " us",
                 took_us);
+    // The progress an application shows ends as canceled, once.
+    fail_unless_equals_int(g_atomic_int_get(&canceled), 1);
+    gst_bus_set_sync_handler(bus, nullptr, nullptr, nullptr);
     gst_object_unref(bus);
     gst_object_unref(pipeline);
     // The job holds no reference: the element is gone with the pipeline.
