@@ -4,6 +4,7 @@
 
 #include <gst/check/gstcheck.h>
 
+#include <gio/gio.h>
 #include <glib/gstdio.h>
 
 #include <string>
@@ -146,6 +147,22 @@ inline void kirin_test_run(GstElement *pipeline, double max_seconds, RunResult &
   result.seconds = (g_get_monotonic_time() - start) / (double)G_USEC_PER_SEC;
   gst_element_set_state(pipeline, GST_STATE_NULL);
   gst_object_unref(bus);
+}
+
+// A loopback port that nothing listens on right now (bound, read, closed).
+inline guint kirin_test_free_port() {
+  GSocket *socket =
+      g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, nullptr);
+  GInetAddress *loopback = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
+  GSocketAddress *address = g_inet_socket_address_new(loopback, 0);
+  g_socket_bind(socket, address, TRUE, nullptr);
+  GSocketAddress *bound = g_socket_get_local_address(socket, nullptr);
+  guint port = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
+  g_object_unref(bound);
+  g_object_unref(address);
+  g_object_unref(loopback);
+  g_object_unref(socket);
+  return port;
 }
 
 inline std::string kirin_test_read_file(const std::string &path) {

@@ -73,22 +73,6 @@ std::function<void(Fixture &)> all(std::vector<std::function<void(Fixture &)>> s
   };
 }
 
-// A loopback port with nothing listening on it.
-guint closed_port() {
-  GSocket *socket =
-      g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, nullptr);
-  GInetAddress *loopback = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
-  GSocketAddress *address = g_inet_socket_address_new(loopback, 0);
-  g_socket_bind(socket, address, TRUE, nullptr);
-  GSocketAddress *bound = g_socket_get_local_address(socket, nullptr);
-  guint port = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
-  g_object_unref(bound);
-  g_object_unref(address);
-  g_object_unref(loopback);
-  g_object_unref(socket); // closes it: the port is free and refuses connections
-  return port;
-}
-
 using Route = kirin_emu::Route;
 
 const char *kBadDuration = "\"ten seconds\"";
@@ -101,7 +85,7 @@ std::vector<Case> matrix() {
       // create
       {"create: connection refused",
        [](Fixture &f) {
-         std::string url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/v1";
+         std::string url = "http://127.0.0.1:" + std::to_string(kirin_test_free_port()) + "/v1";
          g_object_set(f.src, "api-url", url.c_str(), nullptr);
        },
        Outcome::CleanError, "No task was created", 20, false},

@@ -334,25 +334,9 @@ GST_END_TEST;
 
 static bool wait_for_message(GstBus *bus, const char *status, double max_seconds);
 
-// A loopback port nothing listens on right now.
-static guint free_port() {
-  GSocket *socket =
-      g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, nullptr);
-  GInetAddress *loopback = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
-  GSocketAddress *address = g_inet_socket_address_new(loopback, 0);
-  g_socket_bind(socket, address, TRUE, nullptr);
-  GSocketAddress *bound = g_socket_get_local_address(socket, nullptr);
-  guint port = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
-  g_object_unref(bound);
-  g_object_unref(address);
-  g_object_unref(loopback);
-  g_object_unref(socket);
-  return port;
-}
-
 GST_START_TEST(test_callback_listener_wakes_the_element) {
   auto emu = start_emulator();
-  std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  std::string listen = "127.0.0.1:" + std::to_string(kirin_test_free_port());
   GstElement *src = make_src(*emu);
   gst_object_ref(src);
   // Without callbacks the first poll would come after 20 s.
