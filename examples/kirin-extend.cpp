@@ -1,0 +1,541 @@
+// kirin-extend: extends a video with kirinextendsrc and saves the result, showing the task's
+// progress while the provider works on it.
+//
+//   kirin-extend [--api-url URL] [--prompt TEXT] [--poll-interval MS] [--timeout S]
+//                [--extensions N] [--task-id ID] VIDEO_ID OUTPUT.mp4
+//
+// The API key comes from VTRIX_API_KEY only: a key on the command line is visible to every
+// user of the machine (ps). The pipeline is `kirinextendsrc ! filesink`; everything shown
+// comes from the bus (the `kirin-task` element messages, errors and their details).
+#include <glib-unix.h>
+#include <glib/gstdio.h>
+#include <gst/gst.h>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitInterrupted = 130; // what shells report for a command ended by SIGINT
+constexpr guint kRedrawMs = 250;
+constexpr int kBarWidth = 24;
+constexpr int kUnset = G_MININT; // an option not given: the element's default applies
+
+struct Options {
+  std::string api_url; // empty: the element's own choice (VTRIX_API_URL, else the provider)
+  std::string prompt;
+  std::string task_id;
+  std::string video_id;
+  std::string output;
+  int poll_interval_ms = kUnset;
+  int timeout_s = kUnset;
+  int extensions = 1;
+};
+
+// Seconds left for a fraction that grows over time, from the rate between the first and
+// the latest sample since the last reset. Unknown (-1) until the fraction has grown.
+class RemainingTime {
+public:
+  void reset() { samples_ = 0; }
+
+  void add(double now_s, double fraction) {
+    if (samples_ == 0) {
+      first_s_ = now_s;
+      first_fraction_ = fraction;
+    }
+    last_s_ = now_s;
+    last_fraction_ = fraction;
+    samples_++;
+  }
+
+  double seconds(double now_s) const {
+    if (samples_ < 2 || last_fraction_ <= first_fraction_ || last_s_ <= first_s_)
+      return -1;
+    double rate = (last_fraction_ - first_fraction_) / (last_s_ - first_s_);
+    // Counts down between samples, which arrive only once per poll.
+    double left = (1.0 - last_fraction_) / rate - (now_s - last_s_);
+    return left > 0 ? left : 0;
+  }
+
+private:
+  int samples_ = 0;
+  double first_s_ = 0, first_fraction_ = 0, last_s_ = 0, last_fraction_ = 0;
+};
+
+struct CompletedTask {
+  std::string task_id, video_id, cost;
+  double duration_s = -1;
+};
+
+struct App {
+  Options options;
+  std::string partial_path; // filesink writes here; renamed to the output once complete
+  GMainLoop *loop = nullptr;
+  GstElement *pipeline = nullptr, *source = nullptr, *sink = nullptr;
+  bool terminal = false;  // stdout is a terminal: redraw one line instead of printing lines
+  bool line_open = false; // a redrawn line is on screen, not yet ended by a newline
+  gint64 started_us = 0;
+
+  std::string task_id;
+  std::string status = "starting";
+  guint step = 1;
+  double progress = -1; // of the task, 0-1; -1 = not reported
+  RemainingTime remaining;
+  bool downloading = false;
+  std::string last_logged; // in line mode: the state printed last, to print only changes
+  std::vector<CompletedTask> completed;
+  bool last_task_failed = false;
+
+  bool succeeded = false;
+  bool interrupted = false;
+};
+
+double elapsed_s(const App &app) {
+  return (g_get_monotonic_time() - app.started_us) / (double)G_USEC_PER_SEC;
+}
+
+std::string clock_text(double seconds) {
+  long total = (long)(seconds + 0.5);
+  char text[32];
+  if (total >= 3600)
+    g_snprintf(text, sizeof text, "%ld:%02ld:%02ld", total / 3600, total / 60 % 60, total % 60);
+  else
+    g_snprintf(text, sizeof text, "%ld:%02ld", total / 60, total % 60);
+  return text;
+}
+
+std::string megabytes(gint64 bytes) {
+  char text[32];
+  g_snprintf(text, sizeof text, "%.1f MB", bytes / 1e6);
+  return text;
+}
+
+// Ends a redrawn progress line, so the next output starts on a line of its own.
+void end_line(App &app) {
+  if (app.line_open) {
+    std::fputs("\n", stdout);
+    std::fflush(stdout);
+    app.line_open = false;
+  }
+}
+
+// How far the download is, in bytes: what filesink wrote and the size the HTTP source
+// reported. False until the source knows its size.
+bool download_position(App &app, gint64 &written, gint64 &total) {
+  written = total = 0;
+  GstPad *sink_pad = gst_element_get_static_pad(app.sink, "sink");
+  bool known = gst_pad_peer_query_duration(sink_pad, GST_FORMAT_BYTES, &total) && total > 0;
+  gst_object_unref(sink_pad);
+  if (!gst_element_query_position(app.sink, GST_FORMAT_BYTES, &written))
+    written = 0;
+  return known;
+}
+
+void show_progress(App &app) {
+  const double now = elapsed_s(app);
+  std::string status = app.downloading ? "downloading" : app.status;
+  if (app.options.extensions > 1)
+    status = "step " + std::to_string(app.step) + "/" + std::to_string(app.options.extensions) +
+             " " + status;
+  double fraction = app.downloading ? -1 : app.progress;
+  std::string sizes;
+  if (app.downloading && app.terminal) {
+    gint64 written, total;
+    if (download_position(app, written, total)) {
+      fraction = (double)written / total;
+      sizes = "  " + megabytes(written) + " of " + megabytes(total);
+    }
+  }
+  const int percent = fraction >= 0 ? (int)(fraction * 100 + 0.5) : -1;
+  const std::string percent_text = percent >= 0 ? std::to_string(percent) + "%" : "?%";
+  const double left = app.downloading ? -1 : app.remaining.seconds(now);
+  const std::string left_text = left >= 0 ? clock_text(left) : "?";
+
+  if (!app.terminal) {
+    // One line per change of status or whole percent; the times ride along.
+    std::string state = status;
+    if (percent >= 0)
+      state += " " + percent_text;
+    if (state == app.last_logged)
+      return;
+    app.last_logged = state;
+    std::printf("[%s] %s%s\n", clock_text(now).c_str(), state.c_str(),
+                percent >= 0 ? (", " + left_text + " left").c_str() : "");
+    std::fflush(stdout);
+    return;
+  }
+  const int filled = fraction >= 0 ? (int)(fraction * kBarWidth + 0.5) : 0;
+  std::string bar(filled, '#');
+  bar.append(kBarWidth - filled, '-');
+  // \r returns to the start of the line; \033[K clears what a longer earlier line left.
+  std::printf("\r%-20s [%s] %4s  %s elapsed, %s left%s\033[K", status.c_str(), bar.c_str(),
+              percent_text.c_str(), clock_text(now).c_str(), left_text.c_str(), sizes.c_str());
+  std::fflush(stdout);
+  app.line_open = true;
+}
+
+gboolean redraw(gpointer data) {
+  show_progress(*static_cast<App *>(data));
+  return G_SOURCE_CONTINUE;
+}
+
+std::string string_field(const GstStructure *s, const char *name) {
+  const char *value = gst_structure_get_string(s, name);
+  return value ? value : "";
+}
+
+// Quoted for a POSIX shell when it needs to be (as Python's shlex.quote does).
+std::string shell_quoted(const std::string &word) {
+  const bool plain =
+      !word.empty() && word.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
+                                              "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                              "0123456789_@%+=:,./-") == std::string::npos;
+  if (plain)
+    return word;
+  g_autofree char *quoted = g_shell_quote(word.c_str());
+  return quoted;
+}
+
+// The command that continues where this run stopped, ready to paste: the given task, and
+// the steps of a chain that had not started yet.
+std::string resume_command(const App &app, const std::string &task_id) {
+  std::string command = "kirin-extend --task-id " + shell_quoted(task_id);
+  if (!app.options.api_url.empty())
+    command += " --api-url " + shell_quoted(app.options.api_url);
+  const int steps_left = app.options.extensions - (int)app.step + 1;
+  if (steps_left > 1)
+    command += " --extensions " + std::to_string(steps_left);
+  return command + " " + shell_quoted(app.options.output);
+}
+
+// When the provider has not told us a task ID, the external task ID we sent is how the
+// provider knows the task, if it was created.
+std::string external_task_id(App &app) {
+  g_autofree char *external = nullptr;
+  g_object_get(app.source, "external-task-id", &external, nullptr);
+  return external ? external : "";
+}
+
+// Whether a failure without a task ID may still have made one: a create request that ended
+// in a network failure or a 5xx after it was sent (the element reports those as FAILED). A
+// 4xx answer means the provider refused it; other errors come before any request.
+bool may_have_created(const GError *error, guint http_status) {
+  return g_error_matches(error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED) &&
+         (http_status == 0 || http_status >= 500);
+}
+
+void on_task_message(App &app, const GstStructure *s) {
+  const std::string task_id = string_field(s, "task-id");
+  const std::string status = string_field(s, "status");
+  guint step = 1;
+  gst_structure_get_uint(s, "step", &step);
+  double progress = -1;
+  if (!gst_structure_get_double(s, "progress", &progress))
+    progress = -1;
+
+  if (task_id != app.task_id && !task_id.empty()) {
+    app.task_id = task_id;
+    end_line(app);
+    std::printf("Task %s%s (external ID %s)\n", task_id.c_str(),
+                app.options.extensions > 1 ? (" for step " + std::to_string(step) + " of " +
+                                              std::to_string(app.options.extensions))
+                                                 .c_str()
+                                           : "",
+                string_field(s, "external-task-id").c_str());
+    std::fflush(stdout);
+  }
+  if (status != app.status || step != app.step)
+    app.remaining.reset(); // a new phase moves at its own pace
+  app.status = status;
+  app.step = step;
+  app.progress = progress;
+  if (status == "processing" && progress >= 0)
+    app.remaining.add(elapsed_s(app), progress);
+  app.last_task_failed = status == "failed";
+
+  if (status == "completed") {
+    CompletedTask done;
+    done.task_id = task_id;
+    done.video_id = string_field(s, "video-id");
+    done.cost = string_field(s, "cost");
+    gst_structure_get_double(s, "duration", &done.duration_s);
+    app.completed.push_back(done);
+    // After the last step the element starts downloading; earlier steps chain on.
+    app.downloading = (int)step >= app.options.extensions;
+  }
+  show_progress(app);
+}
+
+void on_error(App &app, GstMessage *message) {
+  GError *error = nullptr;
+  char *debug = nullptr;
+  gst_message_parse_error(message, &error, &debug);
+  const GstStructure *details = nullptr;
+  gst_message_parse_error_details(message, &details);
+  std::string task_id = details ? string_field(details, "task-id") : "";
+  std::string code = details ? string_field(details, "kirin-error-code") : "";
+  guint http_status = 0;
+  if (details)
+    gst_structure_get_uint(details, "http-status", &http_status);
+  if (task_id.empty())
+    task_id = app.task_id;
+
+  end_line(app);
+  g_printerr("kirin-extend: %s\n", error->message);
+  if (http_status && !code.empty())
+    g_printerr("  (HTTP status %u, error code %s)\n", http_status, code.c_str());
+  else if (http_status)
+    g_printerr("  (HTTP status %u)\n", http_status);
+  else if (!code.empty())
+    g_printerr("  (error code %s)\n", code.c_str());
+  if (!task_id.empty()) {
+    g_printerr("Task ID: %s\n", task_id.c_str());
+    if (app.last_task_failed)
+      g_printerr("The task failed at the provider; running again creates (and pays for) a new "
+                 "task.\n");
+    else
+      g_printerr("Resume without paying again: %s\n", resume_command(app, task_id).c_str());
+  } else if (std::string external = external_task_id(app);
+             may_have_created(error, http_status) && !external.empty()) {
+    g_printerr("No task ID was received. If the task was created, the provider knows it by the "
+               "external task ID %s.\n",
+               external.c_str());
+  }
+  g_error_free(error);
+  g_free(debug);
+}
+
+gboolean on_bus_message(GstBus *, GstMessage *message, gpointer data) {
+  auto &app = *static_cast<App *>(data);
+  switch (GST_MESSAGE_TYPE(message)) {
+  case GST_MESSAGE_ELEMENT: {
+    const GstStructure *s = gst_message_get_structure(message);
+    if (GST_MESSAGE_SRC(message) == GST_OBJECT(app.source) && s &&
+        gst_structure_has_name(s, "kirin-task"))
+      on_task_message(app, s);
+    break;
+  }
+  case GST_MESSAGE_WARNING: {
+    // For example a chain that stopped before passing the 3-minute limit.
+    GError *warning = nullptr;
+    gst_message_parse_warning(message, &warning, nullptr);
+    end_line(app);
+    g_printerr("kirin-extend: warning: %s\n", warning->message);
+    g_error_free(warning);
+    break;
+  }
+  case GST_MESSAGE_ERROR:
+    on_error(app, message);
+    g_main_loop_quit(app.loop);
+    break;
+  case GST_MESSAGE_EOS:
+    app.succeeded = true;
+    g_main_loop_quit(app.loop);
+    break;
+  default:
+    break;
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+gboolean on_interrupt(gpointer data) {
+  auto &app = *static_cast<App *>(data);
+  app.interrupted = true;
+  g_main_loop_quit(app.loop);
+  return G_SOURCE_CONTINUE;
+}
+
+void print_summary(const App &app) {
+  if (app.completed.empty())
+    return;
+  const CompletedTask &last = app.completed.back();
+  std::string tasks, costs;
+  double total_cost = 0;
+  for (const CompletedTask &task : app.completed) {
+    tasks += (tasks.empty() ? "" : ", ") + task.task_id;
+    costs += (costs.empty() ? "$" : " + $") + task.cost;
+    total_cost += g_ascii_strtod(task.cost.c_str(), nullptr);
+  }
+  if (app.completed.size() > 1) {
+    char total[32];
+    g_snprintf(total, sizeof total, " = $%.2f", total_cost);
+    costs += total;
+  }
+  GStatBuf info;
+  const long long size = g_stat(app.options.output.c_str(), &info) == 0 ? info.st_size : -1;
+  std::printf("Done in %s.\n", clock_text(elapsed_s(app)).c_str());
+  std::printf("Task:   %s\n", tasks.c_str());
+  std::printf("Video:  %s, %.1f s (its ID can be extended again)\n", last.video_id.c_str(),
+              last.duration_s);
+  std::printf("Cost:   %s (USD)\n", costs.c_str());
+  std::printf("Saved:  %s (%lld bytes)\n", app.options.output.c_str(), size);
+}
+
+bool parse_options(int argc, char **argv, Options &options) {
+  g_autofree char *api_url = nullptr, *prompt = nullptr, *task_id = nullptr;
+  const GOptionEntry entries[] = {
+      {"api-url", 0, 0, G_OPTION_ARG_STRING, &api_url,
+       "The provider's create endpoint (default: $VTRIX_API_URL, else the provider's)", "URL"},
+      {"prompt", 0, 0, G_OPTION_ARG_STRING, &prompt, "What the continuation should show", "TEXT"},
+      {"poll-interval", 0, 0, G_OPTION_ARG_INT, &options.poll_interval_ms,
+       "Milliseconds before the first poll (default 5000)", "MS"},
+      {"timeout", 0, 0, G_OPTION_ARG_INT, &options.timeout_s,
+       "Seconds to wait for the task, 0 = no limit (default 1200)", "S"},
+      {"extensions", 0, 0, G_OPTION_ARG_INT, &options.extensions,
+       "Extend this many times in a row, about 5 s each (default 1)", "N"},
+      {"task-id", 0, 0, G_OPTION_ARG_STRING, &task_id,
+       "Resume this task instead of creating (and paying for) a new one; VIDEO_ID may then be "
+       "left out",
+       "ID"},
+      {nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr}};
+  g_autoptr(GOptionContext) context = g_option_context_new("VIDEO_ID OUTPUT.mp4");
+  g_option_context_set_summary(context, "Extends a video by about 5 seconds with the Vtrix "
+                                        "kirin_duration_extension model and saves the result.\n"
+                                        "The API key is read from the environment variable "
+                                        "VTRIX_API_KEY.");
+  g_option_context_add_main_entries(context, entries, nullptr);
+  g_option_context_add_group(context, gst_init_get_option_group());
+  g_autoptr(GError) error = nullptr;
+  if (!g_option_context_parse(context, &argc, &argv, &error)) {
+    g_printerr("kirin-extend: %s\n", error->message);
+    return false;
+  }
+  if (api_url)
+    options.api_url = api_url;
+  if (prompt)
+    options.prompt = prompt;
+  if (task_id)
+    options.task_id = task_id;
+
+  const char *problem = nullptr;
+  if (argc == 3) {
+    options.video_id = argv[1];
+    options.output = argv[2];
+  } else if (argc == 2 && !options.task_id.empty()) {
+    options.output = argv[1];
+  } else {
+    problem = "give VIDEO_ID and OUTPUT.mp4 (with --task-id, OUTPUT.mp4 is enough)";
+  }
+  if (!problem && options.poll_interval_ms != kUnset && options.poll_interval_ms < 1)
+    problem = "--poll-interval must be positive";
+  else if (!problem && options.timeout_s != kUnset && options.timeout_s < 0)
+    problem = "--timeout cannot be negative";
+  else if (!problem && (options.extensions < 1 || options.extensions > 36))
+    problem = "--extensions must be from 1 to 36 (3 minutes in steps of 5 s)";
+  if (problem) {
+    g_printerr("kirin-extend: %s\nTry 'kirin-extend --help'.\n", problem);
+    return false;
+  }
+  return true;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  App app;
+  if (!parse_options(argc, argv, app.options))
+    return kExitUsage;
+  const char *key = g_getenv("VTRIX_API_KEY");
+  if (!key || !*key) {
+    g_printerr("kirin-extend: set the environment variable VTRIX_API_KEY to your API key\n");
+    return kExitUsage;
+  }
+
+  app.source = gst_element_factory_make("kirinextendsrc", "extend");
+  if (!app.source) {
+    g_printerr("kirin-extend: GStreamer has no element kirinextendsrc: set GST_PLUGIN_PATH to "
+               "the directory of libgstkirin.so (build/gst/kirin in the build tree)\n");
+    return kExitFailed;
+  }
+  app.sink = gst_element_factory_make("filesink", "save");
+  if (!app.sink) {
+    g_printerr("kirin-extend: GStreamer has no element filesink (gstreamer1.0 core elements)\n");
+    gst_object_unref(app.source);
+    return kExitFailed;
+  }
+  if (!app.options.api_url.empty())
+    g_object_set(app.source, "api-url", app.options.api_url.c_str(), nullptr);
+  if (!app.options.video_id.empty())
+    g_object_set(app.source, "video-id", app.options.video_id.c_str(), nullptr);
+  if (!app.options.prompt.empty())
+    g_object_set(app.source, "prompt", app.options.prompt.c_str(), nullptr);
+  if (!app.options.task_id.empty())
+    g_object_set(app.source, "task-id", app.options.task_id.c_str(), nullptr);
+  if (app.options.poll_interval_ms != kUnset)
+    g_object_set(app.source, "poll-interval", (guint)app.options.poll_interval_ms, nullptr);
+  if (app.options.timeout_s != kUnset)
+    g_object_set(app.source, "timeout", (guint)app.options.timeout_s, nullptr);
+  if (app.options.extensions > 1)
+    g_object_set(app.source, "extensions", (guint)app.options.extensions, nullptr);
+  // A file that exists under the output name is always complete: an interrupted or failed
+  // run leaves neither a truncated result nor a clobbered earlier one.
+  app.partial_path = app.options.output + ".part";
+  g_object_set(app.sink, "location", app.partial_path.c_str(), nullptr);
+
+  app.pipeline = gst_pipeline_new("kirin-extend");
+  gst_bin_add_many(GST_BIN(app.pipeline), app.source, app.sink, nullptr);
+  gst_element_link(app.source, app.sink);
+
+  app.loop = g_main_loop_new(nullptr, FALSE);
+  app.terminal = isatty(fileno(stdout));
+  app.started_us = g_get_monotonic_time();
+  GstBus *bus = gst_element_get_bus(app.pipeline);
+  gst_bus_add_watch(bus, on_bus_message, &app);
+  const guint sigint = g_unix_signal_add(SIGINT, on_interrupt, &app);
+  const guint sigterm = g_unix_signal_add(SIGTERM, on_interrupt, &app);
+  // Elapsed and remaining time move on between the provider's answers.
+  const guint redraw_timer = app.terminal ? g_timeout_add(kRedrawMs, redraw, &app) : 0;
+
+  show_progress(app);
+  // A failure here (bad settings, an unwritable output) is explained by the error it
+  // posted on the bus, which the loop then reports.
+  gst_element_set_state(app.pipeline, GST_STATE_PLAYING);
+  g_main_loop_run(app.loop);
+
+  if (redraw_timer)
+    g_source_remove(redraw_timer);
+  g_source_remove(sigint);
+  g_source_remove(sigterm);
+  // Never waits on the network: the element cancels its requests and lets go.
+  gst_element_set_state(app.pipeline, GST_STATE_NULL);
+  gst_bus_remove_watch(bus);
+  gst_object_unref(bus);
+
+  int status = 0;
+  if (app.succeeded && g_rename(app.partial_path.c_str(), app.options.output.c_str()) != 0) {
+    g_printerr("kirin-extend: cannot rename %s to %s: %s\n", app.partial_path.c_str(),
+               app.options.output.c_str(), g_strerror(errno));
+    app.succeeded = false;
+  }
+  if (app.succeeded) {
+    end_line(app);
+    print_summary(app);
+  } else {
+    g_unlink(app.partial_path.c_str());
+    status = kExitFailed;
+  }
+  if (app.interrupted) {
+    end_line(app);
+    status = kExitInterrupted;
+    if (!app.task_id.empty())
+      g_printerr("Interrupted. Task %s goes on at the provider: resume it without paying again "
+                 "with\n  %s\n",
+                 app.task_id.c_str(), resume_command(app, app.task_id).c_str());
+    else if (std::string external = external_task_id(app); !external.empty())
+      g_printerr("Interrupted before the provider named the task. If it was created, it is "
+                 "known by the external task ID %s.\n",
+                 external.c_str());
+    else
+      g_printerr("Interrupted before any task was created.\n");
+  }
+  gst_object_unref(app.pipeline);
+  g_main_loop_unref(app.loop);
+  return status;
+}
