@@ -23,11 +23,14 @@
 
 #include "gstkirinextendsrc.h"
 
+#include "cache.h"
 #include "client.h"
 
 #include <gio/gio.h>
+#include <glib/gstdio.h>
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -72,6 +75,8 @@ enum {
   PROP_EXTENSIONS,
   PROP_CALLBACK_LISTEN,
   PROP_CALLBACK_PUBLIC_URL,
+  PROP_CACHE_DIR,
+  PROP_STREAM_INTERMEDIATE,
   PROP_RESULT_URL,
   PROP_RESULT_VIDEO_ID,
   PROP_RESULT_DURATION,
@@ -97,9 +102,11 @@ struct Settings {
   guint request_timeout_s = kDefaultRequestTimeoutS;
   std::string ca_file;
   bool allow_http_result = false;
-  guint extensions = 1;            // tasks in sequence, each extending the previous result
-  std::string callback_listen;     // "host:port" of the process's callback receiver
-  std::string callback_public_url; // where the provider reaches that receiver
+  guint extensions = 1;             // tasks in sequence, each extending the previous result
+  std::string callback_listen;      // "host:port" of the process's callback receiver
+  std::string callback_public_url;  // where the provider reaches that receiver
+  std::string cache_dir;            // journal of paid tasks and their media
+  bool stream_intermediate = false; // stream every step's result of a chain, in turn
 };
 
 bool same_request(const kirin::CreateRequest &a, const kirin::CreateRequest &b) {
@@ -107,6 +114,20 @@ bool same_request(const kirin::CreateRequest &a, const kirin::CreateRequest &b) 
          a.negative_prompt == b.negative_prompt && a.cfg_scale == b.cfg_scale &&
          a.callback_url == b.callback_url;
 }
+
+// A result ready to stream: the final one, or with stream-intermediate each step's in turn.
+struct Exposure {
+  std::string url; // the provider's http(s) URL, or file:// of the cached copy
+  bool from_cache = false;
+  std::string task_id;
+  std::string video_id;
+  double duration = -1;
+  guint step = 1;
+  bool final = true; // its EOS ends the stream; an intermediate one's EOS is dropped
+  // With cache-dir, the entry the downloaded media is recorded in (empty dir: not kept).
+  std::string cache_dir;
+  kirin::JournalEntry journal;
+};
 
 } // namespace
 
@@ -138,6 +159,15 @@ struct GstKirinExtendSrcPrivate {
   bool progress_open = false; // a GST_MESSAGE_PROGRESS start was posted and not yet closed
   guint step = 1;             // which of `extensions` tasks runs now (1-based)
   std::string chain_video_id; // the video the current step extends, from step 2 on
+
+  // Results waiting to be streamed, oldest first, and whether a child still streams one.
+  std::deque<Exposure> exposures;
+  bool child_streaming = false;
+  bool streaming_final = true; // the child streams the last result (its URL may be refreshed)
+
+  // cache-dir: where the current step's task is recorded ("" when the cache is not used).
+  std::string cache_dir;
+  kirin::JournalEntry journal;
 };
 
 struct _GstKirinExtendSrc {
@@ -185,7 +215,12 @@ struct ElementLink {
   mutable GWeakRef ref;
   guint generation;
 
-  ElementLink(GstKirinExtendSrc *self, guint gen) : generation(gen) { g_weak_ref_init(&ref, self); }
+  bool refresh; // the run only polls for a fresh URL of a result already streaming
+
+  ElementLink(GstKirinExtendSrc *self, guint gen, bool refresh_run)
+      : generation(gen), refresh(refresh_run) {
+    g_weak_ref_init(&ref, self);
+  }
   ~ElementLink() { g_weak_ref_clear(&ref); }
 
   // A strong reference while the element exists and this run is current, else null.
@@ -244,9 +279,10 @@ void post_progress(GstKirinExtendSrc *self, GstProgressType type, const std::str
   gst_element_post_message(GST_ELEMENT(self), message);
 }
 
-// Every status change of the task, as a `kirin-task` element message.
+// Every status change of the task, as a `kirin-task` element message. `cached`: the task
+// ended in an earlier run and comes from the cache-dir journal.
 void post_task_message(GstKirinExtendSrc *self, const kirin::Task &task,
-                       const std::string &external_task_id, guint step) {
+                       const std::string &external_task_id, guint step, bool cached = false) {
   GstStructure *s =
       gst_structure_new("kirin-task", "task-id", G_TYPE_STRING, task.id.c_str(), "external-task-id",
                         G_TYPE_STRING, external_task_id.c_str(), "status", G_TYPE_STRING,
@@ -258,18 +294,45 @@ void post_task_message(GstKirinExtendSrc *self, const kirin::Task &task,
                       task.video_id.c_str(), "duration", G_TYPE_DOUBLE, task.duration, "cost",
                       G_TYPE_STRING, task.cost.c_str(), nullptr);
   }
+  if (cached)
+    gst_structure_set(s, "cached", G_TYPE_BOOLEAN, TRUE, nullptr);
   gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
+}
+
+// Records the entry in the cache-dir journal. A failure costs only the cache, so it is a
+// warning that names the property.
+void journal_save(GstKirinExtendSrc *self, const std::string &dir,
+                  const kirin::JournalEntry &entry) {
+  std::string error;
+  if (!kirin::journal_write(dir, entry, error))
+    GST_ELEMENT_WARNING(self, RESOURCE, WRITE,
+                        ("Property 'cache-dir' (%s): cannot record task %s: %s", dir.c_str(),
+                         entry.task_id.c_str(), error.c_str()),
+                        (nullptr));
 }
 
 void on_task_id(const std::shared_ptr<ElementLink> &link, const std::string &task_id) {
   GstKirinExtendSrc *self = link->lock_current();
   if (!self)
     return;
+  std::string cache_dir;
+  kirin::JournalEntry journal;
   {
     std::lock_guard<std::mutex> guard(self->priv->lock);
     self->priv->task_id = task_id;
+    cache_dir = self->priv->cache_dir;
+    if (!cache_dir.empty() && self->priv->journal.task_id.empty()) {
+      self->priv->journal.task_id = task_id;
+      self->priv->journal.external_task_id = self->priv->external_task_id;
+      journal = self->priv->journal;
+    } else {
+      cache_dir.clear();
+    }
   }
   GST_INFO_OBJECT(self, "task %s created", task_id.c_str());
+  // Recorded before anything else can go wrong: a run that dies now attaches to it next time.
+  if (!cache_dir.empty())
+    journal_save(self, cache_dir, journal);
   g_object_notify(G_OBJECT(self), "task-id");
   gst_object_unref(self);
 }
@@ -298,7 +361,7 @@ void on_task_update(const std::shared_ptr<ElementLink> &link, const kirin::Task 
   }
   GST_DEBUG_OBJECT(self, "task %s: %s (%s), progress %.2f", task.id.c_str(),
                    kirin::task_status_name(task.status), task.status_raw.c_str(), task.progress);
-  if (changed) {
+  if (changed && !link->refresh) {
     post_task_message(self, task, external_task_id, step);
     std::string text = "Task " + task.id + ": " + kirin::task_status_name(task.status);
     if (task.progress >= 0)
@@ -312,7 +375,7 @@ void on_task_update(const std::shared_ptr<ElementLink> &link, const kirin::Task 
   gst_object_unref(self);
 }
 
-void expose_result(GstElement *element, gpointer user_data);
+void expose_next(GstElement *element, gpointer user_data);
 
 // Which result URLs may be fetched: http(s) only, and no downgrade from an https API to a
 // plain-http download unless the user opted in. Returns the reason to refuse, or "".
@@ -332,10 +395,9 @@ std::string result_url_problem(GstKirinExtendSrc *self, const std::string &url) 
 
 bool start(GstKirinExtendSrc *self, const std::string &refresh_task_id = {});
 
-// With `extensions` > 1, a completed step starts the next one on the video it produced,
-// unless that would pass the provider's 3-minute limit: then it stops before paying, says
-// so, and the result so far is streamed. Returns true when a next step started.
-bool start_next_step(GstKirinExtendSrc *self, const kirin::JobOutcome &outcome) {
+// With `extensions` > 1, whether a next step may follow the one that made `task`: not when
+// that would pass the provider's 3-minute limit (then it stops before paying and says so).
+bool chain_continues(GstKirinExtendSrc *self, const kirin::Task &task) {
   guint step, steps;
   {
     std::lock_guard<std::mutex> guard(self->priv->lock);
@@ -344,30 +406,78 @@ bool start_next_step(GstKirinExtendSrc *self, const kirin::JobOutcome &outcome) 
   }
   if (step >= steps)
     return false;
-  const double duration = outcome.task.duration;
   std::string why_not;
-  if (duration > 0 && duration + kExtensionSeconds > kMaxVideoSeconds + 0.001)
-    why_not = "the video is already " + std::to_string((int)(duration + 0.5)) +
+  if (task.duration > 0 && task.duration + kExtensionSeconds > kMaxVideoSeconds + 0.001)
+    why_not = "the video is already " + std::to_string((int)(task.duration + 0.5)) +
               " s, and another extension would pass the provider's 3-minute limit";
-  else if (outcome.task.video_id.empty())
+  else if (task.video_id.empty())
     why_not = "the provider did not say which video the result is, so it cannot be extended";
-  if (!why_not.empty()) {
-    std::string text = "Stopped after step " + std::to_string(step) + " of " +
-                       std::to_string(steps) + ": " + why_not + ". Streaming the result of task " +
-                       outcome.task_id + ".";
-    GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS, ("%s", text.c_str()), (nullptr));
-    return false;
-  }
+  if (why_not.empty())
+    return true;
+  std::string text = "Stopped after step " + std::to_string(step) + " of " + std::to_string(steps) +
+                     ": " + why_not + ". Streaming the result of task " + task.id + ".";
+  GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS, ("%s", text.c_str()), (nullptr));
+  return false;
+}
+
+// Starts the next step of a chain on the video the last one made.
+bool start_next_step(GstKirinExtendSrc *self, const kirin::Task &task) {
+  guint step;
   {
     std::lock_guard<std::mutex> guard(self->priv->lock);
-    self->priv->step = step + 1;
-    self->priv->chain_video_id = outcome.task.video_id;
+    step = ++self->priv->step;
+    self->priv->chain_video_id = task.video_id;
     self->priv->last_status = kirin::TaskStatus::Unknown;
     self->priv->last_progress = -1;
   }
-  GST_INFO_OBJECT(self, "step %u done (video %s); starting step %u", step,
-                  outcome.task.video_id.c_str(), step + 1);
+  GST_INFO_OBJECT(self, "step %u done (video %s); starting step %u", step - 1,
+                  task.video_id.c_str(), step);
   return start(self);
+}
+
+// A step's task completed (now, or in an earlier run recorded in the cache journal). Its
+// result is queued for streaming when it is the last one or every step is streamed, and the
+// next step, if any, starts at once. `media` is the cached copy of the result, if any.
+void step_completed(GstKirinExtendSrc *self, const kirin::Task &task, const std::string &media,
+                    bool refresh) {
+  GstKirinExtendSrcPrivate *priv = self->priv;
+  // A fresh URL for a result that is streaming already: only that result is redone.
+  bool last = refresh || !chain_continues(self, task);
+  bool stream;
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    stream = last || priv->settings.stream_intermediate;
+    if (stream) {
+      Exposure exposure;
+      exposure.task_id = task.id;
+      exposure.video_id = task.video_id;
+      exposure.duration = task.duration;
+      exposure.step = priv->step;
+      exposure.final = last;
+      if (!media.empty()) {
+        g_autofree char *uri = g_filename_to_uri(media.c_str(), nullptr, nullptr);
+        exposure.url = uri ? uri : "";
+        exposure.from_cache = true;
+      } else {
+        exposure.url = task.video_url;
+        // The download is kept in the cache when the entry is this step's task.
+        if (!priv->cache_dir.empty() && priv->journal.task_id == task.id) {
+          exposure.cache_dir = priv->cache_dir;
+          exposure.journal = priv->journal;
+        }
+      }
+      // A refreshed URL replaces the result whose old URL expired.
+      if (refresh)
+        priv->exposures.clear();
+      priv->exposures.push_back(std::move(exposure));
+    }
+  }
+  if (last)
+    g_object_notify(G_OBJECT(self), "result-url");
+  if (stream)
+    gst_element_call_async(GST_ELEMENT(self), expose_next, nullptr, nullptr);
+  if (!last)
+    start_next_step(self, task);
 }
 
 void on_job_finished(const std::shared_ptr<ElementLink> &link, const kirin::JobOutcome &outcome) {
@@ -375,8 +485,35 @@ void on_job_finished(const std::shared_ptr<ElementLink> &link, const kirin::JobO
   if (!self)
     return;
   std::string debug = std::string("error kind: ") + kirin::job_error_name(outcome.error);
-  if (outcome.error != kirin::JobError::None)
+  if (outcome.error != kirin::JobError::None && !link->refresh)
     post_progress(self, GST_PROGRESS_TYPE_ERROR, outcome.message);
+  std::string cache_dir;
+  kirin::JournalEntry journal;
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    cache_dir = self->priv->cache_dir;
+    if (outcome.error == kirin::JobError::None && !cache_dir.empty() &&
+        self->priv->journal.task_id == outcome.task_id) {
+      kirin::JournalEntry &entry = self->priv->journal;
+      entry.completed = true;
+      entry.result_url = outcome.task.video_url;
+      entry.result_video_id = outcome.task.video_id;
+      entry.duration = outcome.task.duration;
+      entry.cost = outcome.task.cost;
+    }
+    journal = self->priv->journal;
+  }
+  if (!cache_dir.empty() && journal.task_id == outcome.task_id) {
+    if (outcome.error == kirin::JobError::None) {
+      journal_save(self, cache_dir, journal);
+    } else if (outcome.error == kirin::JobError::TaskFailed ||
+               outcome.error == kirin::JobError::NotFound) {
+      // Nothing to attach to any more: the next run may create a new task.
+      g_autofree char *path = g_build_filename(
+          cache_dir.c_str(), (kirin::cache_key(journal.request) + ".json").c_str(), nullptr);
+      g_unlink(path);
+    }
+  }
   switch (outcome.error) {
   case kirin::JobError::None: {
     std::string problem = result_url_problem(self, outcome.task.video_url);
@@ -387,11 +524,7 @@ void on_job_finished(const std::shared_ptr<ElementLink> &link, const kirin::JobO
                  debug, 0, {}, outcome.task_id);
       break;
     }
-    if (start_next_step(self, outcome))
-      break;
-    g_object_notify(G_OBJECT(self), "result-url");
-    gst_element_call_async(GST_ELEMENT(self), expose_result, GUINT_TO_POINTER(link->generation),
-                           nullptr);
+    step_completed(self, outcome.task, {}, link->refresh);
     break;
   }
   case kirin::JobError::Unauthorized:
@@ -435,23 +568,22 @@ void remove_source(GstKirinExtendSrc *self) {
 }
 
 // Duration, prompt, task and video IDs and the model, for the stream's tags.
-GstTagList *result_tags(GstKirinExtendSrc *self) {
+GstTagList *result_tags(GstKirinExtendSrc *self, const Exposure &exposure) {
   GstTagList *tags = gst_tag_list_new_empty();
-  std::lock_guard<std::mutex> guard(self->priv->lock);
-  const GstKirinExtendSrcPrivate *priv = self->priv;
-  if (priv->result_duration > 0)
+  if (exposure.duration > 0)
     gst_tag_list_add(tags, GST_TAG_MERGE_REPLACE, GST_TAG_DURATION,
-                     (guint64)(priv->result_duration * GST_SECOND), nullptr);
-  if (!priv->settings.prompt.empty())
-    gst_tag_list_add(tags, GST_TAG_MERGE_REPLACE, GST_TAG_COMMENT, priv->settings.prompt.c_str(),
+                     (guint64)(exposure.duration * GST_SECOND), nullptr);
+  if (!exposure.task_id.empty())
+    gst_tag_list_add(tags, GST_TAG_MERGE_REPLACE, KIRIN_TAG_TASK_ID, exposure.task_id.c_str(),
                      nullptr);
-  if (!priv->task_id.empty())
-    gst_tag_list_add(tags, GST_TAG_MERGE_REPLACE, KIRIN_TAG_TASK_ID, priv->task_id.c_str(),
+  if (!exposure.video_id.empty())
+    gst_tag_list_add(tags, GST_TAG_MERGE_REPLACE, KIRIN_TAG_VIDEO_ID, exposure.video_id.c_str(),
                      nullptr);
-  if (!priv->result_video_id.empty())
-    gst_tag_list_add(tags, GST_TAG_MERGE_REPLACE, KIRIN_TAG_VIDEO_ID, priv->result_video_id.c_str(),
-                     nullptr);
-  gst_tag_list_add(tags, GST_TAG_MERGE_REPLACE, KIRIN_TAG_MODEL, priv->settings.model.c_str(),
+  std::lock_guard<std::mutex> guard(self->priv->lock);
+  if (!self->priv->settings.prompt.empty())
+    gst_tag_list_add(tags, GST_TAG_MERGE_REPLACE, GST_TAG_COMMENT,
+                     self->priv->settings.prompt.c_str(), nullptr);
+  gst_tag_list_add(tags, GST_TAG_MERGE_REPLACE, KIRIN_TAG_MODEL, self->priv->settings.model.c_str(),
                    nullptr);
   return tags;
 }
@@ -472,25 +604,116 @@ std::string same_host_ca_file(GstKirinExtendSrc *self, const std::string &url) {
   return same ? s.ca_file : std::string();
 }
 
+// Watches what one child source pushes: tags before its first buffer, a copy of every byte
+// for the cache, and its end, which for an intermediate result only hands over to the next.
+struct ChildWatch {
+  GstKirinExtendSrc *self; // the bin outlives its children's pads
+  GstTagList *tags;
+  bool first_buffer = true;
+  bool final = true;
+  guint64 position = 0; // byte offset of the next buffer without one of its own
+  std::unique_ptr<kirin::MediaWriter> writer;
+  std::string cache_dir;
+  kirin::JournalEntry journal;
+
+  ChildWatch(GstKirinExtendSrc *element, GstTagList *stream_tags)
+      : self(element), tags(stream_tags) {}
+  ~ChildWatch() { gst_tag_list_unref(tags); }
+
+  void keep(GstBuffer *buffer) {
+    guint64 offset = GST_BUFFER_OFFSET_IS_VALID(buffer) ? GST_BUFFER_OFFSET(buffer) : position;
+    GstMapInfo map;
+    if (gst_buffer_map(buffer, &map, GST_MAP_READ)) {
+      writer->write(offset, map.data, map.size);
+      gst_buffer_unmap(buffer, &map);
+    }
+    position = offset + gst_buffer_get_size(buffer);
+  }
+
+  // At the end of the download: the copy becomes the cached media when it is whole.
+  void commit(GstPad *pad) {
+    gint64 total = -1;
+    gst_pad_query_duration(pad, GST_FORMAT_BYTES, &total);
+    std::string error;
+    std::string name = writer->commit(total > 0 ? (guint64)total : 0, error);
+    writer.reset();
+    if (name.empty()) {
+      GST_INFO_OBJECT(self, "result of task %s not cached: %s", journal.task_id.c_str(),
+                      error.c_str());
+      return;
+    }
+    journal.media_file = name;
+    journal.media_size = (guint64)total;
+    journal_save(self, cache_dir, journal);
+  }
+
+  static GstPadProbeReturn probe(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
+    auto *watch = static_cast<ChildWatch *>(data);
+    if (info->type & (GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST)) {
+      if (watch->first_buffer) {
+        // After stream-start, caps and segment, which are sent first.
+        watch->first_buffer = false;
+        watch->self->priv->data_flowed = true;
+        gst_pad_push_event(pad, gst_event_new_tag(gst_tag_list_ref(watch->tags)));
+      }
+      if (watch->writer) {
+        if (GstBuffer *buffer = GST_PAD_PROBE_INFO_BUFFER(info)) {
+          watch->keep(buffer);
+        } else if (GstBufferList *list = GST_PAD_PROBE_INFO_BUFFER_LIST(info)) {
+          for (guint i = 0; i < gst_buffer_list_length(list); i++)
+            watch->keep(gst_buffer_list_get(list, i));
+        }
+      }
+      return GST_PAD_PROBE_OK;
+    }
+    GstEvent *event = GST_PAD_PROBE_INFO_EVENT(info);
+    if (GST_EVENT_TYPE(event) == GST_EVENT_SEGMENT) {
+      const GstSegment *segment;
+      gst_event_parse_segment(event, &segment);
+      if (segment->format == GST_FORMAT_BYTES)
+        watch->position = segment->start;
+    } else if (GST_EVENT_TYPE(event) == GST_EVENT_EOS) {
+      if (watch->writer)
+        watch->commit(pad);
+      if (!watch->final) {
+        // The next result follows in the same stream, with its own stream-start.
+        {
+          std::lock_guard<std::mutex> guard(watch->self->priv->lock);
+          watch->self->priv->child_streaming = false;
+        }
+        gst_element_call_async(GST_ELEMENT(watch->self), expose_next, nullptr, nullptr);
+        return GST_PAD_PROBE_DROP;
+      }
+    }
+    return GST_PAD_PROBE_OK;
+  }
+};
+
 // Runs on a GStreamer thread (gst_element_call_async), never on the client thread: adding
 // children and changing states belongs here. The state lock orders it against state
-// changes, so a stop either happens entirely before (and the run is stale) or after.
-void expose_result(GstElement *element, gpointer user_data) {
+// changes, so a stop either happens entirely before (and the queue is empty) or after.
+// Streams the oldest queued result, once the child before it (if any) has finished.
+void expose_next(GstElement *element, gpointer) {
   auto *self = GST_KIRIN_EXTEND_SRC(element);
   GstKirinExtendSrcPrivate *priv = self->priv;
-  guint generation = GPOINTER_TO_UINT(user_data);
 
   GST_STATE_LOCK(element);
-  std::string url, task_id;
+  Exposure exposure;
   {
     std::lock_guard<std::mutex> guard(priv->lock);
-    if (priv->flushing || priv->generation != generation) {
+    bool replacing = priv->source && priv->failed_source == priv->source;
+    if (priv->flushing || priv->exposures.empty() || (priv->child_streaming && !replacing)) {
       GST_STATE_UNLOCK(element);
       return;
     }
-    url = priv->result_url;
-    task_id = priv->task_id;
+    exposure = std::move(priv->exposures.front());
+    priv->exposures.pop_front();
+    priv->child_streaming = true;
+    priv->streaming_final = exposure.final;
+    priv->data_flowed = false;
   }
+  const std::string &url = exposure.url;
+  const std::string &task_id = exposure.task_id;
   GError *error = nullptr;
   GstElement *source = gst_element_make_from_uri(GST_URI_SRC, url.c_str(), "source", &error);
   if (!source) {
@@ -505,7 +728,7 @@ void expose_result(GstElement *element, gpointer user_data) {
   // The API key is never handed to the result host: the child gets only the URL.
   if (g_object_class_find_property(G_OBJECT_GET_CLASS(source), "user-agent"))
     g_object_set(source, "user-agent", "gst-kirin/" VERSION, nullptr);
-  std::string ca_file = same_host_ca_file(self, url);
+  std::string ca_file = exposure.from_cache ? std::string() : same_host_ca_file(self, url);
   // souphttpsrc's ssl-ca-file is not applied with libsoup 3; a TLS database is.
   if (!ca_file.empty() &&
       g_object_class_find_property(G_OBJECT_GET_CLASS(source), "tls-database")) {
@@ -517,37 +740,37 @@ void expose_result(GstElement *element, gpointer user_data) {
   }
   g_signal_emit(self, signals[SIGNAL_SOURCE_SETUP], 0, source);
 
-  // A source whose URL had expired is replaced by one with the fresh URL.
+  // The previous result's source (finished, or with an expired URL) makes room.
   remove_source(self);
   gst_bin_add(GST_BIN(self), source);
   GstPad *pad = gst_element_get_static_pad(source, "src");
-  // Before the first buffer (and after stream-start, caps and segment, which are sent
-  // first): note that data flowed, and tag the stream with what the provider said of it.
-  struct FirstBuffer {
-    GstKirinExtendSrcPrivate *priv;
-    GstTagList *tags;
-  };
-  gst_pad_add_probe(
-      pad, (GstPadProbeType)(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
-      [](GstPad *pad, GstPadProbeInfo *, gpointer data) {
-        auto *first = static_cast<FirstBuffer *>(data);
-        first->priv->data_flowed = true;
-        gst_pad_push_event(pad, gst_event_new_tag(gst_tag_list_ref(first->tags)));
-        return GST_PAD_PROBE_REMOVE;
-      },
-      new FirstBuffer{priv, result_tags(self)},
-      [](gpointer data) {
-        auto *first = static_cast<FirstBuffer *>(data);
-        gst_tag_list_unref(first->tags);
-        delete first;
-      });
+  auto *watch = new ChildWatch(self, result_tags(self, exposure));
+  watch->final = exposure.final;
+  if (!exposure.cache_dir.empty()) {
+    std::string key = kirin::cache_key(exposure.journal.request);
+    watch->writer = std::make_unique<kirin::MediaWriter>(exposure.cache_dir, key);
+    if (watch->writer->ok()) {
+      watch->cache_dir = exposure.cache_dir;
+      watch->journal = exposure.journal;
+    } else {
+      GST_WARNING_OBJECT(self, "cannot write to %s: the result is not cached",
+                         exposure.cache_dir.c_str());
+      watch->writer.reset();
+    }
+  }
+  gst_pad_add_probe(pad,
+                    (GstPadProbeType)(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST |
+                                      GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
+                    ChildWatch::probe, watch,
+                    [](gpointer data) { delete static_cast<ChildWatch *>(data); });
   gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), pad);
   gst_object_unref(pad);
   {
     std::lock_guard<std::mutex> guard(priv->lock);
     priv->source = source;
   }
-  GST_INFO_OBJECT(self, "streaming the result of task %s from %s", task_id.c_str(), url.c_str());
+  GST_INFO_OBJECT(self, "streaming the result of task %s (step %u) from %s", task_id.c_str(),
+                  exposure.step, exposure.from_cache ? "the cache" : url.c_str());
   gst_element_sync_state_with_parent(source);
   GST_STATE_UNLOCK(element);
 }
@@ -591,6 +814,11 @@ std::string validate(const Settings &settings) {
   }
   if (!settings.callback_url.empty() && !is_http_url(settings.callback_url))
     return "Property 'callback-url' must be an http:// or https:// URL.";
+  if (!settings.cache_dir.empty()) {
+    std::string problem = kirin::cache_dir_problem(settings.cache_dir);
+    if (!problem.empty())
+      return "Property 'cache-dir' (" + settings.cache_dir + ") " + problem + ".";
+  }
   if (!settings.ca_file.empty()) {
     GError *error = nullptr;
     GTlsDatabase *database = g_tls_file_database_new(settings.ca_file.c_str(), &error);
@@ -607,8 +835,11 @@ std::string validate(const Settings &settings) {
 
 // Turns the settings into a job for a new run. Returns the problem when they are unusable.
 // With `refresh_task_id`, the run only polls that task again for a fresh result URL.
+// With cache-dir, `cache_dir` and `journal` are the journal entry of this step: with a task
+// ID when an earlier run created the task (then the run attaches to it).
 std::string prepare_run(GstKirinExtendSrc *self, const std::string &refresh_task_id,
-                        guint callback_port, kirin::JobConfig &config,
+                        guint callback_port, const std::string &cache_dir,
+                        const kirin::JournalEntry &journal, kirin::JobConfig &config,
                         std::shared_ptr<ElementLink> &link) {
   GstKirinExtendSrcPrivate *priv = self->priv;
   std::lock_guard<std::mutex> guard(priv->lock);
@@ -652,6 +883,10 @@ std::string prepare_run(GstKirinExtendSrc *self, const std::string &refresh_task
 
   if (!refresh_task_id.empty()) {
     config.existing_task_id = refresh_task_id;
+  } else if (!journal.task_id.empty()) {
+    // Created by an earlier run that did not see it finish: attach, do not pay again.
+    config.existing_task_id = journal.task_id;
+    priv->external_task_id = journal.external_task_id;
   } else if (chained) {
     // Each step is its own task, findable by its own external ID.
     g_autofree char *uuid = g_uuid_string_random();
@@ -675,6 +910,10 @@ std::string prepare_run(GstKirinExtendSrc *self, const std::string &refresh_task
   config.create.external_task_id = priv->external_task_id;
   priv->task_id = config.existing_task_id;
   if (refresh_task_id.empty()) {
+    priv->cache_dir = cache_dir;
+    priv->journal = journal;
+  }
+  if (refresh_task_id.empty()) {
     priv->last_status = kirin::TaskStatus::Unknown;
     priv->last_progress = -1;
     priv->url_refreshed = false;
@@ -685,8 +924,68 @@ std::string prepare_run(GstKirinExtendSrc *self, const std::string &refresh_task
   priv->result_duration = -1;
   priv->generation++;
   priv->flushing = false;
-  link = std::make_shared<ElementLink>(self, priv->generation);
+  link = std::make_shared<ElementLink>(self, priv->generation, !refresh_task_id.empty());
   return {};
+}
+
+// What identifies the current step's task in the cache-dir journal.
+kirin::CacheRequest cache_request(GstKirinExtendSrcPrivate *priv) {
+  const Settings &s = priv->settings;
+  kirin::CacheRequest r;
+  r.request.model = s.model;
+  r.request.video_id = priv->step > 1 ? priv->chain_video_id : s.video_id;
+  r.request.prompt = s.prompt;
+  r.request.negative_prompt = s.negative_prompt;
+  if (s.cfg_scale_set)
+    r.request.cfg_scale = s.cfg_scale;
+  r.request.external_task_id = s.external_task_id;
+  r.step = priv->step;
+  return r;
+}
+
+// A step whose task completed in an earlier run: its messages come from the journal, and
+// its result from the cached copy (or the recorded URL, refreshed by a poll if it expired).
+void replay_step(GstKirinExtendSrc *self, const std::string &cache_dir,
+                 const kirin::JournalEntry &entry) {
+  GstKirinExtendSrcPrivate *priv = self->priv;
+  kirin::Task task;
+  task.id = entry.task_id;
+  task.status = kirin::TaskStatus::Completed;
+  task.progress = 1;
+  task.has_video = true;
+  task.video_url = entry.result_url;
+  task.video_id = entry.result_video_id;
+  task.duration = entry.duration;
+  task.cost = entry.cost;
+  guint step, steps;
+  {
+    std::lock_guard<std::mutex> guard(priv->lock);
+    priv->generation++;
+    priv->flushing = false;
+    priv->cache_dir = cache_dir;
+    priv->journal = entry;
+    priv->task_id = entry.task_id;
+    priv->external_task_id = entry.external_task_id;
+    priv->last_status = task.status;
+    priv->last_progress = task.progress;
+    priv->result_url = entry.result_url;
+    priv->result_video_id = entry.result_video_id;
+    priv->result_duration = entry.duration;
+    priv->url_refreshed = false;
+    step = priv->step;
+    steps = priv->settings.extensions;
+  }
+  GST_INFO_OBJECT(self, "task %s completed in an earlier run (%s)", entry.task_id.c_str(),
+                  cache_dir.c_str());
+  std::string what = "Task " + entry.task_id + " completed in an earlier run";
+  if (steps > 1)
+    what += " (step " + std::to_string(step) + " of " + std::to_string(steps) + ")";
+  post_progress(self, GST_PROGRESS_TYPE_START, what);
+  post_task_message(self, task, entry.external_task_id, step, true);
+  post_progress(self, GST_PROGRESS_TYPE_COMPLETE,
+                "Task " + entry.task_id + ": completed 100% (from the cache)", 1);
+  g_object_notify(G_OBJECT(self), "task-id");
+  step_completed(self, task, kirin::cached_media_path(cache_dir, entry), false);
 }
 
 bool start(GstKirinExtendSrc *self, const std::string &refresh_task_id) {
@@ -710,7 +1009,33 @@ bool start(GstKirinExtendSrc *self, const std::string &refresh_task_id) {
       return false;
     }
   }
-  std::string problem = prepare_run(self, refresh_task_id, callback_port, config, link);
+  // cache-dir: this step's journal entry. A completed one is replayed without the network.
+  std::string cache_dir;
+  kirin::JournalEntry journal;
+  if (refresh_task_id.empty()) {
+    {
+      std::lock_guard<std::mutex> guard(priv->lock);
+      if (!priv->settings.cache_dir.empty() && priv->settings.task_id.empty()) {
+        cache_dir = priv->settings.cache_dir;
+        journal.request = cache_request(priv);
+      }
+    }
+    if (!cache_dir.empty()) {
+      std::string error;
+      kirin::JournalEntry recorded;
+      if (kirin::journal_read(cache_dir, kirin::cache_key(journal.request), recorded, error)) {
+        if (recorded.completed) {
+          replay_step(self, cache_dir, recorded);
+          return true;
+        }
+        journal = recorded;
+      } else if (!error.empty()) {
+        GST_WARNING_OBJECT(self, "ignoring a cache entry: %s", error.c_str());
+      }
+    }
+  }
+  std::string problem =
+      prepare_run(self, refresh_task_id, callback_port, cache_dir, journal, config, link);
   if (!problem.empty()) {
     post_settings_error(self, problem);
     return false;
@@ -767,6 +1092,8 @@ void stop(GstKirinExtendSrc *self) {
     std::lock_guard<std::mutex> guard(self->priv->lock);
     self->priv->flushing = true;
     self->priv->generation++;
+    self->priv->exposures.clear();
+    self->priv->child_streaming = false;
     job = std::move(self->priv->job);
   }
   kirin::job_cancel(job);
@@ -783,6 +1110,7 @@ static GstStateChangeReturn gst_kirin_extend_src_change_state(GstElement *elemen
     std::lock_guard<std::mutex> guard(self->priv->lock);
     self->priv->step = 1;
     self->priv->chain_video_id.clear();
+    self->priv->streaming_final = true;
   }
     if (!start(self))
       return GST_STATE_CHANGE_FAILURE;
@@ -837,8 +1165,10 @@ static bool refresh_expired_url(GstKirinExtendSrc *self, GstMessage *message, co
   GstElement *failed;
   {
     std::lock_guard<std::mutex> guard(priv->lock);
+    // Only the last result: an intermediate one streams while the next step's job runs.
     if (!expired || priv->flushing || priv->url_refreshed || priv->data_flowed || !priv->source ||
-        GST_MESSAGE_SRC(message) != GST_OBJECT(priv->source) || priv->task_id.empty())
+        !priv->streaming_final || GST_MESSAGE_SRC(message) != GST_OBJECT(priv->source) ||
+        priv->task_id.empty())
       return false;
     priv->url_refreshed = true;
     priv->failed_source = failed = priv->source;
@@ -978,6 +1308,12 @@ static void gst_kirin_extend_src_set_property(GObject *object, guint prop_id, co
   case PROP_CALLBACK_PUBLIC_URL:
     set_string(s.callback_public_url, value);
     break;
+  case PROP_CACHE_DIR:
+    set_string(s.cache_dir, value);
+    break;
+  case PROP_STREAM_INTERMEDIATE:
+    s.stream_intermediate = g_value_get_boolean(value);
+    break;
   default:
     G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
     break;
@@ -1051,6 +1387,12 @@ static void gst_kirin_extend_src_get_property(GObject *object, guint prop_id, GV
   case PROP_CALLBACK_PUBLIC_URL:
     set_optional_string(value, s.callback_public_url);
     break;
+  case PROP_CACHE_DIR:
+    set_optional_string(value, s.cache_dir);
+    break;
+  case PROP_STREAM_INTERMEDIATE:
+    g_value_set_boolean(value, s.stream_intermediate);
+    break;
   case PROP_RESULT_URL:
     set_optional_string(value, priv->result_url);
     break;
@@ -1097,8 +1439,9 @@ static void gst_kirin_extend_src_init(GstKirinExtendSrc *self) {
 // property names. The key, the API URL and the CA file are not accepted in a URI: a URI can
 // come from a playlist or another program, and must not redirect the key or trust.
 static const char *const kUriProperties[] = {
-    "prompt", "negative-prompt", "cfg-scale", "task-id",         "external-task-id", "callback-url",
-    "model",  "poll-interval",   "timeout",   "request-timeout", "extensions"};
+    "prompt",           "negative-prompt", "cfg-scale",  "task-id",
+    "external-task-id", "callback-url",    "model",      "poll-interval",
+    "timeout",          "request-timeout", "extensions", "stream-intermediate"};
 
 static GstURIType gst_kirin_extend_src_uri_get_type(GType) {
   return GST_URI_SRC;
@@ -1208,13 +1551,13 @@ static gboolean gst_kirin_extend_src_uri_set_uri(GstURIHandler *handler, const g
       GParamSpec *pspec =
           known ? g_object_class_find_property(G_OBJECT_GET_CLASS(self), name) : nullptr;
       if (!pspec) {
-        g_set_error(
-            error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI,
-            "Unknown key '%s' in the kirin URI: it accepts prompt, negative-prompt, "
-            "cfg-scale, task-id, external-task-id, callback-url, model, "
-            "poll-interval, timeout, request-timeout and extensions (the API key and URL come "
-            "from the environment)",
-            name);
+        g_set_error(error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI,
+                    "Unknown key '%s' in the kirin URI: it accepts prompt, negative-prompt, "
+                    "cfg-scale, task-id, external-task-id, callback-url, model, "
+                    "poll-interval, timeout, request-timeout, extensions and stream-intermediate "
+                    "(the API key "
+                    "and URL come from the environment)",
+                    name);
         ok = false;
         break;
       }
@@ -1372,8 +1715,9 @@ static void gst_kirin_extend_src_class_init(GstKirinExtendSrcClass *klass) {
       gobject_class, PROP_EXTENSIONS,
       g_param_spec_uint("extensions", "Extensions",
                         "How many extension tasks to run in sequence, each on the video the "
-                        "previous one made (about 5 s each); only the final video is streamed. "
-                        "Stops, without paying, before a step that would pass 3 minutes",
+                        "previous one made (about 5 s each); only the final video is streamed "
+                        "unless stream-intermediate is set. Stops, without paying, before a "
+                        "step that would pass 3 minutes",
                         1, kMaxExtensions, 1, rw));
   g_object_class_install_property(
       gobject_class, PROP_CALLBACK_LISTEN,
@@ -1389,6 +1733,22 @@ static void gst_kirin_extend_src_class_init(GstKirinExtendSrcClass *klass) {
                           "The URL at which the provider reaches callback-listen (sent as "
                           "callback_url). Needed when listening on 0.0.0.0 or behind NAT",
                           nullptr, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_CACHE_DIR,
+      g_param_spec_string(
+          "cache-dir", "Cache directory",
+          "Directory of a journal of the tasks created (task ID, parameters, result video ID, "
+          "URL, duration, cost) and of the downloaded results. Running the same parameters "
+          "and external-task-id again attaches to the recorded task, or replays the cached "
+          "file, instead of paying twice. Not used with task-id",
+          nullptr, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_STREAM_INTERMEDIATE,
+      g_param_spec_boolean("stream-intermediate", "Stream intermediate results",
+                           "With extensions > 1, stream every step's result in turn (each its "
+                           "own stream, with a stream-start, for example into multifilesink "
+                           "next-file=discont), not only the final one",
+                           FALSE, rw));
   g_object_class_install_property(
       gobject_class, PROP_RESULT_URL,
       g_param_spec_string("result-url", "Result URL",
