@@ -657,9 +657,10 @@ struct ChildWatch {
         gst_pad_push_event(pad, gst_event_new_tag(gst_tag_list_ref(watch->tags)));
       }
       if (watch->writer) {
-        if (GstBuffer *buffer = GST_PAD_PROBE_INFO_BUFFER(info)) {
-          watch->keep(buffer);
-        } else if (GstBufferList *list = GST_PAD_PROBE_INFO_BUFFER_LIST(info)) {
+        if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
+          watch->keep(GST_PAD_PROBE_INFO_BUFFER(info));
+        } else {
+          GstBufferList *list = GST_PAD_PROBE_INFO_BUFFER_LIST(info);
           for (guint i = 0; i < gst_buffer_list_length(list); i++)
             watch->keep(gst_buffer_list_get(list, i));
         }

@@ -12,6 +12,9 @@
 #include <memory>
 #include <mutex>
 
+#include <signal.h>
+#include <sys/wait.h>
+
 namespace {
 
 constexpr const char *kKey = "test-key-5ecret-do-not-print";
@@ -93,7 +96,256 @@ void assert_settings_error(GstElement *src, const kirin_emu::Emulator &emu, cons
   fail_unless_equals_int(emu.create_count(), 0);
 }
 
+// The cache-dir journal entry of a request, parsed ("" members when absent).
+struct JournalFile {
+  bool exists = false;
+  std::string status, task_id, media_file;
+};
+
+JournalFile read_journal(const std::string &dir) {
+  JournalFile entry;
+  GDir *listing = g_dir_open(dir.c_str(), 0, nullptr);
+  if (!listing)
+    return entry;
+  while (const char *name = g_dir_read_name(listing)) {
+    if (!g_str_has_suffix(name, ".json"))
+      continue;
+    std::string text = kirin_test_read_file(dir + "/" + name);
+    JsonParser *parser = json_parser_new();
+    if (json_parser_load_from_data(parser, text.c_str(), -1, nullptr)) {
+      JsonObject *object = json_node_get_object(json_parser_get_root(parser));
+      entry.exists = true;
+      entry.status = json_object_get_string_member_with_default(object, "status", "");
+      entry.task_id = json_object_get_string_member_with_default(object, "task_id", "");
+      entry.media_file = json_object_get_string_member_with_default(object, "media_file", "");
+    }
+    g_object_unref(parser);
+  }
+  g_dir_close(listing);
+  return entry;
+}
+
+std::string make_temp_dir() {
+  g_autofree char *dir = g_dir_make_tmp("kirin-cache-XXXXXX", nullptr);
+  fail_unless(dir != nullptr);
+  return dir;
+}
+
+void remove_dir(const std::string &dir) {
+  GDir *listing = g_dir_open(dir.c_str(), 0, nullptr);
+  if (listing) {
+    while (const char *name = g_dir_read_name(listing))
+      g_unlink((dir + "/" + name).c_str());
+    g_dir_close(listing);
+  }
+  g_rmdir(dir.c_str());
+}
+
+bool cached_message_seen(const RunResult &result) {
+  for (const GstStructure *s : result.task_messages) {
+    gboolean cached = FALSE;
+    if (gst_structure_get_boolean(s, "cached", &cached) && cached)
+      return true;
+  }
+  return false;
+}
+
 } // namespace
+
+// A run killed between the task's creation and its completion: the next run with the
+// same parameters attaches to the recorded task instead of paying again, keeps the result,
+// and the run after that replays the kept file without any request.
+GST_START_TEST(test_cache_survives_a_crash_then_replays) {
+  auto emu = start_emulator();
+  std::string dir = make_temp_dir();
+  fail_unless(emu->push_fault(kirin_emu::Route::Task, "stuck"));
+
+  // The first run is another process, killed once the provider has its task.
+  g_autofree char *api_url_arg = g_strdup_printf("api-url=%s", emu->api_url().c_str());
+  g_autofree char *cache_arg = g_strdup_printf("cache-dir=%s", dir.c_str());
+  const char *argv[] = {"gst-launch-1.0",
+                        "-q",
+                        "kirinextendsrc",
+                        api_url_arg,
+                        "video-id=demo-5s",
+                        "external-task-id=order-17",
+                        "poll-interval=50",
+                        cache_arg,
+                        "!",
+                        "fakesink",
+                        nullptr};
+  char **env = g_environ_setenv(g_get_environ(), "VTRIX_API_KEY", kKey, TRUE);
+  GPid pid;
+  GError *error = nullptr;
+  fail_unless(g_spawn_async(nullptr, (char **)argv, env,
+                            (GSpawnFlags)(G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD), nullptr,
+                            nullptr, &pid, &error),
+              "gst-launch-1.0: %s", error ? error->message : "?");
+  g_strfreev(env);
+  JournalFile recorded;
+  for (gint64 end = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+       g_get_monotonic_time() < end && recorded.task_id.empty(); g_usleep(10 * 1000))
+    recorded = read_journal(dir);
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  g_spawn_close_pid(pid);
+  fail_if(recorded.task_id.empty(), "the first run recorded no task in %s", dir.c_str());
+  assert_same_text(recorded.status, "created");
+  fail_unless_equals_int(emu->create_count(), 1);
+
+  // The provider finishes the task meanwhile; the next run attaches to it.
+  emu->complete_now(recorded.task_id);
+  GstElement *src = make_src(*emu);
+  gst_object_ref(src);
+  g_object_set(src, "video-id", "demo-5s", "external-task-id", "order-17", "cache-dir", dir.c_str(),
+               nullptr);
+  RunResult second;
+  std::string bytes = run_to_file(src, second);
+  assert_error_free_eos(second);
+  fail_unless_equals_int(emu->create_count(), 1);
+  assert_same_text(get_string_property(src, "task-id"), recorded.task_id);
+  std::string served = kirin_test_read_file(emu->task_result_path(recorded.task_id));
+  fail_unless(!served.empty() && bytes == served, "attached run streamed other bytes");
+  JournalFile completed = read_journal(dir);
+  assert_same_text(completed.status, "completed");
+  fail_if(completed.media_file.empty(), "the downloaded result was not kept");
+  fail_unless(kirin_test_read_file(dir + "/" + completed.media_file) == served);
+  gst_object_unref(src);
+
+  // Third run: from the cache, without a single request to the provider.
+  guint polls = emu->poll_count(), downloads = emu->download_count();
+  src = make_src(*emu);
+  gst_object_ref(src);
+  g_object_set(src, "video-id", "demo-5s", "external-task-id", "order-17", "cache-dir", dir.c_str(),
+               nullptr);
+  RunResult third;
+  bytes = run_to_file(src, third);
+  assert_error_free_eos(third);
+  fail_unless(bytes == served, "the replayed result differs");
+  fail_unless(cached_message_seen(third), "no kirin-task message says cached=true");
+  fail_unless_equals_int(emu->create_count(), 1);
+  fail_unless_equals_int(emu->poll_count(), polls);
+  fail_unless_equals_int(emu->download_count(), downloads);
+  assert_same_text(get_string_property(src, "task-id"), recorded.task_id);
+  gst_object_unref(src);
+
+  // A damaged copy is not replayed: the task is polled for its URL and downloaded again.
+  fail_unless(g_file_set_contents((dir + "/" + completed.media_file).c_str(), "x", 1, nullptr));
+  src = make_src(*emu);
+  g_object_set(src, "video-id", "demo-5s", "external-task-id", "order-17", "cache-dir", dir.c_str(),
+               nullptr);
+  RunResult fourth;
+  bytes = run_to_file(src, fourth);
+  assert_error_free_eos(fourth);
+  fail_unless(bytes == served, "the re-downloaded result differs");
+  fail_unless_equals_int(emu->create_count(), 1);
+  fail_unless(emu->download_count() > downloads);
+  fail_unless(kirin_test_read_file(dir + "/" + completed.media_file) == served,
+              "the damaged copy was not replaced");
+  remove_dir(dir);
+}
+GST_END_TEST;
+
+// Other parameters or another external-task-id are other work: paid for, recorded apart.
+// A chain replays every step from the journal.
+GST_START_TEST(test_cache_keys_and_chains) {
+  auto emu = start_emulator();
+  std::string dir = make_temp_dir();
+  auto run = [&](const char *prompt, const char *external_id, guint extensions) {
+    GstElement *src = make_src(*emu);
+    g_object_set(src, "video-id", "demo-5s", "prompt", prompt, "external-task-id", external_id,
+                 "extensions", extensions, "cache-dir", dir.c_str(), nullptr);
+    RunResult result;
+    std::string bytes = run_to_file(src, result);
+    assert_error_free_eos(result);
+    return bytes;
+  };
+  std::string first = run("rain", "a", 1);
+  fail_unless_equals_int(emu->create_count(), 1);
+  fail_unless(run("rain", "a", 1) == first);
+  fail_unless_equals_int(emu->create_count(), 1);
+  run("snow", "a", 1);
+  fail_unless_equals_int(emu->create_count(), 2);
+  run("rain", "b", 1);
+  fail_unless_equals_int(emu->create_count(), 3);
+
+  // Two steps; the first is the entry of run "rain"/"c"; both recorded, both replayed.
+  std::string chained = run("rain", "c", 2);
+  fail_unless_equals_int(emu->create_count(), 5);
+  guint polls = emu->poll_count();
+  fail_unless(run("rain", "c", 2) == chained, "the replayed chain streamed other bytes");
+  fail_unless_equals_int(emu->create_count(), 5);
+  fail_unless_equals_int(emu->poll_count(), polls);
+  remove_dir(dir);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_cache_dir_must_be_usable) {
+  auto emu = start_emulator();
+  std::string file = temp_path("not-a-dir");
+  fail_unless(g_file_set_contents(file.c_str(), "", 0, nullptr));
+  GstElement *src = make_src(*emu);
+  g_object_set(src, "video-id", "demo-5s", "cache-dir", file.c_str(), nullptr);
+  assert_settings_error(src, *emu, "cache-dir");
+  g_unlink(file.c_str());
+}
+GST_END_TEST;
+
+// Each step's result, one stream after the other: its own stream-start, its own bytes, and
+// a single EOS after the last.
+GST_START_TEST(test_stream_intermediate_results) {
+  auto emu = start_emulator();
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  GstElement *src = make_src(*emu);
+  GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+  g_object_set(src, "video-id", "demo-5s", "extensions", 3, "stream-intermediate", TRUE, nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
+  fail_unless(gst_element_link(src, sink));
+  struct Streams {
+    std::mutex lock;
+    std::vector<std::string> bytes; // one per stream-start
+    int eos = 0;
+  } streams;
+  GstPad *pad = gst_element_get_static_pad(sink, "sink");
+  gst_pad_add_probe(
+      pad, (GstPadProbeType)(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
+      [](GstPad *, GstPadProbeInfo *info, gpointer data) {
+        auto *streams = static_cast<Streams *>(data);
+        std::lock_guard<std::mutex> guard(streams->lock);
+        if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
+          GstBuffer *buffer = GST_PAD_PROBE_INFO_BUFFER(info);
+          if (streams->bytes.empty())
+            streams->bytes.emplace_back();
+          GstMapInfo map;
+          gst_buffer_map(buffer, &map, GST_MAP_READ);
+          streams->bytes.back().append((const char *)map.data, map.size);
+          gst_buffer_unmap(buffer, &map);
+        } else if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_STREAM_START) {
+          streams->bytes.emplace_back();
+        } else if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_EOS) {
+          streams->eos++;
+        }
+        return GST_PAD_PROBE_OK;
+      },
+      &streams, nullptr);
+  gst_object_unref(pad);
+  RunResult result;
+  kirin_test_run(pipeline, 60, result);
+  gst_object_unref(pipeline);
+  assert_error_free_eos(result);
+  fail_unless_equals_int(emu->create_count(), 3);
+  std::vector<std::string> tasks;
+  for (const GstStructure *s : result.task_messages)
+    if (string_field(s, "status") == "completed")
+      tasks.push_back(string_field(s, "task-id"));
+  fail_unless_equals_int(tasks.size(), 3);
+  fail_unless_equals_int(streams.bytes.size(), 3);
+  for (size_t i = 0; i < 3; i++)
+    fail_unless(streams.bytes[i] == kirin_test_read_file(emu->task_result_path(tasks[i])),
+                "stream %zu is not step %zu's result", i + 1, i + 1);
+  fail_unless_equals_int(streams.eos, 1);
+}
+GST_END_TEST;
 
 GST_START_TEST(test_happy_path_byte_identical) {
   auto emu = start_emulator();
@@ -913,6 +1165,10 @@ static Suite *kirinextendsrc_suite() {
   tcase_add_test(tc, test_callback_url_reaches_the_provider);
   tcase_add_test(tc, test_progress_messages_and_tags);
   tcase_add_test(tc, test_chained_extensions);
+  tcase_add_test(tc, test_stream_intermediate_results);
+  tcase_add_test(tc, test_cache_survives_a_crash_then_replays);
+  tcase_add_test(tc, test_cache_keys_and_chains);
+  tcase_add_test(tc, test_cache_dir_must_be_usable);
   tcase_add_test(tc, test_source_setup_lets_applications_configure_the_download);
   tcase_add_test(tc, test_provider_refuses_past_three_minutes);
   tcase_add_test(tc, test_callback_listener_wakes_the_element);
