@@ -44,7 +44,8 @@ GST_START_TEST(test_uri_sets_properties_and_round_trips) {
   GError *error = nullptr;
   // A case-sensitive ID with characters a host name may not hold.
   GstElement *src = from_uri("kirin://Vid_A%2Fb%20C%3F?prompt=pan%20left%20%C3%A9&"
-                             "negative-prompt=no%26text&cfg-scale=0.7&poll-interval=250",
+                             "negative-prompt=no%26text&cfg-scale=0.7&poll-interval=250&"
+                             "extensions=2&stream-intermediate=true",
                              &error);
   fail_unless(src != nullptr, "%s", error ? error->message : "");
   assert_same_text(string_property(src, "video-id"), "Vid_A/b C?");
@@ -55,6 +56,9 @@ GST_START_TEST(test_uri_sets_properties_and_round_trips) {
   g_object_get(src, "cfg-scale", &cfg, "poll-interval", &interval, nullptr);
   fail_unless(cfg == 0.7);
   fail_unless_equals_int(interval, 250);
+  gboolean intermediate = FALSE;
+  g_object_get(src, "stream-intermediate", &intermediate, nullptr);
+  fail_unless(intermediate);
 
   std::string uri = uri_of(src);
   GstElement *again = from_uri(uri.c_str(), &error);
@@ -64,8 +68,9 @@ GST_START_TEST(test_uri_sets_properties_and_round_trips) {
   assert_same_text(string_property(again, "video-id"), "Vid_A/b C?");
   assert_same_text(string_property(again, "prompt"), "pan left é");
   assert_same_text(string_property(again, "negative-prompt"), "no&text");
-  g_object_get(again, "cfg-scale", &cfg, nullptr);
+  g_object_get(again, "cfg-scale", &cfg, "stream-intermediate", &intermediate, nullptr);
   fail_unless(cfg == 0.7);
+  fail_unless(intermediate);
   gst_object_unref(again);
 
   // A new URI replaces the old one whole: what it does not name is back to its default.
@@ -88,6 +93,8 @@ GST_START_TEST(test_uri_refusals_are_clear) {
       {"kirin://vid?colour=red", "Unknown key 'colour'"},
       {"kirin://vid?api-key=secret", "Unknown key 'api-key'"},
       {"kirin://vid?api-url=http%3A%2F%2Fevil.example%2F", "Unknown key 'api-url'"},
+      // A URI from a playlist must not choose where files are written.
+      {"kirin://vid?cache-dir=%2Fetc", "Unknown key 'cache-dir'"},
       {"kirin://vid?cfg-scale=2", "Invalid value '2' for 'cfg-scale'"},
       {"kirin://vid?poll-interval=soon", "Invalid value 'soon' for 'poll-interval'"},
       {"kirin://a/b", "percent-encode"},
