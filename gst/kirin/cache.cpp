@@ -1,7 +1,6 @@
 #include "cache.h"
 
 #include <glib/gstdio.h>
-#include <json-glib/json-glib.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -16,74 +15,47 @@ namespace kirin {
 namespace {
 
 // Bumped when the entry's meaning changes; entries of another version are ignored.
-constexpr gint64 kJournalVersion = 1;
+constexpr gint kJournalVersion = 1;
 
 std::string entry_path(const std::string &dir, const std::string &key) {
-  g_autofree char *path = g_build_filename(dir.c_str(), (key + ".json").c_str(), nullptr);
+  g_autofree char *path = g_build_filename(dir.c_str(), (key + ".journal").c_str(), nullptr);
   return path;
 }
 
-void add_string(JsonBuilder *builder, const char *name, const std::string &value) {
-  json_builder_set_member_name(builder, name);
-  json_builder_add_string_value(builder, value.c_str());
+std::string key_string(GKeyFile *file, const char *group, const char *name) {
+  g_autofree char *value = g_key_file_get_string(file, group, name, nullptr);
+  return value ? value : "";
 }
 
-// The request as one canonical JSON text: the same request always gives the same bytes.
-void add_request(JsonBuilder *builder, const CacheRequest &r) {
-  json_builder_begin_object(builder);
-  add_string(builder, "model", r.request.model);
-  add_string(builder, "video_id", r.request.video_id);
-  add_string(builder, "prompt", r.request.prompt);
-  add_string(builder, "negative_prompt", r.request.negative_prompt);
-  json_builder_set_member_name(builder, "cfg_scale");
-  if (r.request.cfg_scale)
-    json_builder_add_double_value(builder, *r.request.cfg_scale);
-  else
-    json_builder_add_null_value(builder);
-  add_string(builder, "external_task_id", r.request.external_task_id);
-  json_builder_set_member_name(builder, "step");
-  json_builder_add_int_value(builder, r.step);
-  json_builder_end_object(builder);
-}
-
-std::string to_text(JsonBuilder *builder, bool pretty) {
-  JsonNode *root = json_builder_get_root(builder);
-  JsonGenerator *generator = json_generator_new();
-  json_generator_set_pretty(generator, pretty);
-  json_generator_set_root(generator, root);
-  g_autofree char *text = json_generator_to_data(generator, nullptr);
-  g_object_unref(generator);
-  json_node_unref(root);
-  return text;
-}
-
-std::string member_string(JsonObject *object, const char *name) {
-  JsonNode *node = json_object_get_member(object, name);
-  if (!node || JSON_NODE_TYPE(node) != JSON_NODE_VALUE ||
-      json_node_get_value_type(node) != G_TYPE_STRING)
-    return {};
-  return json_node_get_string(node);
-}
-
-double member_double(JsonObject *object, const char *name, double fallback) {
-  JsonNode *node = json_object_get_member(object, name);
-  if (!node || JSON_NODE_TYPE(node) != JSON_NODE_VALUE)
+double key_double(GKeyFile *file, const char *group, const char *name, double fallback) {
+  GError *error = nullptr;
+  double value = g_key_file_get_double(file, group, name, &error);
+  if (error) {
+    g_error_free(error);
     return fallback;
-  GType type = json_node_get_value_type(node);
-  if (type == G_TYPE_DOUBLE)
-    return json_node_get_double(node);
-  if (type == G_TYPE_INT64)
-    return (double)json_node_get_int(node);
-  return fallback;
+  }
+  return value;
 }
 
 } // namespace
 
 std::string cache_key(const CacheRequest &request) {
-  JsonBuilder *builder = json_builder_new();
-  add_request(builder, request);
-  std::string text = to_text(builder, false);
-  g_object_unref(builder);
+  // Every field with its length, so no two requests give the same text.
+  const CreateRequest &r = request.request;
+  std::string text;
+  auto add = [&text](const char *name, const std::string &value) {
+    text += std::string(name) + "=" + std::to_string(value.size()) + ":" + value + "\n";
+  };
+  add("model", r.model);
+  add("video_id", r.video_id);
+  add("prompt", r.prompt);
+  add("negative_prompt", r.negative_prompt);
+  if (r.cfg_scale) {
+    char number[G_ASCII_DTOSTR_BUF_SIZE];
+    add("cfg_scale", g_ascii_dtostr(number, sizeof number, *r.cfg_scale));
+  }
+  add("external_task_id", r.external_task_id);
+  add("step", std::to_string(request.step));
   g_autofree char *digest = g_compute_checksum_for_string(G_CHECKSUM_SHA256, text.c_str(), -1);
   return std::string(digest, 32);
 }
@@ -93,37 +65,39 @@ bool journal_write(const std::string &dir, const JournalEntry &entry, std::strin
     error = "cannot create " + dir + ": " + g_strerror(errno);
     return false;
   }
-  JsonBuilder *builder = json_builder_new();
-  json_builder_begin_object(builder);
-  json_builder_set_member_name(builder, "version");
-  json_builder_add_int_value(builder, kJournalVersion);
-  json_builder_set_member_name(builder, "request");
-  add_request(builder, entry.request);
-  add_string(builder, "external_task_id", entry.external_task_id);
-  add_string(builder, "task_id", entry.task_id);
-  add_string(builder, "status", entry.completed ? "completed" : "created");
+  GKeyFile *file = g_key_file_new();
+  g_key_file_set_integer(file, "journal", "version", kJournalVersion);
+  const CreateRequest &r = entry.request.request;
+  g_key_file_set_string(file, "request", "model", r.model.c_str());
+  g_key_file_set_string(file, "request", "video_id", r.video_id.c_str());
+  g_key_file_set_string(file, "request", "prompt", r.prompt.c_str());
+  g_key_file_set_string(file, "request", "negative_prompt", r.negative_prompt.c_str());
+  if (r.cfg_scale)
+    g_key_file_set_double(file, "request", "cfg_scale", *r.cfg_scale);
+  g_key_file_set_string(file, "request", "external_task_id", r.external_task_id.c_str());
+  g_key_file_set_integer(file, "request", "step", (gint)entry.request.step);
+  g_key_file_set_string(file, "task", "external_task_id", entry.external_task_id.c_str());
+  g_key_file_set_string(file, "task", "task_id", entry.task_id.c_str());
+  g_key_file_set_string(file, "task", "status", entry.completed ? "completed" : "created");
   if (entry.completed) {
-    add_string(builder, "result_url", entry.result_url);
-    add_string(builder, "result_video_id", entry.result_video_id);
-    json_builder_set_member_name(builder, "duration");
-    json_builder_add_double_value(builder, entry.duration);
-    add_string(builder, "cost", entry.cost);
+    g_key_file_set_string(file, "task", "result_url", entry.result_url.c_str());
+    g_key_file_set_string(file, "task", "result_video_id", entry.result_video_id.c_str());
+    g_key_file_set_double(file, "task", "duration", entry.duration);
+    g_key_file_set_string(file, "task", "cost", entry.cost.c_str());
   }
   if (!entry.media_file.empty()) {
-    add_string(builder, "media_file", entry.media_file);
-    json_builder_set_member_name(builder, "media_size");
-    json_builder_add_int_value(builder, (gint64)entry.media_size);
+    g_key_file_set_string(file, "media", "file", entry.media_file.c_str());
+    g_key_file_set_uint64(file, "media", "size", entry.media_size);
   }
-  json_builder_end_object(builder);
-  std::string text = to_text(builder, true) + "\n";
-  g_object_unref(builder);
+  gsize length = 0;
+  g_autofree char *text = g_key_file_to_data(file, &length, nullptr);
+  g_key_file_free(file);
 
-  std::string key = cache_key(entry.request);
-  std::string path = entry_path(dir, key);
+  std::string path = entry_path(dir, cache_key(entry.request));
   GError *gerror = nullptr;
   // Temporary file, then rename: readers see the old entry or the new one.
-  if (!g_file_set_contents_full(path.c_str(), text.data(), (gssize)text.size(),
-                                G_FILE_SET_CONTENTS_CONSISTENT, 0600, &gerror)) {
+  if (!g_file_set_contents_full(path.c_str(), text, (gssize)length, G_FILE_SET_CONTENTS_CONSISTENT,
+                                0600, &gerror)) {
     error = gerror->message;
     g_error_free(gerror);
     return false;
@@ -136,49 +110,41 @@ bool journal_read(const std::string &dir, const std::string &key, JournalEntry &
   entry = JournalEntry();
   error.clear();
   std::string path = entry_path(dir, key);
-  char *data = nullptr;
-  gsize length = 0;
-  if (!g_file_get_contents(path.c_str(), &data, &length, nullptr))
+  if (!g_file_test(path.c_str(), G_FILE_TEST_EXISTS))
     return false; // no entry
-  JsonParser *parser = json_parser_new();
+  GKeyFile *file = g_key_file_new();
   GError *gerror = nullptr;
-  bool ok = json_parser_load_from_data(parser, data, (gssize)length, &gerror);
-  g_free(data);
-  if (!ok) {
-    error = path + " is not readable JSON (" + gerror->message + ")";
+  if (!g_key_file_load_from_file(file, path.c_str(), G_KEY_FILE_NONE, &gerror)) {
+    error = path + " is not readable (" + gerror->message + ")";
     g_error_free(gerror);
-    g_object_unref(parser);
+    g_key_file_free(file);
     return false;
   }
-  JsonNode *root = json_parser_get_root(parser);
-  JsonObject *object = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : nullptr;
-  JsonNode *request = object ? json_object_get_member(object, "request") : nullptr;
-  if (!object || member_double(object, "version", 0) != kJournalVersion || !request ||
-      !JSON_NODE_HOLDS_OBJECT(request)) {
+  if (key_double(file, "journal", "version", 0) != kJournalVersion) {
     error = path + " is not a journal entry of this version";
-    g_object_unref(parser);
+    g_key_file_free(file);
     return false;
   }
-  JsonObject *r = json_node_get_object(request);
-  entry.request.request.model = member_string(r, "model");
-  entry.request.request.video_id = member_string(r, "video_id");
-  entry.request.request.prompt = member_string(r, "prompt");
-  entry.request.request.negative_prompt = member_string(r, "negative_prompt");
-  double cfg = member_double(r, "cfg_scale", NAN);
+  CreateRequest &r = entry.request.request;
+  r.model = key_string(file, "request", "model");
+  r.video_id = key_string(file, "request", "video_id");
+  r.prompt = key_string(file, "request", "prompt");
+  r.negative_prompt = key_string(file, "request", "negative_prompt");
+  double cfg = key_double(file, "request", "cfg_scale", NAN);
   if (!std::isnan(cfg))
-    entry.request.request.cfg_scale = cfg;
-  entry.request.request.external_task_id = member_string(r, "external_task_id");
-  entry.request.step = (guint)member_double(r, "step", 1);
-  entry.external_task_id = member_string(object, "external_task_id");
-  entry.task_id = member_string(object, "task_id");
-  entry.completed = member_string(object, "status") == "completed";
-  entry.result_url = member_string(object, "result_url");
-  entry.result_video_id = member_string(object, "result_video_id");
-  entry.duration = member_double(object, "duration", -1);
-  entry.cost = member_string(object, "cost");
-  entry.media_file = member_string(object, "media_file");
-  entry.media_size = (guint64)member_double(object, "media_size", 0);
-  g_object_unref(parser);
+    r.cfg_scale = cfg;
+  r.external_task_id = key_string(file, "request", "external_task_id");
+  entry.request.step = (guint)key_double(file, "request", "step", 1);
+  entry.external_task_id = key_string(file, "task", "external_task_id");
+  entry.task_id = key_string(file, "task", "task_id");
+  entry.completed = key_string(file, "task", "status") == "completed";
+  entry.result_url = key_string(file, "task", "result_url");
+  entry.result_video_id = key_string(file, "task", "result_video_id");
+  entry.duration = key_double(file, "task", "duration", -1);
+  entry.cost = key_string(file, "task", "cost");
+  entry.media_file = key_string(file, "media", "file");
+  entry.media_size = g_key_file_get_uint64(file, "media", "size", nullptr);
+  g_key_file_free(file);
 
   // A renamed or edited file must not answer for another request.
   if (cache_key(entry.request) != key || entry.task_id.empty()) {

@@ -1,5 +1,5 @@
 // The result cache of `cache-dir`: a journal of the tasks this machine paid for, and the
-// media they produced. One JSON file per request (`<key>.json`) and one media file per
+// media they produced. One key file per request (`<key>.journal`) and one media file per
 // completed download (`<key>.media`), both written to a temporary file and renamed, so a
 // crash leaves either the old or the new version, never half of one. Several processes may
 // share a directory. Knows nothing of GStreamer elements.
@@ -22,7 +22,7 @@ struct CacheRequest {
   guint step = 1;
 };
 
-// The file-name stem of a request's entries: 32 hex digits of its SHA-256.
+// The file-name stem of a request's entries: 32 hex digits of the SHA-256 of its fields.
 std::string cache_key(const CacheRequest &request);
 
 struct JournalEntry {

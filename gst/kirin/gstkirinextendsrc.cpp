@@ -510,7 +510,7 @@ void on_job_finished(const std::shared_ptr<ElementLink> &link, const kirin::JobO
                outcome.error == kirin::JobError::NotFound) {
       // Nothing to attach to any more: the next run may create a new task.
       g_autofree char *path = g_build_filename(
-          cache_dir.c_str(), (kirin::cache_key(journal.request) + ".json").c_str(), nullptr);
+          cache_dir.c_str(), (kirin::cache_key(journal.request) + ".journal").c_str(), nullptr);
       g_unlink(path);
     }
   }

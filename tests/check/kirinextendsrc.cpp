@@ -108,18 +108,20 @@ JournalFile read_journal(const std::string &dir) {
   if (!listing)
     return entry;
   while (const char *name = g_dir_read_name(listing)) {
-    if (!g_str_has_suffix(name, ".json"))
+    if (!g_str_has_suffix(name, ".journal"))
       continue;
-    std::string text = kirin_test_read_file(dir + "/" + name);
-    JsonParser *parser = json_parser_new();
-    if (json_parser_load_from_data(parser, text.c_str(), -1, nullptr)) {
-      JsonObject *object = json_node_get_object(json_parser_get_root(parser));
+    GKeyFile *file = g_key_file_new();
+    if (g_key_file_load_from_file(file, (dir + "/" + name).c_str(), G_KEY_FILE_NONE, nullptr)) {
+      auto get = [file](const char *group, const char *key) {
+        g_autofree char *value = g_key_file_get_string(file, group, key, nullptr);
+        return std::string(value ? value : "");
+      };
       entry.exists = true;
-      entry.status = json_object_get_string_member_with_default(object, "status", "");
-      entry.task_id = json_object_get_string_member_with_default(object, "task_id", "");
-      entry.media_file = json_object_get_string_member_with_default(object, "media_file", "");
+      entry.status = get("task", "status");
+      entry.task_id = get("task", "task_id");
+      entry.media_file = get("media", "file");
     }
-    g_object_unref(parser);
+    g_key_file_free(file);
   }
   g_dir_close(listing);
   return entry;
