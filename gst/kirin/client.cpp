@@ -1,6 +1,7 @@
 #include "client.h"
 
 #include <gst/gst.h>
+#include <gmodule.h>
 #include <libsoup/soup.h>
 
 #include <atomic>
@@ -960,3 +961,23 @@ void job_cancel(const JobHandle &job) {
 
 } // namespace kirin
 
+// The module's one exported symbol: the table the plugin's loader calls through.
+extern "C" G_MODULE_EXPORT const kirin::ClientApi *kirin_client_api() {
+  static const kirin::ClientApi api = {
+      kirin::job_start,
+      kirin::job_cancel,
+      kirin::callback_listener_start,
+      kirin::job_error_name,
+      kirin::task_status_name,
+      [](const std::string &path, std::string &error) -> GObject * {
+        GError *gerror = nullptr;
+        GTlsDatabase *database = g_tls_file_database_new(path.c_str(), &gerror);
+        if (!database) {
+          error = gerror->message;
+          g_error_free(gerror);
+        }
+        return G_OBJECT(database);
+      },
+  };
+  return &api;
+}
