@@ -6,7 +6,7 @@
 
 #include "task.h"
 
-#include <glib.h>
+#include <glib-object.h>
 
 #include <functional>
 #include <memory>
@@ -83,5 +83,32 @@ const char *job_error_name(JobError error);
 // provider's callbacks on `listen` ("host:port"; port 0 picks one). Returns the port
 // listened on, or 0 with `error` set. Blocks until the client thread has tried.
 guint callback_listener_start(const std::string &listen, std::string &error);
+
+// ---- the client as a module of its own ----
+//
+// client.cpp and task.cpp are built into libgstkirin-client.module, which alone links
+// libsoup, json-glib and GIO. The plugin loads it when an element first needs it
+// (client-loader.cpp), the way gst-plugins-good's soup plugin loads libsoup: linked into
+// the plugin, those libraries and theirs (Kerberos, SQLite, nghttp2, ...) made loading the
+// plugin three times as slow as a gst-plugins-good plugin of its size, a cost paid by every
+// process that only scans or inspects plugins (tests/bench/README.md, start cost). In the
+// plugin, the functions above forward to the module, loading it first.
+
+// Loads the module once per process. False, with the reason, when it cannot be loaded.
+bool client_load(std::string &error);
+
+// g_tls_file_database_new from the module (GIO is loaded with it): a GTlsDatabase, or
+// nullptr with `error` set.
+GObject *tls_file_database_new(const std::string &path, std::string &error);
+
+// What the module exports, as kirin_client_api() (extern "C").
+struct ClientApi {
+  JobHandle (*job_start)(JobConfig config, JobCallbacks callbacks);
+  void (*job_cancel)(const JobHandle &job);
+  guint (*callback_listener_start)(const std::string &listen, std::string &error);
+  const char *(*job_error_name)(JobError error);
+  const char *(*task_status_name)(TaskStatus status);
+  GObject *(*tls_file_database_new)(const std::string &path, std::string &error);
+};
 
 } // namespace kirin

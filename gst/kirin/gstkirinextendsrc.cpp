@@ -733,7 +733,8 @@ void expose_next(GstElement *element, gpointer) {
   // souphttpsrc's ssl-ca-file is not applied with libsoup 3; a TLS database is.
   if (!ca_file.empty() &&
       g_object_class_find_property(G_OBJECT_GET_CLASS(source), "tls-database")) {
-    GTlsDatabase *database = g_tls_file_database_new(ca_file.c_str(), nullptr);
+    std::string ignored; // the same file passed validate() when the run started
+    GObject *database = kirin::tls_file_database_new(ca_file, ignored);
     if (database) {
       g_object_set(source, "tls-database", database, nullptr);
       g_object_unref(database);
@@ -821,14 +822,11 @@ std::string validate(const Settings &settings) {
       return "Property 'cache-dir' (" + settings.cache_dir + ") " + problem + ".";
   }
   if (!settings.ca_file.empty()) {
-    GError *error = nullptr;
-    GTlsDatabase *database = g_tls_file_database_new(settings.ca_file.c_str(), &error);
-    if (!database) {
-      std::string problem = "Property 'ca-file' (" + settings.ca_file +
-                            ") is not a readable PEM file of certificates: " + error->message;
-      g_error_free(error);
-      return problem;
-    }
+    std::string error;
+    GObject *database = kirin::tls_file_database_new(settings.ca_file, error);
+    if (!database)
+      return "Property 'ca-file' (" + settings.ca_file +
+             ") is not a readable PEM file of certificates: " + error;
     g_object_unref(database);
   }
   return {};
@@ -991,6 +989,13 @@ void replay_step(GstKirinExtendSrc *self, const std::string &cache_dir,
 
 bool start(GstKirinExtendSrc *self, const std::string &refresh_task_id) {
   GstKirinExtendSrcPrivate *priv = self->priv;
+  // The client is a module loaded on first use (client.h); without it nothing can run.
+  std::string load_error;
+  if (!kirin::client_load(load_error)) {
+    post_error(self, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN,
+               "The kirin plugin is incomplete: " + load_error, {}, 0, {}, {});
+    return false;
+  }
   kirin::JobConfig config;
   std::shared_ptr<ElementLink> link;
   // The shared receiver is started outside the element's lock: the client thread's
