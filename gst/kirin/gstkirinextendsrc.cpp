@@ -665,7 +665,9 @@ struct ChildWatch {
             watch->keep(gst_buffer_list_get(list, i));
         }
       }
-      return GST_PAD_PROBE_OK;
+      // With nothing to keep and no next result to hand over to, the data path is left
+      // exactly as the source made it.
+      return watch->writer || !watch->final ? GST_PAD_PROBE_OK : GST_PAD_PROBE_REMOVE;
     }
     GstEvent *event = GST_PAD_PROBE_INFO_EVENT(info);
     if (GST_EVENT_TYPE(event) == GST_EVENT_SEGMENT) {
