@@ -168,10 +168,18 @@ std::vector<Case> matrix() {
       {"poll: server disappears and comes back",
        [](Fixture &f) {
          f.emu.set_timing(200, 1500);
-         f.side = std::make_unique<std::thread>([&emu = f.emu] {
-           // Goes away once the task exists, for longer than a poll interval.
-           for (int i = 0; i < 500 && emu.create_count() == 0; i++)
+         f.side = std::make_unique<std::thread>([&emu = f.emu, src = f.src] {
+           // Goes away once the element has its task (the create was answered), for longer
+           // than a poll interval. The emulator's create count would not tell: the warm-up
+           // run made one, so the server went away at once, racing the case's create request
+           // on the kept-alive connection (a create cut off after it was sent is an error).
+           for (int i = 0; i < 500; i++) {
+             g_autofree char *task = nullptr;
+             g_object_get(src, "task-id", &task, nullptr);
+             if (task && *task)
+               break;
              g_usleep(10 * 1000);
+           }
            emu.set_offline(true);
            g_usleep(1500 * 1000);
            emu.set_offline(false);
