@@ -105,6 +105,10 @@ bool journal_write(const std::string &dir, const JournalEntry &entry, std::strin
   return true;
 }
 
+void journal_remove(const std::string &dir, const CacheRequest &request) {
+  g_unlink(entry_path(dir, cache_key(request)).c_str());
+}
+
 bool journal_read(const std::string &dir, const std::string &key, JournalEntry &entry,
                   std::string &error) {
   entry = JournalEntry();

@@ -48,6 +48,9 @@ bool journal_read(const std::string &dir, const std::string &key, JournalEntry &
 // Writes the entry atomically, creating the directory when needed.
 bool journal_write(const std::string &dir, const JournalEntry &entry, std::string &error);
 
+// Removes the entry of `request` (its media file stays until overwritten or deleted).
+void journal_remove(const std::string &dir, const CacheRequest &request);
+
 // The cached media of an entry, when the file is there with the recorded size.
 std::string cached_media_path(const std::string &dir, const JournalEntry &entry);
 

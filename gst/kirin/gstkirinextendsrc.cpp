@@ -27,7 +27,6 @@
 #include "client.h"
 
 #include <gio/gio.h>
-#include <glib/gstdio.h>
 
 #include <atomic>
 #include <deque>
@@ -361,7 +360,7 @@ void on_task_update(const std::shared_ptr<ElementLink> &link, const kirin::Task 
   }
   GST_DEBUG_OBJECT(self, "task %s: %s (%s), progress %.2f", task.id.c_str(),
                    kirin::task_status_name(task.status), task.status_raw.c_str(), task.progress);
-  if (changed && !link->refresh) {
+  if (changed) {
     post_task_message(self, task, external_task_id, step);
     std::string text = "Task " + task.id + ": " + kirin::task_status_name(task.status);
     if (task.progress >= 0)
@@ -485,34 +484,32 @@ void on_job_finished(const std::shared_ptr<ElementLink> &link, const kirin::JobO
   if (!self)
     return;
   std::string debug = std::string("error kind: ") + kirin::job_error_name(outcome.error);
-  if (outcome.error != kirin::JobError::None && !link->refresh)
+  if (outcome.error != kirin::JobError::None)
     post_progress(self, GST_PROGRESS_TYPE_ERROR, outcome.message);
+  // With cache-dir, the journal learns how this step's task ended.
   std::string cache_dir;
   kirin::JournalEntry journal;
   {
     std::lock_guard<std::mutex> guard(self->priv->lock);
-    cache_dir = self->priv->cache_dir;
-    if (outcome.error == kirin::JobError::None && !cache_dir.empty() &&
-        self->priv->journal.task_id == outcome.task_id) {
+    if (!self->priv->cache_dir.empty() && self->priv->journal.task_id == outcome.task_id) {
+      cache_dir = self->priv->cache_dir;
       kirin::JournalEntry &entry = self->priv->journal;
-      entry.completed = true;
-      entry.result_url = outcome.task.video_url;
-      entry.result_video_id = outcome.task.video_id;
-      entry.duration = outcome.task.duration;
-      entry.cost = outcome.task.cost;
+      if (outcome.error == kirin::JobError::None) {
+        entry.completed = true;
+        entry.result_url = outcome.task.video_url;
+        entry.result_video_id = outcome.task.video_id;
+        entry.duration = outcome.task.duration;
+        entry.cost = outcome.task.cost;
+      }
+      journal = entry;
     }
-    journal = self->priv->journal;
   }
-  if (!cache_dir.empty() && journal.task_id == outcome.task_id) {
-    if (outcome.error == kirin::JobError::None) {
+  if (!cache_dir.empty()) {
+    if (outcome.error == kirin::JobError::None)
       journal_save(self, cache_dir, journal);
-    } else if (outcome.error == kirin::JobError::TaskFailed ||
-               outcome.error == kirin::JobError::NotFound) {
-      // Nothing to attach to any more: the next run may create a new task.
-      g_autofree char *path = g_build_filename(
-          cache_dir.c_str(), (kirin::cache_key(journal.request) + ".journal").c_str(), nullptr);
-      g_unlink(path);
-    }
+    else if (outcome.error == kirin::JobError::TaskFailed ||
+             outcome.error == kirin::JobError::NotFound)
+      kirin::journal_remove(cache_dir, journal.request); // nothing left to attach to
   }
   switch (outcome.error) {
   case kirin::JobError::None: {

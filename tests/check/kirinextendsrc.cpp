@@ -282,6 +282,31 @@ GST_START_TEST(test_cache_keys_and_chains) {
 }
 GST_END_TEST;
 
+// A task that failed at the provider is no result to keep: its entry goes, and the next
+// run with the same parameters creates a new task instead of attaching to the failed one.
+GST_START_TEST(test_cache_forgets_a_failed_task) {
+  auto emu = start_emulator();
+  std::string dir = make_temp_dir();
+  fail_unless(emu->push_fault(kirin_emu::Route::Task, "fail:014002095"));
+  auto run = [&](RunResult &result) {
+    GstElement *src = make_src(*emu);
+    g_object_set(src, "video-id", "demo-5s", "external-task-id", "retry-me", "cache-dir",
+                 dir.c_str(), nullptr);
+    run_to_file(src, result);
+  };
+  RunResult failed;
+  run(failed);
+  fail_unless(failed.error != nullptr, "the failed task ended without an error");
+  fail_if(read_journal(dir).exists, "the failed task is still in the journal");
+  RunResult again;
+  run(again);
+  assert_error_free_eos(again);
+  fail_unless_equals_int(emu->create_count(), 2);
+  assert_same_text(read_journal(dir).status, "completed");
+  remove_dir(dir);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_cache_dir_must_be_usable) {
   auto emu = start_emulator();
   std::string file = temp_path("not-a-dir");
@@ -1170,6 +1195,7 @@ static Suite *kirinextendsrc_suite() {
   tcase_add_test(tc, test_stream_intermediate_results);
   tcase_add_test(tc, test_cache_survives_a_crash_then_replays);
   tcase_add_test(tc, test_cache_keys_and_chains);
+  tcase_add_test(tc, test_cache_forgets_a_failed_task);
   tcase_add_test(tc, test_cache_dir_must_be_usable);
   tcase_add_test(tc, test_source_setup_lets_applications_configure_the_download);
   tcase_add_test(tc, test_provider_refuses_past_three_minutes);
