@@ -1,0 +1,224 @@
+#include "child.h"
+
+#include "element.h"
+#include "messages.h"
+#include "run.h"
+
+#define GST_CAT_DEFAULT kirin_extend_src_debug
+
+namespace kirin {
+
+namespace {
+
+// Watches what one child source pushes. It holds the element and the run weakly: an
+// application may keep the child (from source-setup) after both are gone.
+struct ChildWatch {
+  GWeakRef element;
+  std::weak_ptr<Run> run;
+  GstTagList *tags;
+  bool first_buffer = true;
+  bool final = true;
+  guint64 position = 0; // byte offset of the next buffer without one of its own
+  std::unique_ptr<MediaWriter> writer;
+  JournalEntry journal;
+
+  ChildWatch(GstElement *owner, std::weak_ptr<Run> owner_run, GstTagList *stream_tags)
+      : run(std::move(owner_run)), tags(stream_tags) {
+    g_weak_ref_init(&element, owner);
+  }
+  ~ChildWatch() {
+    g_weak_ref_clear(&element);
+    gst_tag_list_unref(tags);
+  }
+
+  void keep(GstBuffer *buffer) {
+    guint64 offset = GST_BUFFER_OFFSET_IS_VALID(buffer) ? GST_BUFFER_OFFSET(buffer) : position;
+    GstMapInfo map;
+    if (gst_buffer_map(buffer, &map, GST_MAP_READ)) {
+      writer->write(offset, map.data, map.size);
+      gst_buffer_unmap(buffer, &map);
+    }
+    position = offset + gst_buffer_get_size(buffer);
+  }
+
+  GstPadProbeReturn on_data(GstPad *pad, GstPadProbeInfo *info);
+  GstPadProbeReturn on_event(GstPad *pad, GstEvent *event);
+
+  static GstPadProbeReturn probe(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
+    auto *watch = static_cast<ChildWatch *>(data);
+    if (info->type & (GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST))
+      return watch->on_data(pad, info);
+    return watch->on_event(pad, GST_PAD_PROBE_INFO_EVENT(info));
+  }
+};
+
+GstPadProbeReturn ChildWatch::on_data(GstPad *pad, GstPadProbeInfo *info) {
+  if (first_buffer) {
+    // After stream-start, caps and segment, which are sent first.
+    first_buffer = false;
+    if (std::shared_ptr<Run> owner = run.lock())
+      owner->data_flowed();
+    gst_pad_push_event(pad, gst_event_new_tag(gst_tag_list_ref(tags)));
+  }
+  if (writer) {
+    if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
+      keep(GST_PAD_PROBE_INFO_BUFFER(info));
+    } else {
+      GstBufferList *list = GST_PAD_PROBE_INFO_BUFFER_LIST(info);
+      for (guint i = 0; i < gst_buffer_list_length(list); i++)
+        keep(gst_buffer_list_get(list, i));
+    }
+  }
+  // With nothing to keep and no next result to hand over to, the data path is left
+  // exactly as the source made it.
+  return writer || !final ? GST_PAD_PROBE_OK : GST_PAD_PROBE_REMOVE;
+}
+
+GstPadProbeReturn ChildWatch::on_event(GstPad *pad, GstEvent *event) {
+  if (GST_EVENT_TYPE(event) == GST_EVENT_SEGMENT) {
+    const GstSegment *segment;
+    gst_event_parse_segment(event, &segment);
+    if (segment->format == GST_FORMAT_BYTES)
+      position = segment->start;
+    return GST_PAD_PROBE_OK;
+  }
+  if (GST_EVENT_TYPE(event) != GST_EVENT_EOS)
+    return GST_PAD_PROBE_OK;
+  std::shared_ptr<Run> owner = run.lock();
+  if (writer && owner) {
+    // The copy becomes the cached media on the file worker, when it is whole.
+    gint64 total = -1;
+    gst_pad_query_duration(pad, GST_FORMAT_BYTES, &total);
+    owner->keep_download(std::move(writer), total > 0 ? (guint64)total : 0, journal);
+  }
+  writer.reset();
+  if (final)
+    return GST_PAD_PROBE_OK;
+  // The next result follows in the same stream, with its own stream-start.
+  if (owner)
+    owner->intermediate_finished();
+  if (auto *owner_element = static_cast<GstElement *>(g_weak_ref_get(&element))) {
+    gst_element_call_async(owner_element, expose_next, nullptr, nullptr);
+    gst_object_unref(owner_element);
+  }
+  return GST_PAD_PROBE_DROP;
+}
+
+// The HTTP (or file) source of one result, configured and announced with source-setup.
+// Null, with `error` set, when no element handles the URL.
+GstElement *make_source(GstKirinExtendSrc *self, const Run &run, const Exposure &exposure,
+                        GError **error) {
+  GstElement *source =
+      gst_element_make_from_uri(GST_URI_SRC, exposure.url.c_str(), "source", error);
+  if (!source)
+    return nullptr;
+  // The API key is never handed to the result host: the child gets only the URL.
+  GObjectClass *klass = G_OBJECT_GET_CLASS(source);
+  if (g_object_class_find_property(klass, "user-agent"))
+    g_object_set(source, "user-agent", "gst-kirin/" VERSION, nullptr);
+  // souphttpsrc's ssl-ca-file is not applied with libsoup 3; a TLS database is.
+  if (!exposure.from_cache && run.tls_database() &&
+      result_shares_api_host(run.settings(), exposure.url) &&
+      g_object_class_find_property(klass, "tls-database"))
+    g_object_set(source, "tls-database", run.tls_database(), nullptr);
+  // Held across the emission: a handler (PyGObject's among them) may sink and drop the
+  // floating reference it was given.
+  gst_object_ref_sink(source);
+  g_signal_emit(self, kirin_extend_src_signals[SIGNAL_SOURCE_SETUP], 0, source);
+  return source;
+}
+
+ChildWatch *watch_for(GstKirinExtendSrc *self, const std::shared_ptr<Run> &run,
+                      const Exposure &exposure) {
+  const Settings &s = run->settings();
+  auto *watch = new ChildWatch(
+      GST_ELEMENT(self), run,
+      result_tags(exposure.duration, exposure.task_id, exposure.video_id, s.prompt, s.model));
+  watch->final = exposure.final;
+  if (exposure.cache_dir.empty())
+    return watch;
+  auto writer =
+      std::make_unique<MediaWriter>(exposure.cache_dir, cache_key(exposure.journal.request));
+  if (writer->ok()) {
+    watch->writer = std::move(writer);
+    watch->journal = exposure.journal;
+  } else {
+    GST_WARNING_OBJECT(self, "cannot write to %s: the result is not cached",
+                       exposure.cache_dir.c_str());
+  }
+  return watch;
+}
+
+void attach_source(GstKirinExtendSrc *self, const std::shared_ptr<Run> &run,
+                   const Exposure &exposure, GstElement *source) {
+  // The previous result's source (finished, or with an expired URL) makes room.
+  remove_source(self);
+  gst_bin_add(GST_BIN(self), source);
+  GstPad *pad = gst_element_get_static_pad(source, "src");
+  gst_pad_add_probe(pad,
+                    (GstPadProbeType)(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST |
+                                      GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
+                    ChildWatch::probe, watch_for(self, run, exposure),
+                    [](gpointer data) { delete static_cast<ChildWatch *>(data); });
+  gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), pad);
+  gst_object_unref(pad);
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    self->priv->source = source;
+  }
+  GST_INFO_OBJECT(self, "streaming the result of task %s (step %u) from %s",
+                  exposure.task_id.c_str(), exposure.step,
+                  exposure.from_cache ? "the cache" : exposure.url.c_str());
+  gst_element_sync_state_with_parent(source);
+}
+
+} // namespace
+
+void expose_next(GstElement *element, gpointer) {
+  auto *self = GST_KIRIN_EXTEND_SRC(element);
+  GST_STATE_LOCK(element);
+  std::shared_ptr<Run> run;
+  bool replacing;
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    run = self->priv->run;
+    replacing = self->priv->source && self->priv->failed_source == self->priv->source;
+  }
+  Exposure exposure;
+  GError *error = nullptr;
+  bool failed = false;
+  if (run && run->take_exposure(replacing, exposure)) {
+    GstElement *source = make_source(self, *run, exposure, &error);
+    failed = !source;
+    if (source) {
+      attach_source(self, run, exposure, source);
+      gst_object_unref(source);
+    }
+  }
+  GST_STATE_UNLOCK(element);
+  if (failed)
+    post_error(element, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN,
+               "No element can download the result of task " + exposure.task_id + " (" +
+                   exposure.url + "): install souphttpsrc (gst-plugins-good).",
+               {error ? error->message : "", 0, {}, exposure.task_id});
+  g_clear_error(&error);
+}
+
+void remove_source(GstKirinExtendSrc *self) {
+  GstElement *source;
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    source = self->priv->source;
+    self->priv->source = nullptr;
+  }
+  if (!source)
+    return;
+  gst_element_set_state(source, GST_STATE_NULL);
+  gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), nullptr);
+  gst_bin_remove(GST_BIN(self), source);
+  std::lock_guard<std::mutex> guard(self->priv->lock);
+  if (self->priv->failed_source == source)
+    self->priv->failed_source = nullptr;
+}
+
+} // namespace kirin

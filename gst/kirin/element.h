@@ -1,0 +1,51 @@
+// The element's own state, shared by the files that make up kirinextendsrc (the GObject
+// shell, the run, the child source, the URI handler). Only the element's lock guards it;
+// the lock is never held across I/O, a state change, a signal or a bus post.
+#pragma once
+
+#include "gstkirinextendsrc.h"
+#include "plan.h"
+#include "settings.h"
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace kirin {
+
+class Run;
+
+// What a run found out, for the read-only properties and task-id / external-task-id.
+struct Published {
+  std::string task_id;
+  std::string external_task_id; // the one sent (the user's or a generated one)
+  std::string result_url;
+  std::string result_video_id;
+  double result_duration = -1;
+};
+
+} // namespace kirin
+
+struct GstKirinExtendSrcPrivate {
+  std::mutex lock;
+  kirin::Settings settings;
+  kirin::Published published;
+  kirin::PaidTask paid; // step 1's task of an earlier run: the same request attaches to it
+  // The current run: made by READY→PAUSED, dropped by PAUSED→READY, nowhere else.
+  std::shared_ptr<kirin::Run> run;
+  GstElement *source = nullptr;        // the HTTP source child, once a result is exposed
+  GstElement *failed_source = nullptr; // a child being replaced: its messages are dropped
+};
+
+struct _GstKirinExtendSrc {
+  GstBin parent;
+  GstPad *srcpad; // always present; targets the child's pad once the result is known
+  GstKirinExtendSrcPrivate *priv;
+};
+
+enum { SIGNAL_SOURCE_SETUP, N_SIGNALS };
+extern guint kirin_extend_src_signals[N_SIGNALS];
+
+GST_DEBUG_CATEGORY_EXTERN(kirin_extend_src_debug);
+
+void gst_kirin_extend_src_uri_handler_init(gpointer iface, gpointer data);

@@ -1,0 +1,64 @@
+// "What do we send, and does it cost money": the one decision of a step, as a pure
+// function of the settings, the step, the journal's entry and what the element remembers.
+// Everything that pays or attaches goes through plan_step(); it has a unit test per branch
+// (tests/check/plan.cpp).
+#pragma once
+
+#include "cache.h"
+#include "settings.h"
+
+#include <string>
+
+namespace kirin {
+
+enum class Action {
+  Create,  // send a create request: a new task, a new charge
+  Attach,  // poll a task that exists already (the user's, the journal's, or remembered)
+  Replay,  // the journal says the task completed: no request at all
+  Refresh, // poll a completed task once more for a fresh result URL
+};
+
+const char *action_name(Action action);
+
+// What the element remembers of the last task it paid for at step 1, across runs: running
+// again with the same request attaches to it instead of paying again.
+struct PaidTask {
+  std::string task_id;
+  std::string external_task_id;
+  CreateRequest request;
+};
+
+struct PlanInput {
+  const Settings *settings = nullptr;
+  CreateRequest request;                 // step 1's request from the settings (job_config().create)
+  guint step = 1;                        // 1-based, of `extensions`
+  std::string previous_video_id;         // the video the previous step made (step > 1)
+  std::string refresh_task_id;           // set: poll this task again for a fresh URL
+  bool journal_in_use = false;           // cache-dir is set (and task-id is not)
+  const JournalEntry *journal = nullptr; // this step's recorded entry, when there is one
+  PaidTask remembered;                   // from earlier runs of this element
+  std::string generated_external_id;     // a fresh ID, used when the user set none
+};
+
+struct Plan {
+  Action action = Action::Create;
+  CreateRequest request;        // what is sent (Create) or what the task was made from
+  std::string task_id;          // Attach, Refresh, Replay: the task
+  std::string external_task_id; // the ID the provider knows the task by
+  bool journal = false;         // record this step's task (and its media) in cache-dir
+  const char *why = "";         // for the log
+
+  bool costs_money() const { return action == Action::Create; }
+};
+
+// What identifies a step's task in the cache-dir journal.
+CacheRequest journal_request(const Settings &settings, guint step,
+                             const std::string &previous_video_id);
+
+Plan plan_step(const PlanInput &input);
+
+// Whether two requests would make the same video (the callback URL aside it is the same
+// request; here it counts, as it changes where the provider reports).
+bool same_request(const CreateRequest &a, const CreateRequest &b);
+
+} // namespace kirin

@@ -1,0 +1,493 @@
+#include "run.h"
+
+#include "child.h"
+#include "element.h"
+#include "messages.h"
+#include "workers.h"
+
+#define GST_CAT_DEFAULT kirin_extend_src_debug
+
+namespace kirin {
+
+namespace {
+
+// Hands `work` to the decider with the run, if it still exists by then.
+void decide_for(const std::weak_ptr<Run> &weak, std::function<void(Run &)> work) {
+  decide([weak, work = std::move(work)] {
+    if (std::shared_ptr<Run> run = weak.lock())
+      work(*run);
+  });
+}
+
+std::string step_suffix(guint step, guint steps) {
+  return steps > 1 ? " (step " + std::to_string(step) + " of " + std::to_string(steps) + ")" : "";
+}
+
+} // namespace
+
+Run::Run(GstElement *element, Settings settings, JobConfig config, PaidTask paid,
+         GObject *tls_database)
+    : settings_(std::move(settings)), config_(std::move(config)),
+      journal_dir_(settings_.task_id.empty() ? settings_.cache_dir : std::string()),
+      tls_database_(tls_database ? G_OBJECT(g_object_ref(tls_database)) : nullptr),
+      paid_(std::move(paid)) {
+  g_weak_ref_init(&element_, element);
+}
+
+Run::~Run() {
+  g_weak_ref_clear(&element_);
+  if (tls_database_)
+    g_object_unref(tls_database_);
+  // The snapshot's key goes with the run.
+  std::string &key = const_cast<Settings &>(settings_).api_key;
+  std::fill(key.begin(), key.end(), '\0');
+}
+
+ElementRef Run::element() const {
+  return ElementRef(static_cast<GstElement *>(g_weak_ref_get(&element_)));
+}
+
+void Run::publish(const std::function<void(Published &)> &change) const {
+  ElementRef el = element();
+  if (!el)
+    return;
+  GstKirinExtendSrcPrivate *priv = GST_KIRIN_EXTEND_SRC(el.element)->priv;
+  std::lock_guard<std::mutex> guard(priv->lock);
+  if (priv->run.get() == this) // a stopped run's findings are not the element's any more
+    change(priv->published);
+}
+
+void Run::begin() {
+  decide_for(weak_from_this(), [](Run &run) { run.start_step(); });
+}
+
+bool Run::stopped() const {
+  std::lock_guard<std::mutex> guard(lock_);
+  return stopped_;
+}
+
+void Run::stop() {
+  JobHandle job;
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    if (stopped_)
+      return;
+    stopped_ = true;
+    job = std::move(job_);
+    exposures_.clear();
+    child_streaming_ = false;
+  }
+  job_cancel(job);
+  if (ElementRef el = element())
+    progress(el.element, GST_PROGRESS_TYPE_CANCELED, "Stopped before the task ended");
+}
+
+void Run::progress(GstElement *element, GstProgressType type, const std::string &text,
+                   double fraction) {
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    bool closes = type == GST_PROGRESS_TYPE_COMPLETE || type == GST_PROGRESS_TYPE_ERROR ||
+                  type == GST_PROGRESS_TYPE_CANCELED;
+    if (stopped_ && type != GST_PROGRESS_TYPE_CANCELED)
+      return;
+    if (type == GST_PROGRESS_TYPE_START)
+      progress_open_ = true;
+    else if (!progress_open_)
+      return;
+    else if (closes)
+      progress_open_ = false;
+  }
+  post_progress(element, type, text, fraction);
+}
+
+// ---- a step: read the journal, plan, act (decider thread) ----
+
+void Run::start_step() {
+  if (stopped())
+    return;
+  CacheRequest request = journal_request(settings_, step_, previous_video_id_);
+  if (!uses_journal()) {
+    journal_ = JournalEntry{};
+    journal_.request = request;
+    act(nullptr, {});
+    return;
+  }
+  // The journal is read on the file worker, and the plan made back here.
+  std::weak_ptr<Run> weak = weak_from_this();
+  file_work([weak, dir = journal_dir_, request] {
+    auto entry = std::make_shared<JournalEntry>();
+    std::string error, media;
+    bool found = journal_read(dir, cache_key(request), *entry, error);
+    if (!found) {
+      if (!error.empty())
+        GST_WARNING("ignoring a cache entry in %s: %s", dir.c_str(), error.c_str());
+      *entry = JournalEntry{};
+      entry->request = request;
+    } else if (entry->completed) {
+      media = cached_media_path(dir, *entry);
+    }
+    decide_for(weak, [entry, found, media](Run &run) {
+      run.journal_ = *entry;
+      run.act(found ? entry.get() : nullptr, media);
+    });
+  });
+}
+
+void Run::act(const JournalEntry *recorded, const std::string &media) {
+  ElementRef el = element();
+  if (!el || stopped())
+    return;
+  PlanInput in;
+  in.settings = &settings_;
+  in.request = config_.create;
+  in.step = step_;
+  in.previous_video_id = previous_video_id_;
+  in.journal_in_use = uses_journal();
+  in.journal = recorded;
+  in.remembered = paid_;
+  g_autofree char *uuid = g_uuid_string_random();
+  in.generated_external_id = std::string("gst-kirin-") + uuid;
+  plan_ = plan_step(in);
+  GST_INFO_OBJECT(el.element, "step %u: %s task %s for video '%s' (%s)", step_,
+                  action_name(plan_.action), plan_.task_id.c_str(), plan_.request.video_id.c_str(),
+                  plan_.why);
+  publish([this](Published &p) {
+    p.task_id = plan_.task_id;
+    p.external_task_id = plan_.external_task_id;
+  });
+  last_status_ = TaskStatus::Unknown;
+  last_progress_ = -1;
+  if (plan_.action == Action::Replay) {
+    replay(el.element, *recorded, media);
+    return;
+  }
+  std::string what = plan_.costs_money() ? "Extending video " + plan_.request.video_id
+                                         : "Waiting for task " + plan_.task_id;
+  // Opened before the job exists, so no update of it can come first.
+  progress(el.element, GST_PROGRESS_TYPE_START, what + step_suffix(step_, settings_.extensions));
+  start_job(plan_, false);
+}
+
+void Run::start_job(const Plan &plan, bool refresh) {
+  JobConfig config = config_;
+  config.create = plan.request;
+  config.existing_task_id = plan.task_id;
+  std::weak_ptr<Run> weak = weak_from_this();
+  // The client thread only hands over: every decision is taken here, on the decider.
+  JobCallbacks callbacks;
+  callbacks.on_task_id = [weak](const std::string &id) {
+    decide_for(weak, [id](Run &run) { run.on_task_id(id); });
+  };
+  callbacks.on_update = [weak](const Task &task) {
+    decide_for(weak, [task](Run &run) { run.on_update(task); });
+  };
+  callbacks.on_finished = [weak, refresh](const JobOutcome &outcome) {
+    decide_for(weak, [outcome, refresh](Run &run) { run.on_finished(outcome, refresh); });
+  };
+  std::lock_guard<std::mutex> guard(lock_);
+  if (stopped_) // stopped since the plan was made: nothing is sent
+    return;
+  job_ = job_start(std::move(config), std::move(callbacks));
+}
+
+// A step whose task completed in an earlier run: its messages come from the journal, and
+// its result from the kept copy (or the recorded URL, refreshed by a poll if it expired).
+void Run::replay(GstElement *element, const JournalEntry &entry, const std::string &media) {
+  Task task;
+  task.id = entry.task_id;
+  task.status = TaskStatus::Completed;
+  task.progress = 1;
+  task.has_video = true;
+  task.video_url = entry.result_url;
+  task.video_id = entry.result_video_id;
+  task.duration = entry.duration;
+  task.cost = entry.cost;
+  publish([&](Published &p) {
+    p.result_url = entry.result_url;
+    p.result_video_id = entry.result_video_id;
+    p.result_duration = entry.duration;
+  });
+  GST_INFO_OBJECT(element, "task %s completed in an earlier run (%s)", entry.task_id.c_str(),
+                  journal_dir_.c_str());
+  progress(element, GST_PROGRESS_TYPE_START,
+           "Task " + entry.task_id + " completed in an earlier run" +
+               step_suffix(step_, settings_.extensions));
+  post_task_message(element, task, entry.external_task_id, step_, true);
+  progress(element, GST_PROGRESS_TYPE_COMPLETE,
+           "Task " + entry.task_id + ": completed 100% (from the cache)", 1);
+  g_object_notify(G_OBJECT(element), "task-id");
+  step_completed(element, task, media, false);
+}
+
+// ---- what the job reports (decider thread) ----
+
+// On the file worker. A failure costs only the cache, so it is a warning that names the
+// property, posted from the decider: the file worker never posts on a bus.
+void Run::write_entry(const std::weak_ptr<Run> &weak, const std::string &dir,
+                      const JournalEntry &entry) {
+  std::string error;
+  if (journal_write(dir, entry, error))
+    return;
+  decide_for(weak, [dir, entry, error](Run &run) {
+    if (ElementRef el = run.element())
+      GST_ELEMENT_WARNING(el.element, RESOURCE, WRITE,
+                          ("Property 'cache-dir' (%s): cannot record task %s: %s", dir.c_str(),
+                           entry.task_id.c_str(), error.c_str()),
+                          (nullptr));
+  });
+}
+
+void Run::save_entry(const JournalEntry &entry) {
+  file_work(
+      [weak = weak_from_this(), dir = journal_dir_, entry] { write_entry(weak, dir, entry); });
+}
+
+void Run::on_task_id(const std::string &task_id) {
+  ElementRef el = element();
+  if (!el || stopped())
+    return;
+  publish([&](Published &p) { p.task_id = task_id; });
+  if (step_ == 1 && plan_.costs_money()) {
+    // Running again unchanged attaches to this task (plan_step, "remembered").
+    paid_ = PaidTask{task_id, plan_.external_task_id, plan_.request};
+    auto *priv = GST_KIRIN_EXTEND_SRC(el.element)->priv;
+    std::lock_guard<std::mutex> guard(priv->lock);
+    if (priv->run.get() == this)
+      priv->paid = paid_;
+  }
+  GST_INFO_OBJECT(el.element, "task %s created", task_id.c_str());
+  // Recorded before anything else can go wrong: a run that dies now attaches to it next time.
+  if (plan_.journal && journal_.task_id.empty()) {
+    journal_.task_id = task_id;
+    journal_.external_task_id = plan_.external_task_id;
+    save_entry(journal_);
+  }
+  g_object_notify(G_OBJECT(el.element), "task-id");
+}
+
+void Run::on_update(const Task &task) {
+  ElementRef el = element();
+  if (!el || stopped())
+    return;
+  // An unknown status is reported as processing: it only matters when it changes.
+  bool changed = task.status != last_status_ || task.progress != last_progress_;
+  last_status_ = task.status;
+  last_progress_ = task.progress;
+  if (task.status == TaskStatus::Completed)
+    publish([&](Published &p) {
+      p.result_url = task.video_url;
+      p.result_video_id = task.video_id;
+      p.result_duration = task.duration;
+    });
+  GST_DEBUG_OBJECT(el.element, "task %s: %s (%s), progress %.2f", task.id.c_str(),
+                   task_status_name(task.status), task.status_raw.c_str(), task.progress);
+  if (!changed)
+    return;
+  post_task_message(el.element, task, plan_.external_task_id, step_);
+  progress(el.element,
+           task.status == TaskStatus::Completed ? GST_PROGRESS_TYPE_COMPLETE
+           : task.status == TaskStatus::Failed  ? GST_PROGRESS_TYPE_ERROR
+                                                : GST_PROGRESS_TYPE_CONTINUE,
+           task_progress_text(task), task.progress);
+}
+
+// With cache-dir, the journal learns how this step's task ended.
+void Run::record_outcome(const JobOutcome &outcome) {
+  if (!plan_.journal || journal_.task_id != outcome.task_id)
+    return;
+  if (outcome.error == JobError::None) {
+    journal_.completed = true;
+    journal_.result_url = outcome.task.video_url;
+    journal_.result_video_id = outcome.task.video_id;
+    journal_.duration = outcome.task.duration;
+    journal_.cost = outcome.task.cost;
+    save_entry(journal_);
+  } else if (outcome.error == JobError::TaskFailed || outcome.error == JobError::NotFound) {
+    // Nothing left to attach to.
+    file_work([dir = journal_dir_, request = journal_.request] { journal_remove(dir, request); });
+  }
+}
+
+void Run::on_finished(const JobOutcome &outcome, bool refresh) {
+  ElementRef el = element();
+  if (!el || stopped())
+    return;
+  if (outcome.error != JobError::None)
+    progress(el.element, GST_PROGRESS_TYPE_ERROR, outcome.message);
+  record_outcome(outcome);
+  if (outcome.error != JobError::None) {
+    post_outcome_error(el.element, outcome);
+    return;
+  }
+  std::string problem = result_url_problem(settings_, outcome.task.video_url);
+  if (!problem.empty()) {
+    post_error(el.element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED,
+               "Task " + outcome.task_id + " completed, but " + problem +
+                   " Resume with task-id=" + outcome.task_id + " once that is resolved.",
+               {std::string("error kind: none"), 0, {}, outcome.task_id});
+    return;
+  }
+  step_completed(el.element, outcome.task, {}, refresh);
+}
+
+void Run::post_outcome_error(GstElement *element, const JobOutcome &outcome) {
+  gint code;
+  switch (outcome.error) {
+  case JobError::Unauthorized:
+  case JobError::Forbidden:
+    code = GST_RESOURCE_ERROR_NOT_AUTHORIZED;
+    break;
+  case JobError::NotFound:
+    code = GST_RESOURCE_ERROR_NOT_FOUND;
+    break;
+  case JobError::Network:
+    code = GST_RESOURCE_ERROR_OPEN_READ;
+    break;
+  default:
+    code = GST_RESOURCE_ERROR_FAILED;
+    break;
+  }
+  ErrorInfo info{std::string("error kind: ") + job_error_name(outcome.error), outcome.http_status,
+                 outcome.error_code, outcome.task_id};
+  post_error(element, GST_RESOURCE_ERROR, code, outcome.message, info);
+}
+
+// ---- chaining and exposing (decider thread) ----
+
+// With `extensions` > 1, whether a next step may follow the one that made `task`: not when
+// that would pass the provider's 3-minute limit (then it stops before paying and says so).
+bool Run::chain_continues(GstElement *element, const Task &task) {
+  guint steps = settings_.extensions;
+  if (step_ >= steps)
+    return false;
+  std::string why_not;
+  if (task.duration > 0 && task.duration + kExtensionSeconds > kMaxVideoSeconds + 0.001)
+    why_not = "the video is already " + std::to_string((int)(task.duration + 0.5)) +
+              " s, and another extension would pass the provider's 3-minute limit";
+  else if (task.video_id.empty())
+    why_not = "the provider did not say which video the result is, so it cannot be extended";
+  if (why_not.empty())
+    return true;
+  std::string text = "Stopped after step " + std::to_string(step_) + " of " +
+                     std::to_string(steps) + ": " + why_not + ". Streaming the result of task " +
+                     task.id + ".";
+  GST_ELEMENT_WARNING(element, RESOURCE, SETTINGS, ("%s", text.c_str()), (nullptr));
+  return false;
+}
+
+// A step's task completed (now, or in an earlier run recorded in the journal). Its result
+// is queued for streaming when it is the last one or every step is streamed, and the next
+// step, if any, starts at once. `media` is the kept copy of the result, if any.
+void Run::step_completed(GstElement *element, const Task &task, const std::string &media,
+                         bool refreshed) {
+  // A fresh URL for a result that is streaming already: only that result is redone.
+  bool last = refreshed || !chain_continues(element, task);
+  if (last || settings_.stream_intermediate)
+    queue_exposure(element, task, media, last, refreshed);
+  if (last) {
+    g_object_notify(G_OBJECT(element), "result-url");
+    return;
+  }
+  GST_INFO_OBJECT(element, "step %u done (video %s); starting step %u", step_,
+                  task.video_id.c_str(), step_ + 1);
+  step_++;
+  previous_video_id_ = task.video_id;
+  start_step();
+}
+
+void Run::queue_exposure(GstElement *element, const Task &task, const std::string &media, bool last,
+                         bool refreshed) {
+  Exposure exposure;
+  exposure.task_id = task.id;
+  exposure.video_id = task.video_id;
+  exposure.duration = task.duration;
+  exposure.step = step_;
+  exposure.final = last;
+  if (!media.empty()) {
+    g_autofree char *uri = g_filename_to_uri(media.c_str(), nullptr, nullptr);
+    exposure.url = uri ? uri : "";
+    exposure.from_cache = true;
+  } else {
+    exposure.url = task.video_url;
+    // The download is kept in the cache when the entry is this step's task.
+    if (plan_.journal && journal_.task_id == task.id) {
+      exposure.cache_dir = journal_dir_;
+      exposure.journal = journal_;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    if (stopped_) // a stopped run's result is never streamed, not even by the next run
+      return;
+    // A refreshed URL replaces the result whose old URL expired.
+    if (refreshed)
+      exposures_.clear();
+    exposures_.push_back(std::move(exposure));
+  }
+  gst_element_call_async(element, expose_next, nullptr, nullptr);
+}
+
+// ---- the child's side (GStreamer's threads) ----
+
+void Run::keep_download(std::unique_ptr<MediaWriter> writer, guint64 total_size,
+                        JournalEntry entry) {
+  auto shared_writer = std::shared_ptr<MediaWriter>(std::move(writer));
+  file_work(
+      [weak = weak_from_this(), dir = journal_dir_, shared_writer, total_size, entry]() mutable {
+        std::string error;
+        std::string name = shared_writer->commit(total_size, error);
+        shared_writer.reset();
+        if (name.empty()) {
+          GST_INFO("result of task %s not kept: %s", entry.task_id.c_str(), error.c_str());
+          return;
+        }
+        entry.media_file = name;
+        entry.media_size = total_size;
+        write_entry(weak, dir, entry);
+      });
+}
+
+bool Run::take_exposure(bool replacing, Exposure &exposure) {
+  std::lock_guard<std::mutex> guard(lock_);
+  if (stopped_ || exposures_.empty() || (child_streaming_ && !replacing))
+    return false;
+  exposure = std::move(exposures_.front());
+  exposures_.pop_front();
+  child_streaming_ = true;
+  streaming_final_ = exposure.final;
+  data_flowed_ = false;
+  return true;
+}
+
+void Run::intermediate_finished() {
+  std::lock_guard<std::mutex> guard(lock_);
+  child_streaming_ = false;
+}
+
+bool Run::claim_refresh() {
+  std::lock_guard<std::mutex> guard(lock_);
+  // Only the last result: an intermediate one streams while the next step's job runs.
+  if (stopped_ || url_refreshed_ || data_flowed_ || !streaming_final_)
+    return false;
+  url_refreshed_ = true;
+  return true;
+}
+
+bool Run::url_refreshed() const {
+  std::lock_guard<std::mutex> guard(lock_);
+  return url_refreshed_;
+}
+
+void Run::refresh(const std::string &task_id) {
+  decide_for(weak_from_this(), [task_id](Run &run) {
+    if (run.stopped())
+      return;
+    PlanInput in;
+    in.settings = &run.settings_;
+    in.request = run.plan_.request;
+    in.refresh_task_id = task_id;
+    run.start_job(plan_step(in), true);
+  });
+}
+
+} // namespace kirin

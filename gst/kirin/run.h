@@ -1,0 +1,143 @@
+// One run of the element: from READY→PAUSED to PAUSED→READY. It owns a snapshot of the
+// settings, its step of a chain, its current job and its queue of results to expose. The
+// element holds it; jobs, children and queued work hold weak references. Stopping cancels
+// the job and marks the run stopped under its lock, and every action that reaches outside
+// (a job, an exposure) is taken under that lock after checking it, so nothing of a stopped
+// run can start later. Every decision runs on the decider thread (workers.h).
+#pragma once
+
+#include "cache.h"
+#include "client.h"
+#include "plan.h"
+#include "settings.h"
+
+#include <gst/gst.h>
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace kirin {
+
+struct Published;
+
+// A result ready to stream: the final one, or with stream-intermediate each step's in turn.
+struct Exposure {
+  std::string url; // the provider's http(s) URL, or file:// of the kept copy
+  bool from_cache = false;
+  std::string task_id;
+  std::string video_id;
+  double duration = -1;
+  guint step = 1;
+  bool final = true; // its EOS ends the stream; an intermediate one's EOS is dropped
+  // With cache-dir, the entry the downloaded media is recorded in (empty dir: not kept).
+  std::string cache_dir;
+  JournalEntry journal;
+};
+
+// A strong reference to the element while it exists.
+struct ElementRef {
+  GstElement *element = nullptr;
+  ElementRef() = default;
+  explicit ElementRef(GstElement *e) : element(e) {}
+  ElementRef(const ElementRef &) = delete;
+  ElementRef &operator=(const ElementRef &) = delete;
+  ~ElementRef() {
+    if (element)
+      gst_object_unref(element);
+  }
+  explicit operator bool() const { return element != nullptr; }
+};
+
+class Run : public std::enable_shared_from_this<Run> {
+public:
+  // The application thread's READY→PAUSED, after validate(): `config` is step 1's job
+  // without the plan's choices; `tls_database` the ca-file for a download from the API host.
+  Run(GstElement *element, Settings settings, JobConfig config, PaidTask paid,
+      GObject *tls_database);
+  ~Run();
+  Run(const Run &) = delete;
+  Run &operator=(const Run &) = delete;
+
+  // Any thread. Hands step 1 to the decider.
+  void begin();
+  // Any thread, never blocks: cancels the job, forgets the queued results, ends the
+  // progress as canceled. Nothing of this run starts after it returns.
+  void stop();
+  bool stopped() const;
+  bool uses_journal() const { return !journal_dir_.empty(); }
+
+  // For the child source (child.cpp), on GStreamer's threads.
+  const Settings &settings() const { return settings_; }
+  GObject *tls_database() const { return tls_database_; }
+  // The oldest queued result, unless stopped or a child still streams (`replacing`: the
+  // streaming child's URL expired and this exposure replaces it).
+  bool take_exposure(bool replacing, Exposure &exposure);
+  void intermediate_finished(); // an intermediate child reached EOS
+  void data_flowed() { data_flowed_ = true; }
+  // The streaming child was refused its URL before any data: true when this run polls the
+  // task once more for a fresh one (at most once, only for the final result).
+  bool claim_refresh();
+  bool url_refreshed() const;
+  // The child's streaming thread at EOS: the kept copy of a download is committed and
+  // recorded on the file worker, so EOS passes at once.
+  void keep_download(std::unique_ptr<MediaWriter> writer, guint64 total_size, JournalEntry entry);
+  // Any thread: hands the refresh of `task_id`'s URL to the decider.
+  void refresh(const std::string &task_id);
+
+private:
+  ElementRef element() const;
+  void publish(const std::function<void(Published &)> &change) const;
+
+  // On the decider thread.
+  void start_step();
+  void act(const JournalEntry *recorded, const std::string &media);
+  void start_job(const Plan &plan, bool refresh);
+  void replay(GstElement *element, const JournalEntry &entry, const std::string &media);
+  void save_entry(const JournalEntry &entry);
+  static void write_entry(const std::weak_ptr<Run> &weak, const std::string &dir,
+                          const JournalEntry &entry);
+  void on_task_id(const std::string &task_id);
+  void on_update(const Task &task);
+  void on_finished(const JobOutcome &outcome, bool refresh);
+  void record_outcome(const JobOutcome &outcome);
+  void post_outcome_error(GstElement *element, const JobOutcome &outcome);
+  bool chain_continues(GstElement *element, const Task &task);
+  void step_completed(GstElement *element, const Task &task, const std::string &media,
+                      bool refreshed);
+  void queue_exposure(GstElement *element, const Task &task, const std::string &media, bool last,
+                      bool refreshed);
+  // GST_MESSAGE_PROGRESS; a start opens the sequence, complete/error/canceled close it once.
+  void progress(GstElement *element, GstProgressType type, const std::string &text,
+                double fraction = -1);
+
+  mutable GWeakRef element_;
+  const Settings settings_;
+  const JobConfig config_;
+  const std::string journal_dir_; // cache-dir, when the journal is used
+  GObject *tls_database_;
+
+  // Only the decider touches these.
+  PaidTask paid_;
+  guint step_ = 1;
+  std::string previous_video_id_;
+  Plan plan_;
+  JournalEntry journal_; // this step's entry, with plan_.journal
+  TaskStatus last_status_ = TaskStatus::Unknown;
+  double last_progress_ = -1;
+
+  mutable std::mutex lock_; // guards what follows; never held across a post or a call out
+  bool stopped_ = false;
+  JobHandle job_;
+  std::deque<Exposure> exposures_;
+  bool child_streaming_ = false;
+  bool streaming_final_ = true;
+  bool url_refreshed_ = false;
+  bool progress_open_ = false;
+  std::atomic<bool> data_flowed_{false};
+};
+
+} // namespace kirin
