@@ -3,12 +3,66 @@
 #include "element.h"
 #include "messages.h"
 #include "run.h"
+#include "workers.h"
 
 #define GST_CAT_DEFAULT kirin_extend_src_debug
 
 namespace kirin {
 
 namespace {
+
+// The copy of a download kept for cache-dir. Its file is touched only on the file worker,
+// in the order the buffers came: the streaming thread only hands over references to them.
+class KeptCopy {
+public:
+  KeptCopy(std::string dir, JournalEntry entry) : dir_(std::move(dir)), entry_(std::move(entry)) {}
+
+  void write(guint64 offset, GstBuffer *buffer) {
+    file_work([self = shared(), offset, buffer] {
+      if (!self->writer_) {
+        self->writer_ = std::make_unique<MediaWriter>(self->dir_, cache_key(self->entry_.request));
+        if (!self->writer_->ok())
+          GST_WARNING("cannot write to %s: the result is not kept", self->dir_.c_str());
+      }
+      GstMapInfo map;
+      if (self->writer_->ok() && gst_buffer_map(buffer, &map, GST_MAP_READ)) {
+        self->writer_->write(offset, map.data, map.size);
+        gst_buffer_unmap(buffer, &map);
+      }
+      gst_buffer_unref(buffer);
+    });
+  }
+
+  // At EOS: the copy becomes the cached media, and is recorded, when every byte arrived.
+  void commit(guint64 total_size, const std::weak_ptr<Run> &run) {
+    file_work([self = shared(), total_size, run] {
+      std::string error;
+      std::string name = self->writer_ ? self->writer_->commit(total_size, error) : "";
+      self->writer_.reset();
+      if (name.empty()) {
+        GST_INFO("result of task %s not kept: %s", self->entry_.task_id.c_str(), error.c_str());
+        return;
+      }
+      self->entry_.media_file = name;
+      self->entry_.media_size = total_size;
+      Run::write_entry(run, self->dir_, self->entry_);
+    });
+  }
+
+  static std::shared_ptr<KeptCopy> make(std::string dir, JournalEntry entry) {
+    auto copy = std::make_shared<KeptCopy>(std::move(dir), std::move(entry));
+    copy->self_ = copy;
+    return copy;
+  }
+
+private:
+  std::shared_ptr<KeptCopy> shared() const { return self_.lock(); }
+
+  std::weak_ptr<KeptCopy> self_;
+  const std::string dir_;
+  JournalEntry entry_;
+  std::unique_ptr<MediaWriter> writer_; // made at the first write
+};
 
 // Watches what one child source pushes. It holds the element and the run weakly: an
 // application may keep the child (from source-setup) after both are gone.
@@ -18,9 +72,8 @@ struct ChildWatch {
   GstTagList *tags;
   bool first_buffer = true;
   bool final = true;
-  guint64 position = 0; // byte offset of the next buffer without one of its own
-  std::unique_ptr<MediaWriter> writer;
-  JournalEntry journal;
+  guint64 position = 0;           // byte offset of the next buffer without one of its own
+  std::shared_ptr<KeptCopy> copy; // with cache-dir
 
   ChildWatch(GstElement *owner, std::weak_ptr<Run> owner_run, GstTagList *stream_tags)
       : run(std::move(owner_run)), tags(stream_tags) {
@@ -33,11 +86,7 @@ struct ChildWatch {
 
   void keep(GstBuffer *buffer) {
     guint64 offset = GST_BUFFER_OFFSET_IS_VALID(buffer) ? GST_BUFFER_OFFSET(buffer) : position;
-    GstMapInfo map;
-    if (gst_buffer_map(buffer, &map, GST_MAP_READ)) {
-      writer->write(offset, map.data, map.size);
-      gst_buffer_unmap(buffer, &map);
-    }
+    copy->write(offset, gst_buffer_ref(buffer));
     position = offset + gst_buffer_get_size(buffer);
   }
 
@@ -60,7 +109,7 @@ GstPadProbeReturn ChildWatch::on_data(GstPad *pad, GstPadProbeInfo *info) {
       owner->data_flowed();
     gst_pad_push_event(pad, gst_event_new_tag(gst_tag_list_ref(tags)));
   }
-  if (writer) {
+  if (copy) {
     if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
       keep(GST_PAD_PROBE_INFO_BUFFER(info));
     } else {
@@ -71,7 +120,7 @@ GstPadProbeReturn ChildWatch::on_data(GstPad *pad, GstPadProbeInfo *info) {
   }
   // With nothing to keep and no next result to hand over to, the data path is left
   // exactly as the source made it.
-  return writer || !final ? GST_PAD_PROBE_OK : GST_PAD_PROBE_REMOVE;
+  return copy || !final ? GST_PAD_PROBE_OK : GST_PAD_PROBE_REMOVE;
 }
 
 GstPadProbeReturn ChildWatch::on_event(GstPad *pad, GstEvent *event) {
@@ -85,13 +134,13 @@ GstPadProbeReturn ChildWatch::on_event(GstPad *pad, GstEvent *event) {
   if (GST_EVENT_TYPE(event) != GST_EVENT_EOS)
     return GST_PAD_PROBE_OK;
   std::shared_ptr<Run> owner = run.lock();
-  if (writer && owner) {
-    // The copy becomes the cached media on the file worker, when it is whole.
+  if (copy) {
+    // Committed on the file worker, so EOS passes at once.
     gint64 total = -1;
     gst_pad_query_duration(pad, GST_FORMAT_BYTES, &total);
-    owner->keep_download(std::move(writer), total > 0 ? (guint64)total : 0, journal);
+    copy->commit(total > 0 ? (guint64)total : 0, run);
+    copy.reset();
   }
-  writer.reset();
   if (final)
     return GST_PAD_PROBE_OK;
   // The next result follows in the same stream, with its own stream-start.
@@ -135,17 +184,8 @@ ChildWatch *watch_for(GstKirinExtendSrc *self, const std::shared_ptr<Run> &run,
       GST_ELEMENT(self), run,
       result_tags(exposure.duration, exposure.task_id, exposure.video_id, s.prompt, s.model));
   watch->final = exposure.final;
-  if (exposure.cache_dir.empty())
-    return watch;
-  auto writer =
-      std::make_unique<MediaWriter>(exposure.cache_dir, cache_key(exposure.journal.request));
-  if (writer->ok()) {
-    watch->writer = std::move(writer);
-    watch->journal = exposure.journal;
-  } else {
-    GST_WARNING_OBJECT(self, "cannot write to %s: the result is not cached",
-                       exposure.cache_dir.c_str());
-  }
+  if (!exposure.cache_dir.empty())
+    watch->copy = KeptCopy::make(exposure.cache_dir, exposure.journal);
   return watch;
 }
 

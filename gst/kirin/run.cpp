@@ -221,8 +221,8 @@ void Run::replay(GstElement *element, const JournalEntry &entry, const std::stri
 
 // ---- what the job reports (decider thread) ----
 
-// On the file worker. A failure costs only the cache, so it is a warning that names the
-// property, posted from the decider: the file worker never posts on a bus.
+// A failure costs only the cache, so it is a warning that names the property, posted from
+// the decider: the file worker never posts on a bus.
 void Run::write_entry(const std::weak_ptr<Run> &weak, const std::string &dir,
                       const JournalEntry &entry) {
   std::string error;
@@ -428,24 +428,6 @@ void Run::queue_exposure(GstElement *element, const Task &task, const std::strin
 }
 
 // ---- the child's side (GStreamer's threads) ----
-
-void Run::keep_download(std::unique_ptr<MediaWriter> writer, guint64 total_size,
-                        JournalEntry entry) {
-  auto shared_writer = std::shared_ptr<MediaWriter>(std::move(writer));
-  file_work(
-      [weak = weak_from_this(), dir = journal_dir_, shared_writer, total_size, entry]() mutable {
-        std::string error;
-        std::string name = shared_writer->commit(total_size, error);
-        shared_writer.reset();
-        if (name.empty()) {
-          GST_INFO("result of task %s not kept: %s", entry.task_id.c_str(), error.c_str());
-          return;
-        }
-        entry.media_file = name;
-        entry.media_size = total_size;
-        write_entry(weak, dir, entry);
-      });
-}
 
 bool Run::take_exposure(bool replacing, Exposure &exposure) {
   std::lock_guard<std::mutex> guard(lock_);

@@ -82,9 +82,10 @@ public:
   // task once more for a fresh one (at most once, only for the final result).
   bool claim_refresh();
   bool url_refreshed() const;
-  // The child's streaming thread at EOS: the kept copy of a download is committed and
-  // recorded on the file worker, so EOS passes at once.
-  void keep_download(std::unique_ptr<MediaWriter> writer, guint64 total_size, JournalEntry entry);
+  // On the file worker: records `entry` in `dir`; a failure becomes a warning on the bus,
+  // posted from the decider while the run exists.
+  static void write_entry(const std::weak_ptr<Run> &weak, const std::string &dir,
+                          const JournalEntry &entry);
   // Any thread: hands the refresh of `task_id`'s URL to the decider.
   void refresh(const std::string &task_id);
 
@@ -98,8 +99,6 @@ private:
   void start_job(const Plan &plan, bool refresh);
   void replay(GstElement *element, const JournalEntry &entry, const std::string &media);
   void save_entry(const JournalEntry &entry);
-  static void write_entry(const std::weak_ptr<Run> &weak, const std::string &dir,
-                          const JournalEntry &entry);
   void on_task_id(const std::string &task_id);
   void on_update(const Task &task);
   void on_finished(const JobOutcome &outcome, bool refresh);
