@@ -10,32 +10,30 @@ namespace {
 
 using Work = std::function<void()>;
 
-thread_local bool is_decider = false;
-
-void run_work(gpointer data, gpointer is_decider_pool) {
-  is_decider = is_decider_pool != nullptr;
+void run_work(gpointer data, gpointer) {
   auto *work = static_cast<Work *>(data);
   (*work)();
   delete work;
 }
 
-// One thread, exclusive to the pool: the work runs in the order it was pushed.
-GThreadPool *one_thread_pool(bool decider) {
+// At most one thread at a time takes work from the pool's queue, oldest first: the work
+// runs one piece after the other, in the order it was pushed. The thread is one of GLib's
+// shared pool threads, so an idle worker costs no thread of its own.
+GThreadPool *serial_pool() {
   GError *error = nullptr;
-  GThreadPool *pool =
-      g_thread_pool_new(run_work, decider ? GINT_TO_POINTER(1) : nullptr, 1, TRUE, &error);
+  GThreadPool *pool = g_thread_pool_new(run_work, nullptr, 1, FALSE, &error);
   if (!pool)
-    g_error("kirin: cannot start a worker thread: %s", error->message);
+    g_error("kirin: cannot make a worker: %s", error->message);
   return pool;
 }
 
 GThreadPool *decider_pool() {
-  static GThreadPool *pool = one_thread_pool(true);
+  static GThreadPool *pool = serial_pool();
   return pool;
 }
 
 GThreadPool *file_pool() {
-  static GThreadPool *pool = one_thread_pool(false);
+  static GThreadPool *pool = serial_pool();
   return pool;
 }
 
@@ -43,10 +41,6 @@ GThreadPool *file_pool() {
 
 void decide(Work work) {
   g_thread_pool_push(decider_pool(), new Work(std::move(work)), nullptr);
-}
-
-bool on_decider_thread() {
-  return is_decider;
 }
 
 void file_work(Work work) {
