@@ -6,7 +6,7 @@
 // Usage: test-examples KIRIN_EXTEND KIRIN_EXTEND_PY (meson passes both).
 #include "common.h"
 
-#include "emulator.h"
+#include "emulator-fixture.h"
 
 #include <algorithm>
 #include <csignal>
@@ -19,17 +19,6 @@ std::string app_paths[2]; // the C++ application, the Python one
 
 const char *app_name(int app) {
   return app == 0 ? "kirin-extend" : "kirin_extend.py";
-}
-
-std::unique_ptr<kirin_emu::Emulator> start_emulator() {
-  kirin_emu::Options options;
-  options.api_key = kKey;
-  options.pending_ms = 100;
-  options.processing_ms = 600;
-  auto emu = std::make_unique<kirin_emu::Emulator>(options);
-  GError *error = nullptr;
-  fail_unless(emu->start(&error), "emulator: %s", error ? error->message : "");
-  return emu;
 }
 
 // A directory for the output, removed with what is in it.
@@ -149,7 +138,7 @@ void assert_saved_result(const kirin_emu::Emulator &emu, const std::string &task
 
 GST_START_TEST(test_extends_and_saves) {
   const int app = __i__;
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey, 100, 600);
   WorkDir dir;
   const std::string output = dir.file("extended.mp4");
   Finished done = run(app, *emu,
@@ -184,7 +173,7 @@ GST_END_TEST;
 
 GST_START_TEST(test_failed_task_names_it) {
   const int app = __i__;
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey, 100, 600);
   fail_unless(emu->push_fault(kirin_emu::Route::Task, "fail:014002095"));
   WorkDir dir;
   const std::string output = dir.file("extended.mp4");
@@ -209,7 +198,7 @@ GST_END_TEST;
 // result of that same task without creating (paying for) another.
 GST_START_TEST(test_interrupt_then_resume) {
   const int app = __i__;
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey, 100, 600);
   fail_unless(emu->push_fault(kirin_emu::Route::Task, "stuck"));
   WorkDir dir;
   const std::string output = dir.file("extended.mp4");

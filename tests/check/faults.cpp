@@ -4,7 +4,7 @@
 // own process, so a crash or a hang is counted instead of ending the run.
 #include "common.h"
 
-#include "emulator.h"
+#include "emulator-fixture.h"
 
 #include <gio/gio.h>
 #include <sys/wait.h>
@@ -223,11 +223,9 @@ std::string sha256(const std::string &data) {
 
 // Runs one case and returns 0 when it had its outcome, 1 when not (with the reason).
 int run_case(const Case &c) {
-  kirin_emu::Options options;
-  options.api_key = kKey;
-  options.pending_ms = 100;
-  options.processing_ms = 300;
-  kirin_emu::Emulator emu(options);
+  // Not kirin_test_start_emulator(): this runs in a child of its own, outside any check test,
+  // and reports a failure through its exit status.
+  kirin_emu::Emulator emu(kirin_test_emulator_options(kKey));
   GError *error = nullptr;
   if (!emu.start(&error)) {
     g_printerr("emulator: %s\n", error->message);

@@ -1,7 +1,7 @@
 // The element end to end against the emulator of the provider's API on loopback.
 #include "common.h"
 
-#include "emulator.h"
+#include "emulator-fixture.h"
 
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
@@ -18,27 +18,6 @@
 namespace {
 
 constexpr const char *kKey = "test-key-5ecret-do-not-print";
-
-// Short emulator delays; generous bounds on every wait.
-std::unique_ptr<kirin_emu::Emulator> start_emulator(kirin_emu::Options options = {}) {
-  options.api_key = kKey;
-  if (options.pending_ms == kirin_emu::Options().pending_ms)
-    options.pending_ms = 100;
-  if (options.processing_ms == kirin_emu::Options().processing_ms)
-    options.processing_ms = 300;
-  auto emulator = std::make_unique<kirin_emu::Emulator>(options);
-  GError *error = nullptr;
-  fail_unless(emulator->start(&error), "emulator did not start: %s", error ? error->message : "?");
-  return emulator;
-}
-
-GstElement *make_src(const kirin_emu::Emulator &emu) {
-  GstElement *src = gst_element_factory_make("kirinextendsrc", "src");
-  fail_unless(src != nullptr);
-  g_object_set(src, "api-url", emu.api_url().c_str(), "api-key", kKey, "poll-interval", 50,
-               "timeout", 60, nullptr);
-  return src;
-}
 
 // kirinextendsrc ! filesink, with the source's properties set by the caller.
 GstElement *make_file_pipeline(GstElement *src, const std::string &path) {
@@ -158,7 +137,7 @@ bool cached_message_seen(const RunResult &result) {
 // same parameters attaches to the recorded task instead of paying again, keeps the result,
 // and the run after that replays the kept file without any request.
 GST_START_TEST(test_cache_survives_a_crash_then_replays) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   std::string dir = make_temp_dir();
   fail_unless(emu->push_fault(kirin_emu::Route::Task, "stuck"));
 
@@ -197,7 +176,7 @@ GST_START_TEST(test_cache_survives_a_crash_then_replays) {
 
   // The provider finishes the task meanwhile; the next run attaches to it.
   emu->complete_now(recorded.task_id);
-  GstElement *src = make_src(*emu);
+  GstElement *src = kirin_test_make_src(*emu);
   gst_object_ref(src);
   g_object_set(src, "video-id", "demo-5s", "external-task-id", "order-17", "cache-dir", dir.c_str(),
                nullptr);
@@ -216,7 +195,7 @@ GST_START_TEST(test_cache_survives_a_crash_then_replays) {
 
   // Third run: from the cache, without a single request to the provider.
   guint polls = emu->poll_count(), downloads = emu->download_count();
-  src = make_src(*emu);
+  src = kirin_test_make_src(*emu);
   gst_object_ref(src);
   g_object_set(src, "video-id", "demo-5s", "external-task-id", "order-17", "cache-dir", dir.c_str(),
                nullptr);
@@ -233,7 +212,7 @@ GST_START_TEST(test_cache_survives_a_crash_then_replays) {
 
   // A damaged copy is not replayed: the task is polled for its URL and downloaded again.
   fail_unless(g_file_set_contents((dir + "/" + completed.media_file).c_str(), "x", 1, nullptr));
-  src = make_src(*emu);
+  src = kirin_test_make_src(*emu);
   g_object_set(src, "video-id", "demo-5s", "external-task-id", "order-17", "cache-dir", dir.c_str(),
                nullptr);
   RunResult fourth;
@@ -251,10 +230,10 @@ GST_END_TEST;
 // Other parameters or another external-task-id are other work: paid for, recorded apart.
 // A chain replays every step from the journal.
 GST_START_TEST(test_cache_keys_and_chains) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   std::string dir = make_temp_dir();
   auto run = [&](const char *prompt, const char *external_id, guint extensions) {
-    GstElement *src = make_src(*emu);
+    GstElement *src = kirin_test_make_src(*emu);
     g_object_set(src, "video-id", "demo-5s", "prompt", prompt, "external-task-id", external_id,
                  "extensions", extensions, "cache-dir", dir.c_str(), nullptr);
     RunResult result;
@@ -285,11 +264,11 @@ GST_END_TEST;
 // A task that failed at the provider is no result to keep: its entry goes, and the next
 // run with the same parameters creates a new task instead of attaching to the failed one.
 GST_START_TEST(test_cache_forgets_a_failed_task) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   std::string dir = make_temp_dir();
   fail_unless(emu->push_fault(kirin_emu::Route::Task, "fail:014002095"));
   auto run = [&](RunResult &result) {
-    GstElement *src = make_src(*emu);
+    GstElement *src = kirin_test_make_src(*emu);
     g_object_set(src, "video-id", "demo-5s", "external-task-id", "retry-me", "cache-dir",
                  dir.c_str(), nullptr);
     run_to_file(src, result);
@@ -308,10 +287,10 @@ GST_START_TEST(test_cache_forgets_a_failed_task) {
 GST_END_TEST;
 
 GST_START_TEST(test_cache_dir_must_be_usable) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   std::string file = temp_path("not-a-dir");
   fail_unless(g_file_set_contents(file.c_str(), "", 0, nullptr));
-  GstElement *src = make_src(*emu);
+  GstElement *src = kirin_test_make_src(*emu);
   g_object_set(src, "video-id", "demo-5s", "cache-dir", file.c_str(), nullptr);
   assert_settings_error(src, *emu, "cache-dir");
   g_unlink(file.c_str());
@@ -321,9 +300,9 @@ GST_END_TEST;
 // Each step's result, one stream after the other: its own stream-start, its own bytes, and
 // a single EOS after the last.
 GST_START_TEST(test_stream_intermediate_results) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   GstElement *pipeline = gst_pipeline_new(nullptr);
-  GstElement *src = make_src(*emu);
+  GstElement *src = kirin_test_make_src(*emu);
   GstElement *sink = gst_element_factory_make("fakesink", nullptr);
   g_object_set(src, "video-id", "demo-5s", "extensions", 3, "stream-intermediate", TRUE, nullptr);
   gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
@@ -375,8 +354,8 @@ GST_START_TEST(test_stream_intermediate_results) {
 GST_END_TEST;
 
 GST_START_TEST(test_happy_path_byte_identical) {
-  auto emu = start_emulator();
-  GstElement *src = make_src(*emu);
+  auto emu = kirin_test_start_emulator(kKey);
+  GstElement *src = kirin_test_make_src(*emu);
   gst_object_ref(src);
   g_object_set(src, "video-id", "demo-5s", "prompt", "the camera keeps panning left", nullptr);
 
@@ -452,8 +431,8 @@ static double create_param_double(const std::string &body, const char *name) {
 }
 
 GST_START_TEST(test_optional_fields_passed_through) {
-  auto emu = start_emulator();
-  GstElement *src = make_src(*emu);
+  auto emu = kirin_test_start_emulator(kKey);
+  GstElement *src = kirin_test_make_src(*emu);
   g_object_set(src, "video-id", "demo-5s", "negative-prompt", "no text overlays", "cfg-scale", 0.7,
                "external-task-id", "order-4711", nullptr);
   gst_object_ref(src);
@@ -473,8 +452,8 @@ GST_START_TEST(test_optional_fields_passed_through) {
 GST_END_TEST;
 
 GST_START_TEST(test_callback_url_reaches_the_provider) {
-  auto emu = start_emulator();
-  GstElement *src = make_src(*emu);
+  auto emu = kirin_test_start_emulator(kKey);
+  GstElement *src = kirin_test_make_src(*emu);
   gst_object_ref(src);
   std::string callback = emu->base_url() + "/callbacks";
   g_object_set(src, "video-id", "demo-5s", "callback-url", callback.c_str(), nullptr);
@@ -505,9 +484,9 @@ static GstPadProbeReturn keep_tags(GstPad *, GstPadProbeInfo *info, gpointer dat
 }
 
 GST_START_TEST(test_progress_messages_and_tags) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   GstElement *pipeline = gst_pipeline_new(nullptr);
-  GstElement *src = make_src(*emu);
+  GstElement *src = kirin_test_make_src(*emu);
   g_object_set(src, "video-id", "demo-5s", "prompt", "a slow zoom", nullptr);
   GstElement *sink = gst_element_factory_make("fakesink", nullptr);
   gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
@@ -550,8 +529,8 @@ GST_START_TEST(test_progress_messages_and_tags) {
 GST_END_TEST;
 
 GST_START_TEST(test_chained_extensions) {
-  auto emu = start_emulator();
-  GstElement *src = make_src(*emu);
+  auto emu = kirin_test_start_emulator(kKey);
+  GstElement *src = kirin_test_make_src(*emu);
   gst_object_ref(src);
   g_object_set(src, "video-id", "demo-5s", "extensions", 3, nullptr);
   RunResult result;
@@ -586,12 +565,12 @@ GST_START_TEST(test_chained_extensions) {
 GST_END_TEST;
 
 GST_START_TEST(test_chain_stops_before_three_minutes) {
-  kirin_emu::Options options;
+  auto options = kirin_test_emulator_options(kKey);
   options.width = 64; // long results: keep them small
   options.height = 48;
-  auto emu = start_emulator(options);
+  auto emu = kirin_test_start_emulator(options);
   emu->add_video("long-170", 170);
-  GstElement *src = make_src(*emu);
+  GstElement *src = kirin_test_make_src(*emu);
   gst_object_ref(src);
   g_object_set(src, "video-id", "long-170", "extensions", 3, nullptr);
   RunResult result;
@@ -614,9 +593,9 @@ GST_END_TEST;
 static bool wait_for_message(GstBus *bus, const char *status, double max_seconds);
 
 GST_START_TEST(test_callback_listener_wakes_the_element) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   std::string listen = "127.0.0.1:" + std::to_string(kirin_test_free_port());
-  GstElement *src = make_src(*emu);
+  GstElement *src = kirin_test_make_src(*emu);
   gst_object_ref(src);
   // Without callbacks the first poll would come after 20 s.
   g_object_set(src, "video-id", "demo-5s", "poll-interval", 20000, "callback-listen",
@@ -679,8 +658,8 @@ static void on_source_setup(GstElement *, GstElement *source, gpointer data) {
 }
 
 GST_START_TEST(test_source_setup_lets_applications_configure_the_download) {
-  auto emu = start_emulator();
-  GstElement *src = make_src(*emu);
+  auto emu = kirin_test_start_emulator(kKey);
+  GstElement *src = kirin_test_make_src(*emu);
   gst_object_ref(src);
   g_object_set(src, "video-id", "demo-5s", nullptr);
   std::string factory;
@@ -695,12 +674,12 @@ GST_START_TEST(test_source_setup_lets_applications_configure_the_download) {
 GST_END_TEST;
 
 GST_START_TEST(test_provider_refuses_past_three_minutes) {
-  kirin_emu::Options options;
+  auto options = kirin_test_emulator_options(kKey);
   options.width = 64;
   options.height = 48;
-  auto emu = start_emulator(options);
+  auto emu = kirin_test_start_emulator(options);
   emu->add_video("long-178", 178);
-  GstElement *src = make_src(*emu);
+  GstElement *src = kirin_test_make_src(*emu);
   gst_object_ref(src);
   g_object_set(src, "video-id", "long-178", nullptr);
   RunResult result;
@@ -742,12 +721,12 @@ static void link_decoded_pad(GstElement *, GstPad *pad, gpointer sink) {
 }
 
 GST_START_TEST(test_moov_at_end_over_10mb_decodes) {
-  kirin_emu::Options options;
+  auto options = kirin_test_emulator_options(kKey);
   options.width = 1280;
   options.height = 720;
   options.jpeg_quality = 90;
-  auto emu = start_emulator(options);
-  GstElement *src = make_src(*emu);
+  auto emu = kirin_test_start_emulator(options);
+  GstElement *src = kirin_test_make_src(*emu);
   gst_object_ref(src);
   g_object_set(src, "video-id", "demo-5s", nullptr);
 
@@ -779,13 +758,13 @@ GST_START_TEST(test_moov_at_end_over_10mb_decodes) {
 GST_END_TEST;
 
 GST_START_TEST(test_validation_errors_name_the_property) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   {
-    GstElement *src = make_src(*emu); // no video-id, no task-id
+    GstElement *src = kirin_test_make_src(*emu); // no video-id, no task-id
     assert_settings_error(src, *emu, "video-id");
   }
   {
-    GstElement *src = make_src(*emu);
+    GstElement *src = kirin_test_make_src(*emu);
     g_object_set(src, "video-id", "demo-5s", "api-key", nullptr, nullptr);
     g_unsetenv("VTRIX_API_KEY");
     assert_settings_error(src, *emu, "api-key");
@@ -795,16 +774,16 @@ GST_START_TEST(test_validation_errors_name_the_property) {
     GString *prompt = g_string_new(nullptr);
     for (int i = 0; i < 2501; i++)
       g_string_append(prompt, "é");
-    GstElement *src = make_src(*emu);
+    GstElement *src = kirin_test_make_src(*emu);
     g_object_set(src, "video-id", "demo-5s", "prompt", prompt->str, nullptr);
     assert_settings_error(src, *emu, "prompt");
-    GstElement *src2 = make_src(*emu);
+    GstElement *src2 = kirin_test_make_src(*emu);
     g_object_set(src2, "video-id", "demo-5s", "negative-prompt", prompt->str, nullptr);
     assert_settings_error(src2, *emu, "negative-prompt");
     g_string_free(prompt, TRUE);
   }
   {
-    GstElement *src = make_src(*emu);
+    GstElement *src = kirin_test_make_src(*emu);
     g_object_set(src, "video-id", "demo-5s", "api-url", "ftp://127.0.0.1/model", nullptr);
     assert_settings_error(src, *emu, "api-url");
   }
@@ -812,11 +791,11 @@ GST_START_TEST(test_validation_errors_name_the_property) {
 GST_END_TEST;
 
 GST_START_TEST(test_exactly_2500_characters_accepted) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   GString *prompt = g_string_new(nullptr);
   for (int i = 0; i < 2500; i++)
     g_string_append(prompt, "é");
-  GstElement *src = make_src(*emu);
+  GstElement *src = kirin_test_make_src(*emu);
   g_object_set(src, "video-id", "demo-5s", "prompt", prompt->str, nullptr);
   g_string_free(prompt, TRUE);
   RunResult result;
@@ -836,13 +815,13 @@ static void run_expecting_error(kirin_emu::Emulator &emu, GstElement *src, RunRe
 }
 
 GST_START_TEST(test_unauthorized_and_no_balance) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   const struct {
     const char *key;
     guint status;
   } cases[] = {{"wrong-key", 401}, {"broke-key", 403}};
   for (const auto &c : cases) {
-    GstElement *src = make_src(*emu);
+    GstElement *src = kirin_test_make_src(*emu);
     g_object_set(src, "video-id", "demo-5s", "api-key", c.key, nullptr);
     RunResult result;
     run_expecting_error(*emu, src, result);
@@ -860,10 +839,10 @@ GST_START_TEST(test_unauthorized_and_no_balance) {
 GST_END_TEST;
 
 GST_START_TEST(test_task_error_codes_reach_the_bus) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   for (const char *code : {"014002095", "014002096", "014002097", "014002099"}) {
     fail_unless(emu->push_fault(kirin_emu::Route::Task, std::string("fail:") + code));
-    GstElement *src = make_src(*emu);
+    GstElement *src = kirin_test_make_src(*emu);
     g_object_set(src, "video-id", "demo-5s", nullptr);
     gst_object_ref(src);
     RunResult result;
@@ -881,9 +860,9 @@ GST_START_TEST(test_task_error_codes_reach_the_bus) {
 GST_END_TEST;
 
 GST_START_TEST(test_task_error_as_plain_string) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   fail_unless(emu->push_fault(kirin_emu::Route::Task, "fail-text:the prompt was rejected"));
-  GstElement *src = make_src(*emu);
+  GstElement *src = kirin_test_make_src(*emu);
   g_object_set(src, "video-id", "demo-5s", nullptr);
   RunResult result;
   run_expecting_error(*emu, src, result);
@@ -896,14 +875,14 @@ GST_START_TEST(test_task_error_as_plain_string) {
 GST_END_TEST;
 
 GST_START_TEST(test_recovers_from_429_and_5xx) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   fail_unless(emu->push_fault(kirin_emu::Route::Create, "http429:1"));
   fail_unless(emu->push_fault(kirin_emu::Route::Poll, "http429:1"));
   fail_unless(emu->push_fault(kirin_emu::Route::Poll, "http:500"));
   fail_unless(emu->push_fault(kirin_emu::Route::Poll, "http:502"));
   fail_unless(emu->push_fault(kirin_emu::Route::Poll, "http:503"));
   fail_unless(emu->push_fault(kirin_emu::Route::Poll, "http429:-1"));
-  GstElement *src = make_src(*emu);
+  GstElement *src = kirin_test_make_src(*emu);
   gst_object_ref(src);
   g_object_set(src, "video-id", "demo-5s", nullptr);
   RunResult result;
@@ -921,9 +900,9 @@ GST_START_TEST(test_recovers_from_429_and_5xx) {
 GST_END_TEST;
 
 GST_START_TEST(test_create_5xx_is_not_resubmitted) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   fail_unless(emu->push_fault(kirin_emu::Route::Create, "http:502"));
-  GstElement *src = make_src(*emu);
+  GstElement *src = kirin_test_make_src(*emu);
   gst_object_ref(src);
   g_object_set(src, "video-id", "demo-5s", nullptr);
   RunResult result;
@@ -939,9 +918,9 @@ GST_START_TEST(test_create_5xx_is_not_resubmitted) {
 GST_END_TEST;
 
 GST_START_TEST(test_timeout_carries_task_id) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   fail_unless(emu->push_fault(kirin_emu::Route::Task, "stuck"));
-  GstElement *src = make_src(*emu);
+  GstElement *src = kirin_test_make_src(*emu);
   gst_object_ref(src);
   g_object_set(src, "video-id", "demo-5s", "timeout", 1, nullptr);
   RunResult result;
@@ -957,10 +936,10 @@ GST_START_TEST(test_timeout_carries_task_id) {
 GST_END_TEST;
 
 GST_START_TEST(test_resume_by_task_id_without_create) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   std::string task_id;
   {
-    GstElement *src = make_src(*emu);
+    GstElement *src = kirin_test_make_src(*emu);
     gst_object_ref(src);
     g_object_set(src, "video-id", "demo-5s", nullptr);
     RunResult result;
@@ -971,7 +950,7 @@ GST_START_TEST(test_resume_by_task_id_without_create) {
   }
   fail_unless_equals_int(emu->create_count(), 1);
 
-  GstElement *src = make_src(*emu);
+  GstElement *src = kirin_test_make_src(*emu);
   g_object_set(src, "task-id", task_id.c_str(), nullptr);
   RunResult result;
   std::string bytes = run_to_file(src, result);
@@ -982,8 +961,8 @@ GST_START_TEST(test_resume_by_task_id_without_create) {
 GST_END_TEST;
 
 GST_START_TEST(test_restart_does_not_pay_twice) {
-  auto emu = start_emulator();
-  GstElement *src = make_src(*emu);
+  auto emu = kirin_test_start_emulator(kKey);
+  GstElement *src = kirin_test_make_src(*emu);
   g_object_set(src, "video-id", "demo-5s", nullptr);
   std::string path = temp_path("restart.mp4");
   GstElement *pipeline = make_file_pipeline(src, path);
@@ -1048,11 +1027,11 @@ static GstBusSyncReply count_canceled(GstBus *, GstMessage *message, gpointer da
 }
 
 GST_START_TEST(test_stop_while_polling_is_fast_and_clean) {
-  kirin_emu::Options options;
+  auto options = kirin_test_emulator_options(kKey);
   options.pending_ms = 60000; // the task stays pending for the whole test
-  auto emu = start_emulator(options);
+  auto emu = kirin_test_start_emulator(options);
   for (int i = 0; i < 20; i++) {
-    GstElement *src = make_src(*emu);
+    GstElement *src = kirin_test_make_src(*emu);
     g_object_set(src, "video-id", "demo-5s", nullptr);
     Finalized finalized;
     g_object_weak_ref(G_OBJECT(src), Finalized::notify, &finalized);
@@ -1087,15 +1066,15 @@ static GstPadProbeReturn signal_first_buffer(GstPad *, GstPadProbeInfo *, gpoint
 }
 
 GST_START_TEST(test_stop_while_downloading_is_fast_and_clean) {
-  kirin_emu::Options options;
+  auto options = kirin_test_emulator_options(kKey);
   options.width = 1280;
   options.height = 720;
   options.jpeg_quality = 90;
-  auto emu = start_emulator(options);
+  auto emu = kirin_test_start_emulator(options);
   std::string task_id;
   {
     // Render the big result once; the loop below downloads it again and again.
-    GstElement *src = make_src(*emu);
+    GstElement *src = kirin_test_make_src(*emu);
     gst_object_ref(src);
     g_object_set(src, "video-id", "demo-5s", nullptr);
     RunResult result;
@@ -1106,7 +1085,7 @@ GST_START_TEST(test_stop_while_downloading_is_fast_and_clean) {
   }
   for (int i = 0; i < 10; i++) {
     GstElement *pipeline = gst_pipeline_new(nullptr);
-    GstElement *src = make_src(*emu);
+    GstElement *src = kirin_test_make_src(*emu);
     g_object_set(src, "task-id", task_id.c_str(), nullptr);
     // A slow consumer keeps the download going while we stop.
     GstElement *slow = gst_element_factory_make("identity", nullptr);
@@ -1136,10 +1115,10 @@ GST_START_TEST(test_stop_while_downloading_is_fast_and_clean) {
 GST_END_TEST;
 
 GST_START_TEST(test_non_http_result_url_refused) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   for (const char *url : {"file:///etc/passwd", "ftp://127.0.0.1/out.mp4", "data:,x"}) {
     fail_unless(emu->push_fault(kirin_emu::Route::Task, std::string("url:") + url));
-    GstElement *src = make_src(*emu);
+    GstElement *src = kirin_test_make_src(*emu);
     gst_object_ref(src);
     g_object_set(src, "video-id", "demo-5s", nullptr);
     RunResult result;

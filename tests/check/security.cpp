@@ -2,7 +2,7 @@
 // goes only to the API host, and TLS is verified (with an opt-in extra CA, never a bypass).
 #include "common.h"
 
-#include "emulator.h"
+#include "emulator-fixture.h"
 
 #include <memory>
 #include <mutex>
@@ -44,16 +44,6 @@ GLogWriterOutput capture_glib(GLogLevelFlags, const GLogField *fields, gsize n_f
   return G_LOG_WRITER_HANDLED;
 }
 
-std::unique_ptr<kirin_emu::Emulator> start_emulator(kirin_emu::Options options = {}) {
-  options.api_key = kKey;
-  options.pending_ms = 100;
-  options.processing_ms = 300;
-  auto emu = std::make_unique<kirin_emu::Emulator>(options);
-  GError *error = nullptr;
-  fail_unless(emu->start(&error), "emulator: %s", error ? error->message : "");
-  return emu;
-}
-
 // Runs kirinextendsrc ! filesink and keeps everything the bus said as text.
 void run(GstElement *src, RunResult &result, std::string &bus_text, std::string *output = nullptr) {
   g_autofree char *path = g_strdup_printf("%s/kirin-security-%d.mp4", g_get_tmp_dir(), getpid());
@@ -89,7 +79,7 @@ std::string self_signed_dir() {
 } // namespace
 
 GST_START_TEST(test_key_never_printed_at_debug_9) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
   g_setenv("VTRIX_API_KEY", kKey, TRUE);
   gst_debug_remove_log_function(gst_debug_log_default);
   gst_debug_add_log_function(capture_debug, nullptr, nullptr);
@@ -166,10 +156,10 @@ GST_START_TEST(test_tls_verified_with_optional_ca_file) {
   GError *error = nullptr;
   fail_unless(kirin_emu::Emulator::make_self_signed(dir, cert, key, &error), "openssl: %s",
               error ? error->message : "");
-  kirin_emu::Options options;
+  auto options = kirin_test_emulator_options(kKey);
   options.tls_cert_file = cert;
   options.tls_key_file = key;
-  auto emu = start_emulator(options);
+  auto emu = kirin_test_start_emulator(options);
   fail_unless(g_str_has_prefix(emu->api_url().c_str(), "https://"));
 
   // An unknown certificate is refused, clearly, and no task is created.
@@ -217,12 +207,12 @@ GST_START_TEST(test_plain_http_result_needs_opt_in) {
   std::string dir = self_signed_dir();
   std::string cert, key;
   fail_unless(kirin_emu::Emulator::make_self_signed(dir, cert, key, nullptr));
-  kirin_emu::Options tls;
+  auto tls = kirin_test_emulator_options(kKey);
   tls.tls_cert_file = cert;
   tls.tls_key_file = key;
-  auto api = start_emulator(tls);
+  auto api = kirin_test_start_emulator(tls);
   // The result itself lives on a plain-http server.
-  auto cdn = start_emulator();
+  auto cdn = kirin_test_start_emulator(kKey);
   std::string plain_url, plain_path;
   {
     GstElement *src = gst_element_factory_make("kirinextendsrc", nullptr);

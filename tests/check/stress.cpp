@@ -1,7 +1,7 @@
 // The element under churn: stopped from every phase over and over, and many at once.
 #include "common.h"
 
-#include "emulator.h"
+#include "emulator-fixture.h"
 
 #include <atomic>
 #include <memory>
@@ -12,24 +12,11 @@ namespace {
 
 constexpr const char *kKey = "stress-key";
 
-std::unique_ptr<kirin_emu::Emulator> start_emulator(guint pending_ms, guint processing_ms) {
-  kirin_emu::Options options;
-  options.api_key = kKey;
-  options.pending_ms = pending_ms;
-  options.processing_ms = processing_ms;
+std::unique_ptr<kirin_emu::Emulator> small_results_emulator(guint pending_ms, guint processing_ms) {
+  auto options = kirin_test_emulator_options(kKey, pending_ms, processing_ms);
   options.width = 64; // small results: many tasks render quickly
   options.height = 48;
-  auto emu = std::make_unique<kirin_emu::Emulator>(options);
-  GError *error = nullptr;
-  fail_unless(emu->start(&error), "emulator: %s", error ? error->message : "");
-  return emu;
-}
-
-GstElement *make_src(const kirin_emu::Emulator &emu) {
-  GstElement *src = gst_element_factory_make("kirinextendsrc", nullptr);
-  g_object_set(src, "api-url", emu.api_url().c_str(), "api-key", kKey, "poll-interval", 20,
-               "timeout", 120, nullptr);
-  return src;
+  return kirin_test_start_emulator(options);
 }
 
 std::atomic<int> finalized{0};
@@ -56,13 +43,13 @@ GstPadProbeReturn on_first_buffer(GstPad *, GstPadProbeInfo *, gpointer data) {
 // Stopping from submitting, polling and downloading, with random delays: no deadlock, no
 // leaked element, and every stop quick.
 GST_START_TEST(test_stop_from_every_phase_1000_times) {
-  auto emu = start_emulator(60000, 1000); // new tasks stay pending for the whole test
+  auto emu = small_results_emulator(60000, 1000); // new tasks stay pending for the whole test
   std::string done_task;
   {
     // One finished task to download again and again.
     emu->set_timing(0, 50);
     GstElement *pipeline = gst_pipeline_new(nullptr);
-    GstElement *src = make_src(*emu);
+    GstElement *src = kirin_test_make_src(*emu, 20, 120);
     g_object_set(src, "video-id", "demo-5s", nullptr);
     GstElement *sink = gst_element_factory_make("fakesink", nullptr);
     gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
@@ -84,7 +71,7 @@ GST_START_TEST(test_stop_from_every_phase_1000_times) {
   for (int i = 0; i < cycles; i++) {
     int phase = i % 3; // 0 submitting, 1 polling, 2 downloading
     GstElement *pipeline = gst_pipeline_new(nullptr);
-    GstElement *src = make_src(*emu);
+    GstElement *src = kirin_test_make_src(*emu, 20, 120);
     g_object_weak_ref(G_OBJECT(src), count_finalized, nullptr);
     if (phase == 2)
       g_object_set(src, "task-id", done_task.c_str(), nullptr);
@@ -132,12 +119,12 @@ GST_END_TEST;
 
 // Two hundred elements in one process, each with its own task, all to EOS.
 GST_START_TEST(test_two_hundred_elements_at_once) {
-  auto emu = start_emulator(100, 300);
+  auto emu = small_results_emulator(100, 300);
   const int count = 200;
   GstElement *pipeline = gst_pipeline_new(nullptr);
   std::vector<GstElement *> sources;
   for (int i = 0; i < count; i++) {
-    GstElement *src = make_src(*emu);
+    GstElement *src = kirin_test_make_src(*emu, 20, 120);
     g_object_set(src, "video-id", "demo-5s", "poll-interval", 200, nullptr);
     GstElement *sink = gst_element_factory_make("fakesink", nullptr);
     gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);

@@ -1,7 +1,7 @@
 // kirin:// URIs: parsing, round trips, refusals, and playbin / uridecodebin end to end.
 #include "common.h"
 
-#include "emulator.h"
+#include "emulator-fixture.h"
 
 #include <memory>
 
@@ -22,20 +22,6 @@ std::string string_property(GstElement *element, const char *name) {
 
 GstElement *from_uri(const char *uri, GError **error) {
   return gst_element_make_from_uri(GST_URI_SRC, uri, nullptr, error);
-}
-
-std::unique_ptr<kirin_emu::Emulator> start_emulator() {
-  kirin_emu::Options options;
-  options.api_key = kKey;
-  options.pending_ms = 100;
-  options.processing_ms = 300;
-  auto emu = std::make_unique<kirin_emu::Emulator>(options);
-  GError *error = nullptr;
-  fail_unless(emu->start(&error), "emulator: %s", error ? error->message : "");
-  // Like a user: the key and the service come from the environment.
-  g_setenv("VTRIX_API_URL", emu->api_url().c_str(), TRUE);
-  g_setenv("VTRIX_API_KEY", kKey, TRUE);
-  return emu;
 }
 
 } // namespace
@@ -128,7 +114,8 @@ static GstPadProbeReturn count_buffers(GstPad *, GstPadProbeInfo *, gpointer dat
 }
 
 GST_START_TEST(test_playbin_plays_kirin_uri) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
+  kirin_test_export_emulator(*emu); // like a user: the service and the key from the environment
   GstElement *playbin = gst_element_factory_make("playbin", nullptr);
   fail_unless(playbin != nullptr);
   GstElement *video_sink = gst_element_factory_make("fakesink", nullptr);
@@ -149,7 +136,8 @@ GST_START_TEST(test_playbin_plays_kirin_uri) {
 GST_END_TEST;
 
 GST_START_TEST(test_uridecodebin_decodes_kirin_uri) {
-  auto emu = start_emulator();
+  auto emu = kirin_test_start_emulator(kKey);
+  kirin_test_export_emulator(*emu);
   GstElement *pipeline = gst_pipeline_new(nullptr);
   GstElement *decoder = gst_element_factory_make("uridecodebin", nullptr);
   GstElement *sink = gst_element_factory_make("fakesink", nullptr);

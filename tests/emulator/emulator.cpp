@@ -382,6 +382,41 @@ std::string parse_create_body(const std::string &raw, CreateParams &params) {
   return "";
 }
 
+// The IDs a create body names, read leniently (for the request log): the body need not be
+// valid, and what is missing or not a string stays "".
+void read_create_ids(const std::string &raw, std::string &video_id, std::string &external_task_id) {
+  g_autoptr(JsonParser) parser = json_parser_new();
+  if (raw.empty() || !json_parser_load_from_data(parser, raw.data(), raw.size(), nullptr))
+    return;
+  JsonNode *root = json_parser_get_root(parser);
+  if (!root || !JSON_NODE_HOLDS_OBJECT(root))
+    return;
+  JsonObject *fields = json_node_get_object(root);
+  JsonNode *input = json_object_get_member(fields, "input");
+  JsonArray *items = input && JSON_NODE_HOLDS_ARRAY(input) ? json_node_get_array(input) : nullptr;
+  JsonNode *first =
+      items && json_array_get_length(items) ? json_array_get_element(items, 0) : nullptr;
+  JsonNode *inner = first && JSON_NODE_HOLDS_OBJECT(first)
+                        ? json_object_get_member(json_node_get_object(first), "params")
+                        : nullptr;
+  if (inner && JSON_NODE_HOLDS_OBJECT(inner))
+    fields = json_node_get_object(inner);
+  optional_string(fields, "video_id", video_id);
+  optional_string(fields, "external_task_id", external_task_id);
+}
+
+// The `status` member of a JSON object ("" when there is none), for bodies set by faults.
+std::string status_member(const std::string &json) {
+  g_autoptr(JsonParser) parser = json_parser_new();
+  if (!json_parser_load_from_data(parser, json.data(), json.size(), nullptr))
+    return "";
+  JsonNode *root = json_parser_get_root(parser);
+  std::string status;
+  if (root && JSON_NODE_HOLDS_OBJECT(root))
+    optional_string(json_node_get_object(root), "status", status);
+  return status;
+}
+
 void respond(SoupServerMessage *msg, guint status, const char *content_type,
              const std::string &body) {
   soup_server_message_set_status(msg, status, nullptr);
@@ -472,12 +507,33 @@ struct Emulator::Impl {
   void close_server();
   void run_on_thread(std::function<void()> work); // from any thread; returns once it ran
 
+  // A request on a provider route while its handler runs (server thread).
+  struct Exchange {
+    Route route = Route::Create;
+    gint64 arrival_us = 0;
+    std::string task_id, external_task_id, video_id;
+    std::string task_status; // of the task object answered, "" when there is none
+  };
+  // An answer kept back by hold(). The entry lives in `held` until released or shut down.
+  struct Held {
+    Impl *impl = nullptr;
+    Route route = Route::Create;
+    size_t record = 0;                // its entry in `records`
+    SoupServerMessage *msg = nullptr; // a reference; used on the server thread only
+    gulong disconnected_id = 0;       // server thread
+    bool gone = false;                // its connection closed while held (guarded by `mutex`)
+  };
+
   // Server thread.
   void handle_api(SoupServerMessage *msg, const char *path);
   void handle_files(SoupServerMessage *msg, const char *path);
   std::string serve_file(SoupServerMessage *msg, const char *path);
-  std::string handle_create(SoupServerMessage *msg);
-  std::string handle_poll(SoupServerMessage *msg, const std::string &task_id);
+  std::string handle_create(SoupServerMessage *msg, Exchange &exchange);
+  std::string handle_poll(SoupServerMessage *msg, Exchange &exchange);
+  bool record_and_hold(SoupServerMessage *msg, const char *path, Exchange &exchange);
+  size_t release_held(Route route, bool only_one);
+  void drop_held();
+  static void on_held_disconnected(SoupServerMessage *msg, gpointer data);
   bool take_fault(SoupServerMessage *msg, Route route, std::optional<Fault> &fault);
   std::string apply_fault(SoupServerMessage *msg, const Fault &fault);
   bool authorize(SoupServerMessage *msg);
@@ -575,6 +631,7 @@ struct Emulator::Impl {
   GSource *tick_source = nullptr;
   guint outstanding_io = 0; // callbacks and drops still in flight
   bool shutting_down = false;
+  bool taken_over = false; // the current handler paused its answer itself (hang, drop)
 
   mutable std::mutex mutex;
   std::condition_variable state_changed; // start-up, render completions, shutdown
@@ -588,6 +645,15 @@ struct Emulator::Impl {
   guint creates = 0, polls = 0, downloads = 0, download_auths = 0;
   std::string last_create_body;
   std::vector<std::string> received_callbacks; // bodies POSTed to /callbacks
+  std::map<Route, HoldFilter> holds;           // the routes held, with their filters
+  std::deque<std::unique_ptr<Held>> held;      // in arrival order
+  std::vector<RequestRecord> records;
+
+  size_t held_count(Route route) const { // with `mutex` held
+    return size_t(std::count_if(held.begin(), held.end(), [route](const auto &entry) {
+      return entry->route == route && !entry->gone;
+    }));
+  }
 };
 
 Emulator::Impl::~Impl() {
@@ -775,6 +841,7 @@ void Emulator::Impl::close_server() {
   // Closes every client connection too, including those held by the `hang` fault.
   if (server)
     soup_server_disconnect(server);
+  drop_held(); // their connections are closed now
   if (session)
     soup_session_abort(session);
   while (outstanding_io > 0)
@@ -866,6 +933,7 @@ std::string Emulator::Impl::apply_fault(SoupServerMessage *msg, const Fault &fau
   case FaultKind::Hang:
     // Never unpaused: soup_server_disconnect() closes the connection on shutdown.
     soup_server_message_pause(msg);
+    taken_over = true;
     return "(injected hang)";
   case FaultKind::Drop:
   case FaultKind::NoRange:
@@ -897,19 +965,143 @@ bool Emulator::Impl::authorize(SoupServerMessage *msg) {
 }
 
 void Emulator::Impl::handle_api(SoupServerMessage *msg, const char *path) {
+  Exchange exchange;
+  exchange.arrival_us = g_get_monotonic_time();
+  taken_over = false;
   std::string note;
-  if (g_str_equal(path, kApiPath))
-    note = handle_create(msg);
-  else if (g_str_has_prefix(path, kTaskPrefix) && path[strlen(kTaskPrefix)] != '\0')
-    note = handle_poll(msg, path + strlen(kTaskPrefix));
-  else
+  if (g_str_equal(path, kApiPath)) {
+    note = handle_create(msg, exchange);
+  } else if (g_str_has_prefix(path, kTaskPrefix) && path[strlen(kTaskPrefix)] != '\0') {
+    exchange.route = Route::Poll;
+    exchange.task_id = path + strlen(kTaskPrefix);
+    note = handle_poll(msg, exchange);
+  } else {
     respond_json(msg, SOUP_STATUS_NOT_FOUND, message_json("not found"));
+    log_request(msg, path, note);
+    return;
+  }
+  if (record_and_hold(msg, path, exchange))
+    note += note.empty() ? "(held)" : " (held)";
   log_request(msg, path, note);
 }
 
-std::string Emulator::Impl::handle_create(SoupServerMessage *msg) {
+bool Emulator::Impl::record_and_hold(SoupServerMessage *msg, const char *path, Exchange &exchange) {
+  RequestRecord record;
+  record.route = exchange.route;
+  record.method = soup_server_message_get_method(msg);
+  record.path = path;
+  record.task_id = exchange.task_id;
+  record.external_task_id = exchange.external_task_id;
+  record.video_id = exchange.video_id;
+  record.arrival_us = exchange.arrival_us;
+  bool hold = false;
+  if (!taken_over) {
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto rule = holds.find(exchange.route);
+    if (rule != holds.end()) {
+      const HoldFilter &filter = rule->second;
+      hold = (filter.task_id.empty() || exchange.route == Route::Create ||
+              filter.task_id == exchange.task_id) &&
+             (!filter.only_final || exchange.route == Route::Download ||
+              is_final(exchange.task_status));
+    }
+  }
+  record.status = hold ? 0 : soup_server_message_get_status(msg);
+  std::unique_lock<std::mutex> lock(mutex);
+  records.push_back(std::move(record));
+  if (!hold)
+    return false;
+  // The answer stays as computed; only its sending waits.
+  auto entry = std::make_unique<Held>();
+  entry->impl = this;
+  entry->route = exchange.route;
+  entry->record = records.size() - 1;
+  entry->msg = SOUP_SERVER_MESSAGE(g_object_ref(msg));
+  Held *raw = entry.get();
+  held.push_back(std::move(entry));
+  lock.unlock();
+  soup_server_message_pause(msg);
+  // Emitted when the server closes the connection (set_offline, shutdown): libsoup then
+  // forgets the message, and unpausing it would be an error.
+  raw->disconnected_id =
+      g_signal_connect(msg, "disconnected", G_CALLBACK(on_held_disconnected), raw);
+  state_changed.notify_all();
+  return true;
+}
+
+void Emulator::Impl::on_held_disconnected(SoupServerMessage *msg, gpointer data) {
+  auto *entry = static_cast<Held *>(data);
+  Impl *impl = entry->impl;
+  // The reference on `msg` is dropped later, outside libsoup's emission.
+  g_signal_handler_disconnect(msg, entry->disconnected_id);
+  entry->disconnected_id = 0;
+  std::string path;
+  {
+    std::lock_guard<std::mutex> lock(impl->mutex);
+    entry->gone = true;
+    path = impl->records[entry->record].path;
+  }
+  impl->log("held answer to %s not sent: the connection closed", path.c_str());
+  impl->state_changed.notify_all();
+}
+
+size_t Emulator::Impl::release_held(Route route, bool only_one) {
+  std::vector<std::unique_ptr<Held>> taken;
+  std::vector<std::string> paths;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (auto it = held.begin(); it != held.end();) {
+      if ((*it)->route != route) {
+        ++it;
+        continue;
+      }
+      const bool live = !(*it)->gone;
+      if (live) {
+        RequestRecord &record = records[(*it)->record];
+        record.status = soup_server_message_get_status((*it)->msg);
+        paths.push_back(record.path);
+      }
+      taken.push_back(std::move(*it));
+      it = held.erase(it);
+      if (live && only_one)
+        break;
+    }
+  }
+  size_t released = 0;
+  for (auto &entry : taken) {
+    if (entry->disconnected_id)
+      g_signal_handler_disconnect(entry->msg, entry->disconnected_id);
+    if (!entry->gone) {
+      soup_server_message_unpause(entry->msg); // libsoup keeps its own reference
+      ++released;
+    }
+    g_object_unref(entry->msg);
+  }
+  for (const auto &path : paths)
+    log("released the held answer to %s", path.c_str());
+  state_changed.notify_all();
+  return released;
+}
+
+// On shutdown, after soup_server_disconnect(): every held connection is closed.
+void Emulator::Impl::drop_held() {
+  std::deque<std::unique_ptr<Held>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    dropped.swap(held);
+  }
+  for (auto &entry : dropped) {
+    if (entry->disconnected_id)
+      g_signal_handler_disconnect(entry->msg, entry->disconnected_id);
+    g_object_unref(entry->msg);
+  }
+  state_changed.notify_all();
+}
+
+std::string Emulator::Impl::handle_create(SoupServerMessage *msg, Exchange &exchange) {
   SoupMessageBody *body = soup_server_message_get_request_body(msg);
   const std::string raw = body->data ? std::string(body->data, body->length) : std::string();
+  read_create_ids(raw, exchange.video_id, exchange.external_task_id);
   {
     std::lock_guard<std::mutex> lock(mutex);
     ++creates;
@@ -922,8 +1114,11 @@ std::string Emulator::Impl::handle_create(SoupServerMessage *msg) {
   std::optional<Fault> fault;
   if (!take_fault(msg, Route::Create, fault))
     return "";
-  if (fault && !is_task_fault(*fault))
+  if (fault && !is_task_fault(*fault)) {
+    if (fault->kind == FaultKind::Json)
+      exchange.task_status = status_member(fault->text);
     return apply_fault(msg, *fault);
+  }
   if (!authorize(msg))
     return "";
   CreateParams params;
@@ -977,15 +1172,19 @@ std::string Emulator::Impl::handle_create(SoupServerMessage *msg) {
     task.url_override = fault->text;
   if (task.error || !task.url_override.empty())
     task.render = Render::NotNeeded;
-  const std::string reply = task_json(task, phase_of(task, task.created_monotonic_us), base_url);
+  const Phase phase = phase_of(task, task.created_monotonic_us);
+  const std::string reply = task_json(task, phase, base_url);
   const std::string note = "created " + task.id + (fault ? " (with a task fault)" : "");
+  exchange.task_id = task.id;
+  exchange.task_status = phase.status;
   tasks.emplace(task.id, std::move(task));
   lock.unlock();
   respond_json(msg, SOUP_STATUS_OK, reply);
   return note;
 }
 
-std::string Emulator::Impl::handle_poll(SoupServerMessage *msg, const std::string &task_id) {
+std::string Emulator::Impl::handle_poll(SoupServerMessage *msg, Exchange &exchange) {
+  const std::string &task_id = exchange.task_id;
   {
     std::lock_guard<std::mutex> lock(mutex);
     ++polls;
@@ -997,8 +1196,11 @@ std::string Emulator::Impl::handle_poll(SoupServerMessage *msg, const std::strin
   std::optional<Fault> fault;
   if (!take_fault(msg, Route::Poll, fault))
     return "";
-  if (fault)
+  if (fault) {
+    if (fault->kind == FaultKind::Json)
+      exchange.task_status = status_member(fault->text);
     return apply_fault(msg, *fault);
+  }
   if (!authorize(msg))
     return "";
   std::unique_lock<std::mutex> lock(mutex);
@@ -1012,18 +1214,33 @@ std::string Emulator::Impl::handle_poll(SoupServerMessage *msg, const std::strin
   const std::string reply = task_json(found->second, phase, base_url);
   lock.unlock();
   respond_json(msg, SOUP_STATUS_OK, reply);
+  exchange.task_status = phase.status;
   return phase.status;
 }
 
 void Emulator::Impl::handle_files(SoupServerMessage *msg, const char *path) {
+  Exchange exchange;
+  exchange.route = Route::Download;
+  exchange.arrival_us = g_get_monotonic_time();
+  taken_over = false;
   const bool with_auth = request_header(msg, "Authorization") != nullptr;
+  const std::string name = path + strlen(kFilesPath) + (path[strlen(kFilesPath)] == '/');
   {
     std::lock_guard<std::mutex> lock(mutex);
     ++downloads;
     if (with_auth)
       ++download_auths;
+    for (const auto &[id, task] : tasks) {
+      if (task.video_name == name || task.cover_name == name) {
+        exchange.task_id = id;
+        break;
+      }
+    }
   }
-  log_request(msg, path, serve_file(msg, path));
+  std::string note = serve_file(msg, path);
+  if (record_and_hold(msg, path, exchange))
+    note += note.empty() ? "(held)" : " (held)";
+  log_request(msg, path, note);
 }
 
 std::string Emulator::Impl::serve_file(SoupServerMessage *msg, const char *path) {
@@ -1104,6 +1321,7 @@ std::string Emulator::Impl::serve_file(SoupServerMessage *msg, const char *path)
     if (status == SOUP_STATUS_PARTIAL_CONTENT)
       head += "Content-Range: " + content_range + "\r\n";
     head += "Connection: close\r\n\r\n";
+    soup_server_message_set_status(msg, status, nullptr); // for the log; written by hand
     const gsize sent = std::min<gsize>(gsize(fault->number), g_bytes_get_size(slice));
     start_drop(msg, std::move(head), g_bytes_new_from_bytes(slice, 0, sent));
     return "(injected drop after " + std::to_string(sent) + " bytes)";
@@ -1172,6 +1390,7 @@ void DropJob::written(GObject *source, GAsyncResult *result, gpointer data) {
 
 void Emulator::Impl::start_drop(SoupServerMessage *msg, std::string head, GBytes *body) {
   soup_server_message_pause(msg);
+  taken_over = true;
   auto *job = new DropJob{this, SOUP_SERVER_MESSAGE(g_object_ref(msg)), std::move(head), body,
                           G_CANCELLABLE(g_object_ref(drop_cancellable))};
   ++outstanding_io;
@@ -1361,6 +1580,9 @@ std::string Emulator::base_url() const {
 std::string Emulator::api_url() const {
   return impl_->base_url + kApiPath;
 }
+std::string Emulator::api_key() const {
+  return impl_->options.api_key;
+}
 
 void Emulator::add_video(const std::string &id, double seconds) {
   std::lock_guard<std::mutex> lock(impl_->mutex);
@@ -1433,6 +1655,36 @@ void Emulator::complete_now(const std::string &task_id) {
   }
   impl_->state_changed.wait(lock,
                             [&] { return impl_->stopping || task.render != Render::Running; });
+}
+
+void Emulator::hold(Route route, HoldFilter filter) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  impl_->holds[route] = std::move(filter);
+}
+
+size_t Emulator::wait_held(Route route, size_t at_least, guint timeout_ms) const {
+  std::unique_lock<std::mutex> lock(impl_->mutex);
+  impl_->state_changed.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                                [&] { return impl_->held_count(route) >= at_least; });
+  return impl_->held_count(route);
+}
+
+void Emulator::release(Route route) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->holds.erase(route);
+  }
+  impl_->run_on_thread([this, route] { impl_->release_held(route, false); });
+}
+
+bool Emulator::release_one(Route route) {
+  size_t released = 0;
+  impl_->run_on_thread([&] { released = impl_->release_held(route, true); });
+  return released > 0;
+}
+
+std::vector<RequestRecord> Emulator::requests() const {
+  return impl_->locked([&] { return impl_->records; });
 }
 
 void Emulator::set_offline(bool offline) {

@@ -31,6 +31,32 @@ struct Options {
 // Task: the next task created (fail:<code>, stuck).
 enum class Route { Create, Poll, Download, Task };
 
+// Which answers hold() keeps back. Every condition set must match.
+struct HoldFilter {
+  // Poll and Download: only requests for this task (a download's task is the one whose result
+  // or cover it asks for). "" = any. Ignored on Create.
+  std::string task_id;
+  // Only answers that carry a task object whose status is final ("completed" or "failed"),
+  // as computed for that answer: a poll of a task still processing is answered at once.
+  // Ignored on Download.
+  bool only_final = false;
+};
+
+// One request on the provider's routes (Create, Poll, Download), as requests() lists it.
+struct RequestRecord {
+  Route route = Route::Create;
+  std::string method, path;
+  // Poll and Download: the task asked about ("" for a file of no task). Create: the task the
+  // request created ("" when it created none).
+  std::string task_id;
+  // Create: from the request body, either shape ("" when absent or unreadable).
+  std::string external_task_id, video_id;
+  gint64 arrival_us = 0; // g_get_monotonic_time() once the request was read whole
+  // The HTTP status answered. 0 while held, and for an answer never sent: held when the
+  // connection closed (set_offline, destruction), or the `hang` fault.
+  guint status = 0;
+};
+
 class Emulator {
 public:
   explicit Emulator(Options options = {});
@@ -42,6 +68,7 @@ public:
   guint port() const;
   std::string base_url() const; // "http://127.0.0.1:PORT" ("https://" with TLS)
   std::string api_url() const;  // base_url() + "/model/v1/generation"
+  std::string api_key() const;  // Options::api_key
 
   // Registers a video that tasks may extend. "demo-5s" (5 s) exists from the start.
   void add_video(const std::string &id, double seconds);
@@ -71,6 +98,27 @@ public:
   // refused". Online again: listens on the same port; tasks, files and faults are kept.
   // Returns once done. Only between start() and destruction.
   void set_offline(bool offline);
+
+  // Holding answers, to place a race deterministically. From now on, the requests on `route`
+  // (Create, Poll or Download) that match `filter` are read, answered and recorded as usual,
+  // but the answer is not sent until it is released. Its content is computed on arrival, as
+  // without the hold: a held poll answers the task's status at the time it arrived. Faults
+  // apply first (a held `http:503` is sent as a 503 on release); `hang` and `drop` answers
+  // are never held. Holding again replaces the filter of the route.
+  void hold(Route route, HoldFilter filter = {});
+  // Waits up to `timeout_ms` until at least `at_least` answers on `route` are held; returns
+  // how many are. An answer stops counting when the server closes its connection
+  // (set_offline, destruction). A client that gives up is not noticed (libsoup does not
+  // watch a paused connection): its answer still counts, and is written in vain on release.
+  size_t wait_held(Route route, size_t at_least, guint timeout_ms) const;
+  // Sends every held answer of `route`, in arrival order, and stops holding the route.
+  // Returns once the server thread has resumed them; they are written right after.
+  void release(Route route);
+  // Sends the oldest held answer of `route` and keeps holding; false when none was held.
+  bool release_one(Route route);
+  // Every request on Create, Poll and Download so far, in arrival order (faulted, refused
+  // and held ones too).
+  std::vector<RequestRecord> requests() const;
 
   // Writes cert.pem and key.pem into `dir` (created if needed): a self-signed certificate
   // for IP 127.0.0.1 and DNS localhost that is its own CA, for Options::tls_*_file and as
