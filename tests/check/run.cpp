@@ -29,10 +29,12 @@ struct StopPoint {
   Match match;
   bool from_handler = true;
   GstState target = GST_STATE_READY;
+  bool or_at_end = false; // EOS or an error counts as the point, when the run ends first
 
   std::mutex lock;
   std::condition_variable changed;
   bool armed = true, reached = false, stopped = false;
+  int notifications_left = 0; // stop_at_notify: the one to stop at
   gint64 stop_us = 0;
 
   void mark_stopped() {
@@ -44,23 +46,47 @@ struct StopPoint {
 
   static GstBusSyncReply on_message(GstBus *, GstMessage *message, gpointer data) {
     auto &point = **static_cast<std::shared_ptr<StopPoint> *>(data);
+    bool end = point.or_at_end && (GST_MESSAGE_TYPE(message) == GST_MESSAGE_EOS ||
+                                   GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR);
     {
       std::lock_guard<std::mutex> guard(point.lock);
-      if (!point.armed || !point.match(message))
+      if (!point.armed || !(end || point.match(message)))
         return GST_BUS_PASS;
       point.armed = false;
+      if (end) {
+        // Posted from a streaming thread, which a state change joins: the test stops.
+        point.reached = true;
+        point.changed.notify_all();
+        return GST_BUS_PASS;
+      }
     }
-    if (point.from_handler) {
-      gst_element_set_state(point.pipeline, point.target);
-      point.mark_stopped();
-      return GST_BUS_PASS;
-    }
-    std::unique_lock<std::mutex> guard(point.lock);
-    point.reached = true;
-    point.changed.notify_all();
-    point.changed.wait_for(guard, std::chrono::milliseconds(kWaitMs),
-                           [&] { return point.stopped; });
+    point.arrive();
     return GST_BUS_PASS;
+  }
+
+  // On the thread that reached the point: stops from here, or waits until the test thread
+  // has stopped.
+  void arrive() {
+    if (from_handler) {
+      gst_element_set_state(pipeline, target);
+      mark_stopped();
+      return;
+    }
+    std::unique_lock<std::mutex> guard(lock);
+    reached = true;
+    changed.notify_all();
+    changed.wait_for(guard, std::chrono::milliseconds(kWaitMs), [&] { return stopped; });
+  }
+
+  static void on_notify(GObject *, GParamSpec *, gpointer data) {
+    auto &point = **static_cast<std::shared_ptr<StopPoint> *>(data);
+    {
+      std::lock_guard<std::mutex> guard(point.lock);
+      if (!point.armed || --point.notifications_left > 0)
+        return;
+      point.armed = false;
+    }
+    point.arrive();
   }
 
   // Test thread: once the point is reached, stops (unless the handler did). False when the
@@ -88,9 +114,27 @@ std::shared_ptr<StopPoint> stop_at(GstElement *pipeline, Match match, bool from_
   point->target = target;
   GstBus *bus = gst_element_get_bus(pipeline);
   // The bus keeps its own reference while a handler call may still be running.
-  gst_bus_set_sync_handler(bus, StopPoint::on_message, new std::shared_ptr<StopPoint>(point),
-                           [](gpointer data) { delete static_cast<std::shared_ptr<StopPoint> *>(data); });
+  gst_bus_set_sync_handler(
+      bus, StopPoint::on_message, new std::shared_ptr<StopPoint>(point),
+      [](gpointer data) { delete static_cast<std::shared_ptr<StopPoint> *>(data); });
   gst_object_unref(bus);
+  return point;
+}
+
+// Stops at the `nth` notification of `property` of `element` (which the element makes on
+// the deciding thread).
+std::shared_ptr<StopPoint> stop_at_notify(GstElement *pipeline, GstElement *element,
+                                          const char *property, int nth, bool from_handler) {
+  auto point = std::make_shared<StopPoint>();
+  point->pipeline = pipeline;
+  point->from_handler = from_handler;
+  point->notifications_left = nth;
+  std::string signal = std::string("notify::") + property;
+  g_signal_connect_data(
+      element, signal.c_str(), G_CALLBACK(StopPoint::on_notify),
+      new std::shared_ptr<StopPoint>(point),
+      [](gpointer data, GClosure *) { delete static_cast<std::shared_ptr<StopPoint> *>(data); },
+      GConnectFlags(0));
   return point;
 }
 
@@ -183,7 +227,8 @@ void wait_until(gint64 us) {
 
 // Nothing of a stopped run reaches the emulator more than 1 s after its stop. `stops` maps
 // each run's external task ID to the time of its stop; a chain step's ID carries a suffix.
-void assert_nothing_late(const kirin_emu::Emulator &emu, const std::map<std::string, gint64> &stops) {
+void assert_nothing_late(const kirin_emu::Emulator &emu,
+                         const std::map<std::string, gint64> &stops) {
   gint64 last = 0;
   for (const auto &entry : stops)
     last = MAX(last, entry.second);
@@ -205,7 +250,6 @@ guint creates_of(const kirin_emu::Emulator &emu, const std::string &run) {
     count += r.route == kirin_emu::Route::Create && r.external_task_id == run;
   return count;
 }
-
 
 // How many creates a cycle's element decided before its stop: each is announced by an
 // "Extending video" progress message right before it is sent, and a stop at that message
@@ -234,16 +278,16 @@ Decided cycle_with_random_stop(GstElement *pipeline, GRand *rand) {
     auto stop = stop_at(
         pipeline,
         [decided, seen, k](GstMessage *m) {
-          if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_EOS || GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR)
-            return true;
           if (!is_kirin_message(m) || (*seen)++ == k)
             return is_kirin_message(m);
           *decided += is_progress(m, GST_PROGRESS_TYPE_START, "Extending video");
           return false;
         },
         mode < 9);
+    stop->or_at_end = true;
     gst_element_set_state(pipeline, GST_STATE_PLAYING);
-    fail_unless(stop->wait_and_stop(), "cycle never reached its stop");
+    fail_unless(stop->wait_and_stop(), "cycle never reached its stop (message %d, %s)", k,
+                mode < 9 ? "from the handler" : "from the test thread");
     return {*decided, true};
   }
   RunResult result;
@@ -290,14 +334,12 @@ GST_START_TEST(test_stop_between_chain_steps_never_pays) {
       {"held completion", nullptr, false},
       {"completed message", [](GstMessage *m) { return is_task_message(m, "completed", 1); },
        false},
-      {"completed message", [](GstMessage *m) { return is_task_message(m, "completed", 1); },
-       true},
+      {"completed message", [](GstMessage *m) { return is_task_message(m, "completed", 1); }, true},
       {"step 1 complete",
        [](GstMessage *m) { return is_progress(m, GST_PROGRESS_TYPE_COMPLETE, "completed"); },
        false},
       {"step 1 complete",
-       [](GstMessage *m) { return is_progress(m, GST_PROGRESS_TYPE_COMPLETE, "completed"); },
-       true},
+       [](GstMessage *m) { return is_progress(m, GST_PROGRESS_TYPE_COMPLETE, "completed"); }, true},
       {"step 2 start",
        [](GstMessage *m) { return is_progress(m, GST_PROGRESS_TYPE_START, "(step 2 of 2)"); },
        false},
@@ -337,7 +379,9 @@ GST_START_TEST(test_stop_between_chain_steps_never_pays) {
 GST_END_TEST;
 
 // b. The same for the URL refresh: the CDN refuses the result (403), the element polls for a
-// fresh URL. A stop anywhere in between streams nothing more: no download after the stop.
+// fresh URL and streams it. A stop while that poll is out, or once its answer was queued for
+// streaming (from the deciding thread, or from the test thread while it waits there),
+// streams nothing more: no download after the stop.
 GST_START_TEST(test_stop_during_a_url_refresh_streams_nothing) {
   auto emu = kirin_test_start_emulator(kirin_test_emulator_options(kKey, 0, 20));
   std::string url;
@@ -358,28 +402,36 @@ GST_START_TEST(test_stop_during_a_url_refresh_streams_nothing) {
     fail_unless(emu->push_fault(kirin_emu::Route::Task, "url:" + url));
     fail_unless(emu->push_fault(kirin_emu::Route::Download, "http:403"));
     Pipeline p = make_pipeline(*emu, "demo-5s", 1, run);
-    emu->hold(kirin_emu::Route::Download);
+    // The fresh URL is the second result-url the element announces; it does so on the
+    // deciding thread right after it queued that result for streaming.
+    std::shared_ptr<StopPoint> stop;
+    if (i % 3)
+      stop = stop_at_notify(p.pipeline, p.src, "result-url", 2, i % 3 == 1);
+    else
+      emu->hold(kirin_emu::Route::Download);
     gst_element_set_state(p.pipeline, GST_STATE_PLAYING);
-    fail_unless(emu->wait_held(kirin_emu::Route::Download, 1, kWaitMs) == 1);
-    // The refreshing poll is held when it comes; the 403 goes out now.
-    emu->hold(kirin_emu::Route::Poll);
-    emu->release(kirin_emu::Route::Download);
-    if (i % 2 == 0) // stop once the refreshing poll was sent
+    if (stop) {
+      fail_unless(stop->wait_and_stop(), "%s: the URL was never refreshed", run.c_str());
+      stops[run] = stop->stop_us;
+    } else {
+      // Stop while the refreshing poll is held.
+      fail_unless(emu->wait_held(kirin_emu::Route::Download, 1, kWaitMs) == 1);
+      emu->hold(kirin_emu::Route::Poll);
+      emu->release(kirin_emu::Route::Download);
       fail_unless(emu->wait_held(kirin_emu::Route::Poll, 1, kWaitMs) == 1);
-    // else: stop at once, while the refusal reaches the element and it decides
-    gst_element_set_state(p.pipeline, GST_STATE_READY);
-    gint64 stopped = g_get_monotonic_time();
-    stops[run] = stopped;
-    emu->release(kirin_emu::Route::Poll);
+      gst_element_set_state(p.pipeline, GST_STATE_READY);
+      stops[run] = g_get_monotonic_time();
+      emu->release(kirin_emu::Route::Poll);
+    }
     drop_pipeline(p);
     for (const auto &r : emu->requests())
-      fail_if(r.route == kirin_emu::Route::Download && r.arrival_us > stopped,
+      fail_if(r.route == kirin_emu::Route::Download && r.arrival_us > stops[run],
               "%s: a download started after the stop", run.c_str());
   }
   assert_nothing_late(*emu, stops);
   for (const auto &r : emu->requests())
-    fail_if(r.route == kirin_emu::Route::Create && r.external_task_id.find("-step") !=
-                                                       std::string::npos);
+    fail_if(r.route == kirin_emu::Route::Create &&
+            r.external_task_id.find("-step") != std::string::npos);
 }
 GST_END_TEST;
 
@@ -389,18 +441,18 @@ GST_END_TEST;
 GST_START_TEST(test_restart_streams_only_the_new_result) {
   auto emu = kirin_test_start_emulator(kKey, 0, 20);
   emu->add_video("long-175s", 175);
-  fail_unless(emu->push_fault(kirin_emu::Route::Task, "url:" + emu->base_url() + "/files/stale.mp4"));
+  fail_unless(
+      emu->push_fault(kirin_emu::Route::Task, "url:" + emu->base_url() + "/files/stale.mp4"));
   Pipeline p = make_pipeline(*emu, "long-175s", 2, "stale");
-  auto stop = stop_at(p.pipeline, [](GstMessage *m) { return GST_MESSAGE_TYPE(m) == GST_MESSAGE_WARNING; },
-                      true);
+  auto stop = stop_at(
+      p.pipeline, [](GstMessage *m) { return GST_MESSAGE_TYPE(m) == GST_MESSAGE_WARNING; }, true);
   gst_element_set_state(p.pipeline, GST_STATE_PLAYING);
   fail_unless(stop->wait_and_stop(), "the chain did not stop at the 3-minute limit");
   // The same element again, another video.
   GstBus *bus = gst_element_get_bus(p.pipeline);
   gst_bus_set_sync_handler(bus, nullptr, nullptr, nullptr);
   gst_object_unref(bus);
-  g_object_set(p.src, "video-id", "demo-5s", "extensions", 1, "external-task-id", "fresh",
-               nullptr);
+  g_object_set(p.src, "video-id", "demo-5s", "extensions", 1, "external-task-id", "fresh", nullptr);
   GstPad *pad = gst_element_get_static_pad(p.src, "src");
   auto tags = std::make_shared<std::vector<std::string>>();
   gst_pad_add_probe(
@@ -458,8 +510,8 @@ GST_START_TEST(test_set_state_null_from_every_message) {
   for (int k = 0; k < messages; k++) {
     Pipeline p = make(k);
     g_object_weak_ref(
-        G_OBJECT(p.src), [](gpointer data, GObject *) { (*static_cast<std::atomic<int> *>(data))++; },
-        &finalized);
+        G_OBJECT(p.src),
+        [](gpointer data, GObject *) { (*static_cast<std::atomic<int> *>(data))++; }, &finalized);
     auto stop = stop_at(p.pipeline, nth_kirin_message(k), true, GST_STATE_NULL);
     gst_element_set_state(p.pipeline, GST_STATE_PLAYING);
     fail_unless(stop->wait_and_stop(), "message %d never came", k);
