@@ -1,0 +1,45 @@
+// The module's one exported symbol: the table the plugin's loader calls through (client.h).
+#include "client.h"
+
+#include "callback-receiver.h"
+#include "job.h"
+
+#include <gio/gio.h>
+#include <gmodule.h>
+
+#include <type_traits>
+
+namespace kirin {
+namespace module {
+namespace {
+
+GObject *tls_file_database_new(const std::string &path, std::string &error) {
+  GError *gerror = nullptr;
+  GTlsDatabase *database = g_tls_file_database_new(path.c_str(), &gerror);
+  if (!database) {
+    error = gerror->message;
+    g_error_free(gerror);
+  }
+  return G_OBJECT(database);
+}
+
+} // namespace
+} // namespace module
+} // namespace kirin
+
+extern "C" G_MODULE_EXPORT const kirin::ClientApi *kirin_client_api() {
+  static const kirin::ClientApi api = {
+      kirin::kClientAbiVersion,
+      sizeof(kirin::ClientApi),
+      kirin::module::job_start,
+      kirin::module::job_cancel,
+      kirin::module::callback_listener_start,
+      kirin::module::job_error_name,
+      kirin::module::tls_file_database_new,
+  };
+  return &api;
+}
+
+// The loader calls it by name with this type.
+static_assert(std::is_same<decltype(&kirin_client_api), kirin::ClientApiFunction>::value,
+              "kirin_client_api must match ClientApiFunction");
