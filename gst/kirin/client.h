@@ -69,15 +69,16 @@ using JobHandle = std::shared_ptr<Job>;
 // Starts a job on the client thread. Callbacks run on that thread: they must not block.
 JobHandle job_start(JobConfig config, JobCallbacks callbacks);
 
-// Cancels the job from any thread: in-flight requests are aborted, timers removed, and no
-// callback runs for it once the client thread has seen the cancel. Never blocks.
+// Cancels the job from any thread, also from one of the job's own callbacks: in-flight
+// requests are aborted, timers removed, and no callback runs for it once the client thread
+// has seen the cancel. Never blocks.
 void job_cancel(const JobHandle &job);
 
-// How long to wait before poll number `attempt` (0-based): poll-interval, growing by half
-// each time up to four times poll-interval, with +-10 % jitter; never below `retry_after_ms`.
-guint poll_delay_ms(guint poll_interval_ms, guint attempt, guint retry_after_ms);
-
 const char *job_error_name(JobError error);
+
+// Runs `work` on the client thread, later: never at once, also when called there, and in
+// the order posted. The element's decider (workers.h) is this.
+void client_post(std::function<void()> work);
 
 // Starts (once per address, shared by all jobs of the process) an HTTP receiver for the
 // provider's callbacks on `listen` ("host:port"; port 0 picks one). Returns the port
@@ -86,29 +87,48 @@ guint callback_listener_start(const std::string &listen, std::string &error);
 
 // ---- the client as a module of its own ----
 //
-// client.cpp and task.cpp are built into libgstkirin-client.module, which alone links
+// client-module.cpp, its parts (client-thread, proxy-cache, request, job,
+// callback-receiver) and task.cpp are built into libgstkirin-client.module, which alone links
 // libsoup, json-glib and GIO. The plugin loads it when an element first needs it
 // (client-loader.cpp), the way gst-plugins-good's soup plugin loads libsoup: linked into
 // the plugin, those libraries and theirs (Kerberos, SQLite, nghttp2, ...) made loading the
 // plugin three times as slow as a gst-plugins-good plugin of its size, a cost paid by every
 // process that only scans or inspects plugins (tests/bench/README.md, start cost). In the
-// plugin, the functions above forward to the module, loading it first.
+// plugin, the functions above forward to the module, loading it first; the module's own
+// implementations live in kirin::module, so neither side can bind the other's by name.
 
-// Loads the module once per process. False, with the reason, when it cannot be loaded.
+// Loads the module once per process. False, with the reason, when it cannot be loaded or
+// is not of kClientAbiVersion.
 bool client_load(std::string &error);
 
 // g_tls_file_database_new from the module (GIO is loaded with it): a GTlsDatabase, or
 // nullptr with `error` set.
 GObject *tls_file_database_new(const std::string &path, std::string &error);
 
-// What the module exports, as kirin_client_api() (extern "C").
+// The version of the table below and of every type that crosses it (JobConfig,
+// JobCallbacks, JobOutcome, JobError, Task, TaskStatus, CreateRequest, and Job behind
+// JobHandle). Bump it whenever any of them changes, so that a plugin and a module of
+// different builds refuse each other instead of misreading each other's memory. (They pass
+// C++ library types too: both must be built with the same compiler and standard library.)
+// Version 1 was the table before it carried a version.
+constexpr guint32 kClientAbiVersion = 3;
+
+// What the module exports, as kirin_client_api() (extern "C"). The first two fields stay
+// where they are in every version: the loader reads them, and nothing else, before it
+// knows the table is its own.
 struct ClientApi {
+  guint32 abi_version; // kClientAbiVersion of the module's build
+  guint32 size;        // sizeof(ClientApi) of the module's build
   JobHandle (*job_start)(JobConfig config, JobCallbacks callbacks);
   void (*job_cancel)(const JobHandle &job);
   guint (*callback_listener_start)(const std::string &listen, std::string &error);
   const char *(*job_error_name)(JobError error);
-  const char *(*task_status_name)(TaskStatus status);
   GObject *(*tls_file_database_new)(const std::string &path, std::string &error);
+  void (*post)(std::function<void()> work);
 };
+
+// The exported symbol's name and type.
+constexpr const char *kClientApiSymbol = "kirin_client_api";
+using ClientApiFunction = const ClientApi *(*)();
 
 } // namespace kirin

@@ -309,21 +309,6 @@ std::string clean_text(const char *data, size_t length) {
 
 } // namespace
 
-const char *task_status_name(TaskStatus status) {
-  switch (status) {
-  case TaskStatus::Pending:
-    return "pending";
-  case TaskStatus::Completed:
-    return "completed";
-  case TaskStatus::Failed:
-    return "failed";
-  case TaskStatus::Processing:
-  case TaskStatus::Unknown:
-    break;
-  }
-  return "processing";
-}
-
 bool parse_task(const char *data, size_t length, Task &task, std::string &error) {
   task = Task{};
   ParserPtr parser = load_object(data, length, error);

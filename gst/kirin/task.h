@@ -12,7 +12,21 @@ enum class TaskStatus { Pending, Processing, Completed, Failed, Unknown };
 
 // The normalised name used in bus messages: "pending", "processing", "completed",
 // "failed". An unknown status counts as still running and is reported as "processing".
-const char *task_status_name(TaskStatus status);
+// Inline, so the plugin names statuses without the client module that parses them.
+inline const char *task_status_name(TaskStatus status) {
+  switch (status) {
+  case TaskStatus::Pending:
+    return "pending";
+  case TaskStatus::Completed:
+    return "completed";
+  case TaskStatus::Failed:
+    return "failed";
+  case TaskStatus::Processing:
+  case TaskStatus::Unknown:
+    break;
+  }
+  return "processing";
+}
 
 inline bool task_status_is_final(TaskStatus status) {
   return status == TaskStatus::Completed || status == TaskStatus::Failed;

@@ -1,5 +1,7 @@
 #include "workers.h"
 
+#include "client.h"
+
 #include <glib.h>
 
 #include <condition_variable>
@@ -27,11 +29,6 @@ GThreadPool *serial_pool() {
   return pool;
 }
 
-GThreadPool *decider_pool() {
-  static GThreadPool *pool = serial_pool();
-  return pool;
-}
-
 GThreadPool *file_pool() {
   static GThreadPool *pool = serial_pool();
   return pool;
@@ -40,7 +37,7 @@ GThreadPool *file_pool() {
 } // namespace
 
 void decide(Work work) {
-  g_thread_pool_push(decider_pool(), new Work(std::move(work)), nullptr);
+  client_post(std::move(work));
 }
 
 void file_work(Work work) {

@@ -1,13 +1,14 @@
 // The two workers a run hands its work to (docs/design.md, "Threads"):
 // - the decider: every decision of every run of the process (create, attach, chain the
 //   next step, refresh an expired URL, replay, expose a result) runs there, one at a time,
-//   in the order it was handed over. It posts bus messages, so an application's sync
-//   handler may run on it; it never does file I/O and never waits on the network.
+//   in the order it was handed over. It is the client's thread (client_post), where the
+//   jobs' answers arrive, so no decision waits for a hand-over between threads. It posts
+//   bus messages, so an application's sync handler may run on it; it never does file I/O
+//   and never waits on the network. Only after client_load() succeeded.
 // - the file worker: the journal's reads and writes and the kept download's writes and
-//   commit (fsync, rename). It never calls into an element or an application, so waiting
-//   for it cannot deadlock.
-// Each is a GThreadPool limited to one thread: its work never runs concurrently, and runs
-// in order. Made on first use, kept until the process exits.
+//   commit (fsync, rename). A GThreadPool limited to one thread, made on first use: its
+//   work runs in order, never concurrently. It never calls into an element or an
+//   application, so waiting for it cannot deadlock.
 #pragma once
 
 #include <functional>

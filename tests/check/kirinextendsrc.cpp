@@ -73,6 +73,10 @@ void assert_settings_error(GstElement *src, const kirin_emu::Emulator &emu, cons
   fail_unless(strstr(result.error->message, property) != nullptr, "'%s' not named in: %s", property,
               result.error->message);
   fail_unless_equals_int(emu.create_count(), 0);
+  // The debug text says where the element found the problem, not where errors are posted.
+  fail_unless(result.error_debug.find("gstkirinextendsrc.cpp") != std::string::npos &&
+                  result.error_debug.find("messages.cpp") == std::string::npos,
+              "the error's origin: %s", result.error_debug.c_str());
 }
 
 // The cache-dir journal entry of a request, parsed ("" members when absent).
@@ -1059,6 +1063,72 @@ GST_START_TEST(test_stop_while_polling_is_fast_and_clean) {
 }
 GST_END_TEST;
 
+// Stops the pipeline from where it is called, once: from the client thread, inside one of
+// the job's own callbacks.
+struct StopFromCallback {
+  GstElement *pipeline = nullptr;
+  gint stopping = 0;
+  GAsyncQueue *results = g_async_queue_new(); // the state change's return, plus one
+  GThread *main_thread = g_thread_self();
+
+  ~StopFromCallback() { g_async_queue_unref(results); }
+
+  void stop() {
+    if (!g_atomic_int_compare_and_exchange(&stopping, 0, 1))
+      return;
+    fail_if(g_thread_self() == main_thread);
+    GstStateChangeReturn result = gst_element_set_state(pipeline, GST_STATE_NULL);
+    g_async_queue_push(results, GINT_TO_POINTER(result + 1));
+  }
+
+  static void on_task_id(GObject *, GParamSpec *, gpointer data) {
+    static_cast<StopFromCallback *>(data)->stop();
+  }
+
+  static GstBusSyncReply on_task_message(GstBus *, GstMessage *message, gpointer data) {
+    const GstStructure *s = gst_message_get_structure(message);
+    if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ELEMENT && s &&
+        gst_structure_has_name(s, "kirin-task"))
+      static_cast<StopFromCallback *>(data)->stop();
+    return GST_BUS_PASS;
+  }
+};
+
+// An application may stop the pipeline from a handler that the element runs while it
+// decides: "notify::task-id" or a sync bus handler for the kirin-task message.
+GST_START_TEST(test_stop_from_inside_a_callback) {
+  // The task stays pending for the whole test.
+  auto emu = kirin_test_start_emulator(kirin_test_emulator_options(kKey, 60000));
+  for (bool from_notify : {true, false}) {
+    GstElement *src = kirin_test_make_src(*emu);
+    g_object_set(src, "video-id", "demo-5s", nullptr);
+    Finalized finalized;
+    g_object_weak_ref(G_OBJECT(src), Finalized::notify, &finalized);
+    std::string path = temp_path("stop-inside.mp4");
+    StopFromCallback stopper;
+    stopper.pipeline = make_file_pipeline(src, path);
+    GstBus *bus = gst_element_get_bus(stopper.pipeline);
+    if (from_notify)
+      g_signal_connect(src, "notify::task-id", G_CALLBACK(StopFromCallback::on_task_id), &stopper);
+    else
+      gst_bus_set_sync_handler(bus, StopFromCallback::on_task_message, &stopper, nullptr);
+    gst_element_set_state(stopper.pipeline, GST_STATE_PLAYING);
+    gpointer result = g_async_queue_timeout_pop(stopper.results, 10 * G_USEC_PER_SEC);
+    fail_unless(result != nullptr, "the pipeline was not stopped from the callback");
+    fail_unless_equals_int(GPOINTER_TO_INT(result) - 1, GST_STATE_CHANGE_SUCCESS);
+    GstMessage *error = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+    fail_if(error != nullptr, "an error from the stop");
+    gst_bus_set_sync_handler(bus, nullptr, nullptr, nullptr);
+    if (from_notify)
+      g_signal_handlers_disconnect_by_data(src, &stopper);
+    gst_object_unref(bus);
+    gst_object_unref(stopper.pipeline);
+    fail_unless(finalized.wait(), "element leaked after a stop from its callback");
+    g_unlink(path.c_str());
+  }
+}
+GST_END_TEST;
+
 static GstPadProbeReturn signal_first_buffer(GstPad *, GstPadProbeInfo *, gpointer data) {
   auto *seen = static_cast<GAsyncQueue *>(data);
   g_async_queue_push(seen, GINT_TO_POINTER(1));
@@ -1192,6 +1262,7 @@ static Suite *kirinextendsrc_suite() {
   tcase_add_test(tc, test_resume_by_task_id_without_create);
   tcase_add_test(tc, test_restart_does_not_pay_twice);
   tcase_add_test(tc, test_stop_while_polling_is_fast_and_clean);
+  tcase_add_test(tc, test_stop_from_inside_a_callback);
   tcase_add_test(tc, test_stop_while_downloading_is_fast_and_clean);
   tcase_add_test(tc, test_non_http_result_url_refused);
   return s;

@@ -1,0 +1,74 @@
+// One HTTP exchange with the provider's API on the client thread, whatever happens to it:
+// a bounded body, a time limit, whether the request may have been delivered. Part of
+// libgstkirin-client.module.
+#pragma once
+
+#include <gio/gio.h>
+#include <libsoup/soup.h>
+
+#include <functional>
+#include <string>
+
+namespace kirin {
+namespace module {
+
+// A task object is a few hundred bytes; anything past this is not one, and is refused
+// rather than buffered.
+constexpr gsize kMaxBodyBytes = 1024 * 1024;
+
+// What one HTTP exchange produced, whatever happened.
+struct Response {
+  guint status = 0;    // HTTP status, 0 when no response arrived
+  std::string reason;  // the reason phrase the server sent
+  std::string body;    // at most kMaxBodyBytes
+  bool failed = false; // transport failure (no response, or body cut off)
+  bool sent = false;   // the request's headers were written: it may have been delivered
+  bool too_large = false;
+  bool cancelled = false;
+  bool retryable_unsent = false; // failed before sending, in a way worth another try
+  guint retry_after_ms = 0;
+  std::string error_text;
+};
+
+// The request's state lives on the heap, owned by its async chain: a late libsoup callback
+// after a cancel still finds it alive. It frees itself once `done` returned.
+class Request {
+public:
+  using Done = std::function<void(Request &request, Response &response)>;
+
+  // Sends `msg` (taking it) on the client thread's session; client thread only. `done` runs
+  // there exactly once, when the exchange is over: also after cancel() (with
+  // response.cancelled) and when no complete answer came within `timeout_s` (at least 1 s).
+  // When the system's CAs reject the server, its chain is verified against `extra_cas`, if
+  // given, instead.
+  static Request *send(SoupMessage *msg, guint timeout_s, GTlsDatabase *extra_cas, Done done);
+
+  void cancel() { g_cancellable_cancel(cancellable_); }
+
+private:
+  Request(SoupMessage *msg, guint timeout_s, Done done);
+  ~Request();
+
+  void complete(GError *error);
+  static gboolean accept_certificate(SoupMessage *msg, GTlsCertificate *certificate,
+                                     GTlsCertificateFlags errors, gpointer data);
+  static void on_sent(GObject *source, GAsyncResult *result, gpointer data);
+  static void on_body(GObject *source, GAsyncResult *result, gpointer data);
+
+  SoupMessage *msg_;
+  guint timeout_s_;
+  Done done_;
+  GCancellable *cancellable_ = g_cancellable_new();
+  GSource *timeout_ = nullptr; // cancels a request that gets no complete answer in time
+  bool timed_out_ = false;
+  GOutputStream *sink_ = nullptr;
+  gulong wrote_headers_handler_ = 0;
+  Response response_;
+};
+
+// "HTTP <status> <reason>", with what the error body says, if anything. `code` receives the
+// provider's error code when it sent one.
+std::string http_error_text(const Response &response, std::string *code);
+
+} // namespace module
+} // namespace kirin
