@@ -1,6 +1,7 @@
 // The wire-format parser and builder: every variant of the task object the provider's
 // pages and client describe, hostile input, error bodies and the create request body.
-#include <gst/check/gstcheck.h>
+#include "common.h"
+
 #include <json-glib/json-glib.h>
 
 #include <cfloat>
@@ -922,4 +923,7 @@ static Suite *task_suite(void) {
   return suite;
 }
 
-GST_CHECK_MAIN(task);
+int main(int argc, char **argv) {
+  kirin_test_init(&argc, &argv, "task");
+  return gst_check_run_suite(task_suite(), "task", __FILE__);
+}
