@@ -3,6 +3,7 @@
 // where a string was documented must not abort the process.
 #include "task.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -366,41 +367,97 @@ std::string parse_error_body(const char *data, size_t length, std::string *code)
   return clean_text(data, length);
 }
 
+// The create body is written here rather than with json-glib's JsonGenerator, which in
+// json-glib 1.6 writes invalid JSON in two cases: a double whose "%.17g" form has an
+// exponent but no '.' gets ".0" appended ("4e-35.0", "1e-300.0"), and the control character
+// U+001F in a string is copied raw instead of escaped.
+namespace {
+
+void append_json_string(std::string &out, const std::string &value) {
+  static const char hex[] = "0123456789abcdef";
+  out += '"';
+  for (const char c : value) {
+    const auto byte = (unsigned char)c;
+    switch (byte) {
+    case '"':
+      out += "\\\"";
+      break;
+    case '\\':
+      out += "\\\\";
+      break;
+    case '\b':
+      out += "\\b";
+      break;
+    case '\f':
+      out += "\\f";
+      break;
+    case '\n':
+      out += "\\n";
+      break;
+    case '\r':
+      out += "\\r";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
+    default:
+      // Every other control character, and DEL, as \u00XX; other bytes (UTF-8) unchanged.
+      if (byte < 0x20 || byte == 0x7f) {
+        out += "\\u00";
+        out += hex[byte >> 4];
+        out += hex[byte & 0xf];
+      } else {
+        out += c;
+      }
+    }
+  }
+  out += '"';
+}
+
+} // namespace
+
+std::string json_number(double value) {
+  // The shortest text that reads back as the same double, in plain or exponent form,
+  // whichever is shorter: 0.7 is "0.7" (not 0.69999999999999996), 4e-35 is "4e-35", the
+  // smallest subnormal "5e-324". Locale-independent.
+  char text[64];
+  const std::to_chars_result written = std::to_chars(text, text + sizeof text, value);
+  std::string number(text, written.ptr);
+  // A whole number stays a double for readers that tell integers apart (json-glib does).
+  if (number.find_first_of(".e") == std::string::npos)
+    number += ".0";
+  return number;
+}
+
 std::string build_create_body(const CreateRequest &request) {
-  g_autoptr(JsonBuilder) builder = json_builder_new();
-  auto add_string = [builder](const char *name, const std::string &value) {
+  std::string body = "{\"model\":";
+  append_json_string(body, request.model);
+  body += ",\"input\":[{\"params\":{";
+  bool first = true;
+  auto add_member = [&body, &first](const char *name) {
+    if (!first)
+      body += ',';
+    first = false;
+    append_json_string(body, name);
+    body += ':';
+  };
+  auto add_string = [&](const char *name, const std::string &value) {
     if (value.empty())
       return;
-    json_builder_set_member_name(builder, name);
-    json_builder_add_string_value(builder, value.c_str());
+    add_member(name);
+    append_json_string(body, value);
   };
-  json_builder_begin_object(builder);
-  json_builder_set_member_name(builder, "model");
-  json_builder_add_string_value(builder, request.model.c_str());
-  json_builder_set_member_name(builder, "input");
-  json_builder_begin_array(builder);
-  json_builder_begin_object(builder);
-  json_builder_set_member_name(builder, "params");
-  json_builder_begin_object(builder);
   add_string("video_id", request.video_id);
   add_string("prompt", request.prompt);
   add_string("negative_prompt", request.negative_prompt);
   // JSON has no NaN or infinity: a non-finite scale is left out rather than sent broken.
   if (request.cfg_scale && std::isfinite(*request.cfg_scale)) {
-    json_builder_set_member_name(builder, "cfg_scale");
-    json_builder_add_double_value(builder, *request.cfg_scale);
+    add_member("cfg_scale");
+    body += json_number(*request.cfg_scale);
   }
   add_string("callback_url", request.callback_url);
   add_string("external_task_id", request.external_task_id);
-  json_builder_end_object(builder);
-  json_builder_end_object(builder);
-  json_builder_end_array(builder);
-  json_builder_end_object(builder);
-
-  g_autoptr(JsonNode) root = json_builder_get_root(builder);
-  g_autoptr(JsonGenerator) generator = json_generator_new();
-  json_generator_set_root(generator, root);
-  g_autofree gchar *body = json_generator_to_data(generator, nullptr);
+  body += "}}]}";
   return body;
 }
 

@@ -77,7 +77,12 @@ struct CreateRequest {
 
 // The create body in the provider's client's shape:
 // {"model": …, "input": [{"params": {"video_id": …, …}}]}, with only the set fields (empty
-// strings and a non-finite cfg_scale are left out).
+// strings and a non-finite cfg_scale are left out). Always strict JSON (RFC 8259) when the
+// strings are UTF-8.
 std::string build_create_body(const CreateRequest &request);
+
+// A finite double as a JSON number: the shortest text that reads back as the same double,
+// with ".0" after a whole number ("0.7", "4e-35", "5e-324", "1.0").
+std::string json_number(double value);
 
 } // namespace kirin

@@ -12,7 +12,10 @@
 #include <vector>
 
 // Every test binary gets its own registry, and must find our plugin in the build tree:
-// an installed copy of an older version must not silently stand in for it.
+// an installed copy of an older version must not silently stand in for it. The registry is
+// hermetic: besides ours it holds only the installed plugins the tests use (KIRIN_TEST_PLUGINS,
+// linked into the directory that GST_PLUGIN_SYSTEM_PATH_1_0 names; tests/check/meson.build),
+// never what else the machine has installed.
 inline void kirin_test_init(int *argc, char ***argv, const char *name) {
   g_autofree char *registry =
       g_strdup_printf("%s/kirin-test-%s-%d.registry", g_get_tmp_dir(), name, (int)getpid());
@@ -30,6 +33,28 @@ inline void kirin_test_init(int *argc, char ***argv, const char *name) {
     exit(1);
   }
   gst_object_unref(plugin);
+
+  const char *wanted = g_getenv("KIRIN_TEST_PLUGINS");
+  if (!wanted) {
+    g_printerr("KIRIN_TEST_PLUGINS is unset: run the tests with meson test\n");
+    exit(1);
+  }
+  g_auto(GStrv) names = g_strsplit(wanted, ",", -1);
+  GList *plugins = gst_registry_get_plugin_list(gst_registry_get());
+  for (GList *l = plugins; l; l = l->next) {
+    GstPlugin *found = GST_PLUGIN(l->data);
+    // Plugins built into GStreamer itself have no file.
+    const char *file = gst_plugin_get_filename(found);
+    const char *found_name = gst_plugin_get_name(found);
+    if (file && g_strcmp0(found_name, "kirin") != 0 &&
+        !g_strv_contains((const char *const *)names, found_name)) {
+      g_printerr("the registry is not hermetic: it holds %s (%s), which is none of the plugins "
+                 "the tests use (%s)\n",
+                 found_name, file, wanted);
+      exit(1);
+    }
+  }
+  gst_plugin_list_free(plugins);
 }
 
 // Compares texts held in std::string temporaries (which the check macros would outlive).

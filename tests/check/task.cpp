@@ -1,11 +1,16 @@
 // The wire-format parser and builder: every variant of the task object the provider's
 // pages and client describe, hostile input, error bodies and the create request body.
-#include <gst/check/gstcheck.h>
+#include "common.h"
+
 #include <json-glib/json-glib.h>
 
+#include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <string>
+#include <vector>
 
+#include "strict_json.h"
 #include "task.h"
 
 using kirin::Task;
@@ -600,6 +605,8 @@ GST_END_TEST;
 
 // Parses `body` and returns a new reference to input[0].params, checking the shape.
 static JsonObject *create_params(const std::string &body, std::string &model) {
+  std::string why;
+  fail_unless(strict_json::valid(body, &why), "not JSON (%s): %s", why.c_str(), body.c_str());
   g_autoptr(JsonParser) parser = json_parser_new();
   g_autoptr(GError) error = nullptr;
   fail_unless(json_parser_load_from_data(parser, body.data(), body.size(), &error), "%s: %s",
@@ -714,6 +721,139 @@ GST_START_TEST(test_create_body_unicode) {
 }
 GST_END_TEST;
 
+// The text of cfg_scale in a create body ("" when absent).
+static std::string cfg_scale_text(const std::string &body) {
+  const std::string name = "\"cfg_scale\":";
+  const size_t at = body.find(name);
+  if (at == std::string::npos)
+    return {};
+  const size_t start = at + name.size();
+  return body.substr(start, body.find_first_of(",}", start) - start);
+}
+
+// The body carrying `scale` is strict JSON, and its cfg_scale reads back as the same double
+// (bit for bit, so -0.0 too), through strtod and through json-glib; returns the number's text.
+static std::string check_scale_round_trip(double scale) {
+  kirin::CreateRequest request;
+  request.video_id = "v";
+  request.cfg_scale = scale;
+  const std::string body = kirin::build_create_body(request);
+  std::string model;
+  JsonObject *params = create_params(body, model);
+  const std::string text = cfg_scale_text(body);
+  const double read = g_ascii_strtod(text.c_str(), nullptr);
+  fail_unless(memcmp(&read, &scale, sizeof read) == 0, "%.17g is sent as %s, which reads as %.17g",
+              scale, text.c_str(), read);
+  JsonNode *cfg = json_object_get_member(params, "cfg_scale");
+  fail_unless(cfg && json_node_get_value_type(cfg) == G_TYPE_DOUBLE, "%s is not a double",
+              text.c_str());
+  const double parsed = json_node_get_double(cfg);
+  fail_unless(memcmp(&parsed, &scale, sizeof parsed) == 0, "json-glib reads %s as %.17g",
+              text.c_str(), parsed);
+  json_object_unref(params);
+  return text;
+}
+
+// No shorter number reads back as `value`: rounded to fewer significant digits than `text`
+// has, it is another double.
+static void check_shortest(double value, const std::string &text) {
+  std::string digits;
+  for (char c : text.substr(0, text.find('e')))
+    if (g_ascii_isdigit(c))
+      digits += c;
+  digits.erase(0, digits.find_first_not_of('0'));
+  digits.erase(digits.find_last_not_of('0') + 1);
+  for (size_t precision = 1; precision < digits.size(); precision++) {
+    char format[16], shorter[64];
+    g_snprintf(format, sizeof format, "%%.%de", (int)precision - 1);
+    g_ascii_formatd(shorter, sizeof shorter, format, value);
+    fail_if(g_ascii_strtod(shorter, nullptr) == value, "%s is not the shortest form: %s is too",
+            text.c_str(), shorter);
+  }
+}
+
+// cfg-scale's range is 0..1: its edges, subnormals, and values json-glib 1.6 wrote as
+// "4e-35.0" (not JSON) or as 0.69999999999999996 (not the shortest).
+GST_START_TEST(test_create_body_cfg_scale_edges) {
+  const struct {
+    double value;
+    const char *text;
+  } cases[] = {
+      {0.0, "0.0"},
+      {-0.0, "-0.0"},
+      {1.0, "1.0"},
+      {0.5, "0.5"},
+      {0.7, "0.7"},
+      {0.1, "0.1"},
+      {0.1 + 0.2, "0.30000000000000004"},
+      {std::nextafter(1.0, 0.0), "0.9999999999999999"},
+      {1e-7, "1e-07"},
+      {4e-35, "4e-35"},
+      {1e-300, "1e-300"},
+      {DBL_MIN, "2.2250738585072014e-308"},                     // the smallest normal double
+      {std::nextafter(DBL_MIN, 0.0), "2.225073858507201e-308"}, // the largest subnormal
+      {1e-310, "1e-310"},
+      {5e-324, "5e-324"}, // the smallest subnormal
+      {std::nextafter(5e-324, 1.0), "1e-323"},
+  };
+  for (const auto &c : cases) {
+    const std::string text = check_scale_round_trip(c.value);
+    fail_unless(text == c.text, "%.17g is sent as %s, expected %s", c.value, text.c_str(), c.text);
+    assert_text(kirin::json_number(c.value), c.text);
+  }
+}
+GST_END_TEST;
+
+// Every power of two the range holds, its neighbours, and pseudo-random doubles of [0, 1) (the
+// same ones every run) and beyond: always strict JSON, exact, and the shortest form.
+GST_START_TEST(test_create_body_cfg_scale_sweep) {
+  std::vector<double> values;
+  for (int exponent = 0; exponent >= -1074; exponent--) {
+    const double power = std::ldexp(1.0, exponent);
+    values.push_back(power);
+    values.push_back(std::nextafter(power, 0.0));
+    values.push_back(std::nextafter(power, 1.0));
+  }
+  GRand *rand = g_rand_new_with_seed(20240611);
+  for (int i = 0; i < 3000; i++) {
+    // Random bits below the bit pattern of 1.0 are exactly the doubles in [0, 1).
+    const guint64 bits =
+        (((guint64)g_rand_int(rand) << 32) | g_rand_int(rand)) % 0x3ff0000000000000;
+    double value;
+    memcpy(&value, &bits, sizeof value);
+    values.push_back(value);
+    // Outside the property's range too: the element never sends these, the body holds them.
+    values.push_back(g_rand_double_range(rand, -1e300, 1e300) * std::ldexp(1.0, -i % 900));
+  }
+  g_rand_free(rand);
+  for (double value : values) {
+    const std::string text = check_scale_round_trip(value);
+    check_shortest(value, text);
+  }
+}
+GST_END_TEST;
+
+// json-glib 1.6 copies U+001F into a string raw, which no strict parser accepts.
+GST_START_TEST(test_create_body_control_characters) {
+  std::string prompt;
+  for (int c = 1; c < 0x20; c++)
+    prompt += (char)c;
+  prompt += "\x7f\"\\/end";
+  kirin::CreateRequest request;
+  request.video_id = "v";
+  request.prompt = prompt;
+  request.negative_prompt = "\x1f";
+  const std::string body = kirin::build_create_body(request);
+  for (unsigned char c : body)
+    fail_if(c < 0x20, "a raw control character 0x%02x in %s", c, body.c_str());
+  std::string model;
+  JsonObject *params = create_params(body, model);
+  fail_unless(string_param(params, "prompt") == prompt, "the prompt changed in transit");
+  assert_text(string_param(params, "negative_prompt"), "\x1f");
+  json_object_unref(params);
+}
+GST_END_TEST;
+
 static Suite *task_suite(void) {
   Suite *suite = suite_create("kirin-task");
 
@@ -776,8 +916,14 @@ static Suite *task_suite(void) {
   tcase_add_test(create, test_create_body_all_fields);
   tcase_add_test(create, test_create_body_only_set_fields);
   tcase_add_test(create, test_create_body_unicode);
+  tcase_add_test(create, test_create_body_cfg_scale_edges);
+  tcase_add_test(create, test_create_body_cfg_scale_sweep);
+  tcase_add_test(create, test_create_body_control_characters);
 
   return suite;
 }
 
-GST_CHECK_MAIN(task);
+int main(int argc, char **argv) {
+  kirin_test_init(&argc, &argv, "task");
+  return gst_check_run_suite(task_suite(), "task", __FILE__);
+}
