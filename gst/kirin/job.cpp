@@ -33,6 +33,13 @@ std::map<std::string, std::weak_ptr<Job>> &jobs_by_task() {
   return *jobs;
 }
 
+// What a refusal of the API means: the key (401), the account (403), else `otherwise`.
+JobError refusal(guint status, JobError otherwise) {
+  return status == SOUP_STATUS_UNAUTHORIZED ? JobError::Unauthorized
+         : status == SOUP_STATUS_FORBIDDEN  ? JobError::Forbidden
+                                            : otherwise;
+}
+
 void clear_source(GSource **source) {
   if (*source) {
     g_source_destroy(*source);
@@ -309,10 +316,8 @@ void Job::on_create_response(Response &response) {
   if (!SOUP_STATUS_IS_SUCCESSFUL(response.status)) {
     std::string code;
     std::string text = http_error_text(response, &code);
-    JobError error = response.status == SOUP_STATUS_UNAUTHORIZED ? JobError::Unauthorized
-                     : response.status == SOUP_STATUS_FORBIDDEN  ? JobError::Forbidden
-                     : response.status >= 500                    ? JobError::Ambiguous
-                                                                 : JobError::Rejected;
+    JobError error =
+        refusal(response.status, response.status >= 500 ? JobError::Ambiguous : JobError::Rejected);
     std::string hint = error == JobError::Ambiguous ? " The task may exist." + resume_hint() : "";
     finish(error, "The provider refused to create the task: " + text + "." + hint, response.status,
            code);
@@ -368,10 +373,9 @@ void Job::on_poll_response(Response &response) {
   if (!SOUP_STATUS_IS_SUCCESSFUL(response.status)) {
     std::string code;
     std::string text = http_error_text(response, &code);
-    JobError error = response.status == SOUP_STATUS_UNAUTHORIZED ? JobError::Unauthorized
-                     : response.status == SOUP_STATUS_FORBIDDEN  ? JobError::Forbidden
-                     : response.status == SOUP_STATUS_NOT_FOUND  ? JobError::NotFound
-                                                                 : JobError::Rejected;
+    JobError error =
+        refusal(response.status,
+                response.status == SOUP_STATUS_NOT_FOUND ? JobError::NotFound : JobError::Rejected);
     finish(error, "Polling task " + task_id_ + " failed: " + text + ".", response.status, code);
     return;
   }
