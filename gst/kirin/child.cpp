@@ -13,12 +13,12 @@ namespace {
 
 // The copy of a download kept for cache-dir. Its file is touched only on the file worker,
 // in the order the buffers came: the streaming thread only hands over references to them.
-class KeptCopy {
+class KeptCopy : public std::enable_shared_from_this<KeptCopy> {
 public:
   KeptCopy(std::string dir, JournalEntry entry) : dir_(std::move(dir)), entry_(std::move(entry)) {}
 
   void write(guint64 offset, GstBuffer *buffer) {
-    file_work([self = shared(), offset, buffer] {
+    file_work([self = shared_from_this(), offset, buffer] {
       if (!self->writer_) {
         self->writer_ = std::make_unique<MediaWriter>(self->dir_, cache_key(self->entry_.request));
         if (!self->writer_->ok())
@@ -35,7 +35,7 @@ public:
 
   // At EOS: the copy becomes the cached media, and is recorded, when every byte arrived.
   void commit(guint64 total_size, const std::weak_ptr<Run> &run) {
-    file_work([self = shared(), total_size, run] {
+    file_work([self = shared_from_this(), total_size, run] {
       std::string error;
       std::string name = self->writer_ ? self->writer_->commit(total_size, error) : "";
       self->writer_.reset();
@@ -49,16 +49,7 @@ public:
     });
   }
 
-  static std::shared_ptr<KeptCopy> make(std::string dir, JournalEntry entry) {
-    auto copy = std::make_shared<KeptCopy>(std::move(dir), std::move(entry));
-    copy->self_ = copy;
-    return copy;
-  }
-
 private:
-  std::shared_ptr<KeptCopy> shared() const { return self_.lock(); }
-
-  std::weak_ptr<KeptCopy> self_;
   const std::string dir_;
   JournalEntry entry_;
   std::unique_ptr<MediaWriter> writer_; // made at the first write
@@ -185,7 +176,7 @@ ChildWatch *watch_for(GstKirinExtendSrc *self, const std::shared_ptr<Run> &run,
       result_tags(exposure.duration, exposure.task_id, exposure.video_id, s.prompt, s.model));
   watch->final = exposure.final;
   if (!exposure.cache_dir.empty())
-    watch->copy = KeptCopy::make(exposure.cache_dir, exposure.journal);
+    watch->copy = std::make_shared<KeptCopy>(exposure.cache_dir, exposure.journal);
   return watch;
 }
 

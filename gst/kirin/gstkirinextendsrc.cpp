@@ -100,9 +100,9 @@ bool start_run(GstKirinExtendSrc *self) {
   JobConfig config;
   GObject *tls_database = nullptr;
   std::string problem = prepare_run(settings, config, &tls_database);
-  auto run = problem.empty()
-                 ? std::make_shared<Run>(GST_ELEMENT(self), settings, config, paid, tls_database)
-                 : nullptr;
+  auto run = problem.empty() ? std::make_shared<Run>(GST_ELEMENT(self), settings, config, paid,
+                                                     tls_database, expose_next)
+                             : nullptr;
   settings.forget_key();
   if (tls_database)
     g_object_unref(tls_database);

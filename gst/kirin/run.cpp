@@ -1,6 +1,5 @@
 #include "run.h"
 
-#include "child.h"
 #include "element.h"
 #include "messages.h"
 #include "workers.h"
@@ -26,8 +25,8 @@ std::string step_suffix(guint step, guint steps) {
 } // namespace
 
 Run::Run(GstElement *element, Settings settings, JobConfig config, PaidTask paid,
-         GObject *tls_database)
-    : settings_(std::move(settings)), config_(std::move(config)),
+         GObject *tls_database, GstElementCallAsyncFunc expose)
+    : expose_(expose), settings_(std::move(settings)), config_(std::move(config)),
       journal_dir_(settings_.task_id.empty() ? settings_.cache_dir : std::string()),
       tls_database_(tls_database ? G_OBJECT(g_object_ref(tls_database)) : nullptr),
       paid_(std::move(paid)) {
@@ -38,9 +37,9 @@ Run::~Run() {
   g_weak_ref_clear(&element_);
   if (tls_database_)
     g_object_unref(tls_database_);
-  // The snapshot's key goes with the run.
-  std::string &key = const_cast<Settings &>(settings_).api_key;
-  std::fill(key.begin(), key.end(), '\0');
+  // The snapshot's key goes with the run (the job's copy goes with the job).
+  settings_.forget_key();
+  std::fill(config_.api_key.begin(), config_.api_key.end(), '\0');
 }
 
 ElementRef Run::element() const {
@@ -424,7 +423,7 @@ void Run::queue_exposure(GstElement *element, const Task &task, const std::strin
       exposures_.clear();
     exposures_.push_back(std::move(exposure));
   }
-  gst_element_call_async(element, expose_next, nullptr, nullptr);
+  gst_element_call_async(element, expose_, nullptr, nullptr);
 }
 
 // ---- the child's side (GStreamer's threads) ----

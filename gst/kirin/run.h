@@ -55,9 +55,11 @@ struct ElementRef {
 class Run : public std::enable_shared_from_this<Run> {
 public:
   // The application thread's READY→PAUSED, after validate(): `config` is step 1's job
-  // without the plan's choices; `tls_database` the ca-file for a download from the API host.
+  // without the plan's choices; `tls_database` the ca-file for a download from the API host;
+  // `expose` streams the oldest queued result (the child's side, called through
+  // gst_element_call_async so that it runs under the state lock).
   Run(GstElement *element, Settings settings, JobConfig config, PaidTask paid,
-      GObject *tls_database);
+      GObject *tls_database, GstElementCallAsyncFunc expose);
   ~Run();
   Run(const Run &) = delete;
   Run &operator=(const Run &) = delete;
@@ -114,8 +116,9 @@ private:
                 double fraction = -1);
 
   mutable GWeakRef element_;
-  const Settings settings_;
-  const JobConfig config_;
+  const GstElementCallAsyncFunc expose_;
+  Settings settings_; // a snapshot: only the destructor changes it (wiping the key)
+  JobConfig config_;
   const std::string journal_dir_; // cache-dir, when the journal is used
   GObject *tls_database_;
 

@@ -437,6 +437,99 @@ GST_START_TEST(test_stop_during_a_url_refresh_streams_nothing) {
 }
 GST_END_TEST;
 
+// Holds the child's streaming thread inside the element's refresh window: after the element
+// decided that a refused result URL is to be refreshed (its "polling for a fresh one"
+// warning, logged on the child's streaming thread) and before anything of that decision
+// leaves the element. The thread waits there until a stop has begun to take the child down
+// (GStreamer logs the child's "set_state to READY"): the stop cannot finish earlier, since
+// it joins that thread.
+struct RefreshWindow {
+  GstElement *src = nullptr;
+  std::mutex lock;
+  std::condition_variable changed;
+  bool armed = true, reached = false, child_stopping = false;
+
+  static void log(GstDebugCategory *category, GstDebugLevel, const gchar *, const gchar *, gint,
+                  GObject *object, GstDebugMessage *message, gpointer data) {
+    auto *window = static_cast<RefreshWindow *>(data);
+    const char *text = gst_debug_message_get(message);
+    if (!object || !text)
+      return;
+    std::unique_lock<std::mutex> guard(window->lock);
+    if (window->armed && object == G_OBJECT(window->src) &&
+        strstr(text, "polling for a fresh one")) {
+      window->armed = false;
+      window->reached = true;
+      window->changed.notify_all();
+      window->changed.wait_for(guard, std::chrono::milliseconds(kWaitMs),
+                               [&] { return window->child_stopping; });
+    } else if (window->reached && !window->child_stopping &&
+               g_strcmp0(gst_debug_category_get_name(category), "GST_STATES") == 0 &&
+               GST_IS_ELEMENT(object) && GST_OBJECT_PARENT(object) == GST_OBJECT(window->src) &&
+               strstr(text, "set_state to READY")) {
+      window->child_stopping = true;
+      window->changed.notify_all();
+    }
+  }
+
+  bool wait_reached() {
+    std::unique_lock<std::mutex> guard(lock);
+    return changed.wait_for(guard, std::chrono::milliseconds(kWaitMs), [&] { return reached; });
+  }
+};
+
+// b'. A stop inside the element's own refresh window (see RefreshWindow): the refresh it had
+// decided is dropped with the run. No request of the run reaches the emulator after the stop.
+GST_START_TEST(test_stop_inside_the_refresh_window) {
+  auto emu = kirin_test_start_emulator(kirin_test_emulator_options(kKey, 0, 20));
+  std::string url;
+  {
+    Pipeline p = make_pipeline(*emu, "demo-5s", 1, "window-setup");
+    RunResult result;
+    kirin_test_run(p.pipeline, 60, result);
+    fail_unless(result.eos);
+    g_autofree char *result_url = nullptr;
+    g_object_get(p.src, "result-url", &result_url, nullptr);
+    url = result_url;
+    gst_object_unref(p.pipeline);
+  }
+  // The hook sees the element's warnings and GStreamer's state changes; nothing is printed.
+  gst_debug_set_active(TRUE);
+  gst_debug_set_threshold_from_string("kirin*:4,GST_STATES:5", FALSE);
+  gst_debug_remove_log_function(gst_debug_log_default);
+  std::map<std::string, gint64> stops;
+  for (int i = 0; i < 50; i++) {
+    std::string run = "window-" + std::to_string(i);
+    fail_unless(emu->push_fault(kirin_emu::Route::Task, "url:" + url));
+    fail_unless(emu->push_fault(kirin_emu::Route::Download, "http:403"));
+    Pipeline p = make_pipeline(*emu, "demo-5s", 1, run);
+    RefreshWindow window;
+    window.src = p.src;
+    gst_debug_add_log_function(RefreshWindow::log, &window, nullptr);
+    gst_element_set_state(p.pipeline, GST_STATE_PLAYING);
+    fail_unless(window.wait_reached(), "%s: the URL was never refreshed", run.c_str());
+    gst_element_set_state(p.pipeline, GST_STATE_READY);
+    stops[run] = g_get_monotonic_time();
+    gst_debug_remove_log_function_by_data(&window);
+    drop_pipeline(p);
+  }
+  gst_debug_add_log_function(gst_debug_log_default, nullptr, nullptr);
+  gst_debug_set_threshold_from_string("GST_STATES:0", FALSE);
+  gint64 last = 0;
+  for (const auto &entry : stops)
+    last = MAX(last, entry.second);
+  wait_until(last + G_USEC_PER_SEC);
+  for (const auto &[run, records] : requests_by_run(*emu)) {
+    auto stop = stops.find(run);
+    if (stop == stops.end())
+      continue;
+    for (const auto &r : records)
+      fail_unless(r.arrival_us <= stop->second, "%s: %s %s came after the stop", run.c_str(),
+                  r.method.c_str(), r.path.c_str());
+  }
+}
+GST_END_TEST;
+
 // c. A stop after the result was decided (the chain ends at the 3-minute limit, which the
 // element says in a warning), then a restart with another video: only the new result
 // streams, with its own tags.
@@ -603,6 +696,7 @@ static Suite *run_suite() {
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, test_stop_between_chain_steps_never_pays);
   tcase_add_test(tc, test_stop_during_a_url_refresh_streams_nothing);
+  tcase_add_test(tc, test_stop_inside_the_refresh_window);
   tcase_add_test(tc, test_restart_streams_only_the_new_result);
   tcase_add_test(tc, test_set_state_null_from_every_message);
   tcase_add_test(tc, test_child_kept_by_the_application);
