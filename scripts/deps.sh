@@ -1,8 +1,8 @@
 # Sourced by the other scripts: makes sure Debian 12's packages for building, testing and
 # running are present. As root it installs what is missing; otherwise it prints the line.
 KIRIN_PACKAGES="meson ninja-build pkg-config g++ libgstreamer1.0-dev
-  libgstreamer-plugins-base1.0-dev libsoup-3.0-dev libjson-glib-dev gstreamer1.0-tools
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-base-apps glib-networking
+  libgstreamer-plugins-base1.0-dev libsoup-3.0-dev libjson-glib-dev libsqlite3-dev sqlite3
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-base-apps glib-networking
   python3-gi gir1.2-gstreamer-1.0"
 
 kirin_ensure_packages() {

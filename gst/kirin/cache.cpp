@@ -4,172 +4,30 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cmath>
 #include <cstring>
 #include <iterator>
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 namespace kirin {
 
 namespace {
 
-// Bumped when the entry's meaning changes; entries of another version are ignored.
-constexpr gint kJournalVersion = 1;
-
-std::string entry_path(const std::string &dir, const std::string &key) {
-  g_autofree char *path = g_build_filename(dir.c_str(), (key + ".journal").c_str(), nullptr);
-  return path;
-}
-
-std::string key_string(GKeyFile *file, const char *group, const char *name) {
-  g_autofree char *value = g_key_file_get_string(file, group, name, nullptr);
-  return value ? value : "";
-}
-
-double key_double(GKeyFile *file, const char *group, const char *name, double fallback) {
-  GError *error = nullptr;
-  double value = g_key_file_get_double(file, group, name, &error);
-  if (error) {
-    g_error_free(error);
-    return fallback;
-  }
-  return value;
+// The pid in a temporary file's name "<name>.<pid>.XXXXXX.part", or 0.
+long part_owner(const char *file_name) {
+  if (!g_str_has_suffix(file_name, ".part"))
+    return 0;
+  g_auto(GStrv) fields = g_strsplit(file_name, ".", -1);
+  guint n = g_strv_length(fields);
+  if (n < 4)
+    return 0;
+  char *end = nullptr;
+  long pid = strtol(fields[n - 3], &end, 10);
+  return end && *end == '\0' && pid > 0 ? pid : 0;
 }
 
 } // namespace
-
-std::string cache_key(const CacheRequest &request) {
-  // Every field with its length, so no two requests give the same text.
-  const CreateRequest &r = request.request;
-  std::string text;
-  auto add = [&text](const char *name, const std::string &value) {
-    text += std::string(name) + "=" + std::to_string(value.size()) + ":" + value + "\n";
-  };
-  add("model", r.model);
-  add("video_id", r.video_id);
-  add("prompt", r.prompt);
-  add("negative_prompt", r.negative_prompt);
-  if (r.cfg_scale) {
-    char number[G_ASCII_DTOSTR_BUF_SIZE];
-    add("cfg_scale", g_ascii_dtostr(number, sizeof number, *r.cfg_scale));
-  }
-  add("external_task_id", r.external_task_id);
-  add("step", std::to_string(request.step));
-  g_autofree char *digest = g_compute_checksum_for_string(G_CHECKSUM_SHA256, text.c_str(), -1);
-  return std::string(digest, 32);
-}
-
-bool journal_write(const std::string &dir, const JournalEntry &entry, std::string &error) {
-  if (g_mkdir_with_parents(dir.c_str(), 0700) != 0) {
-    error = "cannot create " + dir + ": " + g_strerror(errno);
-    return false;
-  }
-  GKeyFile *file = g_key_file_new();
-  g_key_file_set_integer(file, "journal", "version", kJournalVersion);
-  const CreateRequest &r = entry.request.request;
-  g_key_file_set_string(file, "request", "model", r.model.c_str());
-  g_key_file_set_string(file, "request", "video_id", r.video_id.c_str());
-  g_key_file_set_string(file, "request", "prompt", r.prompt.c_str());
-  g_key_file_set_string(file, "request", "negative_prompt", r.negative_prompt.c_str());
-  if (r.cfg_scale)
-    g_key_file_set_double(file, "request", "cfg_scale", *r.cfg_scale);
-  g_key_file_set_string(file, "request", "external_task_id", r.external_task_id.c_str());
-  g_key_file_set_integer(file, "request", "step", (gint)entry.request.step);
-  g_key_file_set_string(file, "task", "external_task_id", entry.external_task_id.c_str());
-  g_key_file_set_string(file, "task", "task_id", entry.task_id.c_str());
-  g_key_file_set_string(file, "task", "status", entry.completed ? "completed" : "created");
-  if (entry.completed) {
-    g_key_file_set_string(file, "task", "result_url", entry.result_url.c_str());
-    g_key_file_set_string(file, "task", "result_video_id", entry.result_video_id.c_str());
-    g_key_file_set_double(file, "task", "duration", entry.duration);
-    g_key_file_set_string(file, "task", "cost", entry.cost.c_str());
-  }
-  if (!entry.media_file.empty()) {
-    g_key_file_set_string(file, "media", "file", entry.media_file.c_str());
-    g_key_file_set_uint64(file, "media", "size", entry.media_size);
-  }
-  gsize length = 0;
-  g_autofree char *text = g_key_file_to_data(file, &length, nullptr);
-  g_key_file_free(file);
-
-  std::string path = entry_path(dir, cache_key(entry.request));
-  GError *gerror = nullptr;
-  // Temporary file, then rename: readers see the old entry or the new one.
-  if (!g_file_set_contents_full(path.c_str(), text, (gssize)length, G_FILE_SET_CONTENTS_CONSISTENT,
-                                0600, &gerror)) {
-    error = gerror->message;
-    g_error_free(gerror);
-    return false;
-  }
-  return true;
-}
-
-void journal_remove(const std::string &dir, const CacheRequest &request) {
-  g_unlink(entry_path(dir, cache_key(request)).c_str());
-}
-
-bool journal_read(const std::string &dir, const std::string &key, JournalEntry &entry,
-                  std::string &error) {
-  entry = JournalEntry();
-  error.clear();
-  std::string path = entry_path(dir, key);
-  if (!g_file_test(path.c_str(), G_FILE_TEST_EXISTS))
-    return false; // no entry
-  GKeyFile *file = g_key_file_new();
-  GError *gerror = nullptr;
-  if (!g_key_file_load_from_file(file, path.c_str(), G_KEY_FILE_NONE, &gerror)) {
-    error = path + " is not readable (" + gerror->message + ")";
-    g_error_free(gerror);
-    g_key_file_free(file);
-    return false;
-  }
-  if (key_double(file, "journal", "version", 0) != kJournalVersion) {
-    error = path + " is not a journal entry of this version";
-    g_key_file_free(file);
-    return false;
-  }
-  CreateRequest &r = entry.request.request;
-  r.model = key_string(file, "request", "model");
-  r.video_id = key_string(file, "request", "video_id");
-  r.prompt = key_string(file, "request", "prompt");
-  r.negative_prompt = key_string(file, "request", "negative_prompt");
-  double cfg = key_double(file, "request", "cfg_scale", NAN);
-  if (!std::isnan(cfg))
-    r.cfg_scale = cfg;
-  r.external_task_id = key_string(file, "request", "external_task_id");
-  entry.request.step = (guint)key_double(file, "request", "step", 1);
-  entry.external_task_id = key_string(file, "task", "external_task_id");
-  entry.task_id = key_string(file, "task", "task_id");
-  entry.completed = key_string(file, "task", "status") == "completed";
-  entry.result_url = key_string(file, "task", "result_url");
-  entry.result_video_id = key_string(file, "task", "result_video_id");
-  entry.duration = key_double(file, "task", "duration", -1);
-  entry.cost = key_string(file, "task", "cost");
-  entry.media_file = key_string(file, "media", "file");
-  entry.media_size = g_key_file_get_uint64(file, "media", "size", nullptr);
-  g_key_file_free(file);
-
-  // A renamed or edited file must not answer for another request.
-  if (cache_key(entry.request) != key || entry.task_id.empty()) {
-    error = path + " does not belong to this request";
-    entry = JournalEntry();
-    return false;
-  }
-  return true;
-}
-
-std::string cached_media_path(const std::string &dir, const JournalEntry &entry) {
-  // Only a plain file name in the directory: an entry cannot point elsewhere.
-  if (entry.media_file.empty() || entry.media_file.find('/') != std::string::npos ||
-      entry.media_file[0] == '.')
-    return {};
-  g_autofree char *path = g_build_filename(dir.c_str(), entry.media_file.c_str(), nullptr);
-  GStatBuf st;
-  if (g_stat(path, &st) != 0 || !S_ISREG(st.st_mode) || (guint64)st.st_size != entry.media_size)
-    return {};
-  return path;
-}
 
 std::string cache_dir_problem(const std::string &dir) {
   if (g_mkdir_with_parents(dir.c_str(), 0700) != 0)
@@ -181,10 +39,25 @@ std::string cache_dir_problem(const std::string &dir) {
   return {};
 }
 
-MediaWriter::MediaWriter(std::string dir, std::string key)
-    : dir_(std::move(dir)), key_(std::move(key)) {
-  g_autofree char *name = g_strdup_printf("%s.XXXXXX.part", key_.c_str());
-  g_autofree char *path = g_build_filename(dir_.c_str(), name, nullptr);
+void remove_dead_parts(const std::string &dir) {
+  GDir *entries = g_dir_open(dir.c_str(), 0, nullptr);
+  if (!entries)
+    return;
+  while (const char *name = g_dir_read_name(entries)) {
+    long pid = part_owner(name);
+    // Only a process that is gone: a live one may still be writing its copy.
+    if (pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+      g_autofree char *path = g_build_filename(dir.c_str(), name, nullptr);
+      g_unlink(path);
+    }
+  }
+  g_dir_close(entries);
+}
+
+MediaWriter::MediaWriter(std::string dir, std::string name)
+    : dir_(std::move(dir)), name_(std::move(name)) {
+  g_autofree char *temp = g_strdup_printf("%s.%ld.XXXXXX.part", name_.c_str(), (long)getpid());
+  g_autofree char *path = g_build_filename(dir_.c_str(), temp, nullptr);
   fd_ = g_mkstemp_full(path, O_RDWR | O_CLOEXEC, 0600);
   if (fd_ >= 0)
     temp_path_ = path;
@@ -250,15 +123,14 @@ std::string MediaWriter::commit(guint64 total_size, std::string &error) {
   }
   close(fd_);
   fd_ = -1;
-  std::string name = key_ + ".media";
-  g_autofree char *path = g_build_filename(dir_.c_str(), name.c_str(), nullptr);
+  g_autofree char *path = g_build_filename(dir_.c_str(), name_.c_str(), nullptr);
   if (g_rename(temp_path_.c_str(), path) != 0) {
     error = std::string("cannot move the cached copy into place: ") + g_strerror(errno);
     abandon();
     return {};
   }
   temp_path_.clear();
-  return name;
+  return path;
 }
 
 } // namespace kirin

@@ -1,5 +1,7 @@
 #include "child.h"
 
+#include "cache.h"
+
 #include "element.h"
 #include "messages.h"
 #include "run.h"
@@ -15,12 +17,16 @@ namespace {
 // in the order the buffers came: the streaming thread only hands over references to them.
 class KeptCopy : public std::enable_shared_from_this<KeptCopy> {
 public:
-  KeptCopy(std::string dir, JournalEntry entry) : dir_(std::move(dir)), entry_(std::move(entry)) {}
+  KeptCopy(const Exposure &exposure, std::weak_ptr<Run> run)
+      : dir_(exposure.cache_dir), name_(exposure.media_name), task_id_(exposure.task_id),
+        max_bytes_(exposure.cache_max_size), ledger_(exposure.ledger), row_id_(exposure.row_id),
+        run_(std::move(run)) {}
 
   void write(guint64 offset, GstBuffer *buffer) {
     file_work([self = shared_from_this(), offset, buffer] {
       if (!self->writer_) {
-        self->writer_ = std::make_unique<MediaWriter>(self->dir_, cache_key(self->entry_.request));
+        remove_dead_parts(self->dir_);
+        self->writer_ = std::make_unique<MediaWriter>(self->dir_, self->name_);
         if (!self->writer_->ok())
           GST_WARNING("cannot write to %s: the result is not kept", self->dir_.c_str());
       }
@@ -33,25 +39,27 @@ public:
     });
   }
 
-  // At EOS: the copy becomes the cached media, and is recorded, when every byte arrived.
-  void commit(guint64 total_size, const std::weak_ptr<Run> &run) {
-    file_work([self = shared_from_this(), total_size, run] {
+  // At EOS: the copy is kept, and recorded in the journal, when every byte arrived.
+  void commit(guint64 total_size) {
+    file_work([self = shared_from_this(), total_size] {
       std::string error;
-      std::string name = self->writer_ ? self->writer_->commit(total_size, error) : "";
+      std::string path = self->writer_ ? self->writer_->commit(total_size, error) : "";
       self->writer_.reset();
-      if (name.empty()) {
-        GST_INFO("result of task %s not kept: %s", self->entry_.task_id.c_str(), error.c_str());
+      if (path.empty()) {
+        GST_INFO("result of task %s not kept: %s", self->task_id_.c_str(), error.c_str());
         return;
       }
-      self->entry_.media_file = name;
-      self->entry_.media_size = total_size;
-      Run::write_entry(run, self->dir_, self->entry_);
+      Run::journal_warning(self->run_, journal_kept(*self->ledger_, self->row_id_, path, total_size,
+                                                    self->max_bytes_));
     });
   }
 
 private:
-  const std::string dir_;
-  JournalEntry entry_;
+  const std::string dir_, name_, task_id_;
+  const guint64 max_bytes_;
+  const std::shared_ptr<Ledger> ledger_;
+  const gint64 row_id_;
+  const std::weak_ptr<Run> run_;
   std::unique_ptr<MediaWriter> writer_; // made at the first write
 };
 
@@ -129,7 +137,7 @@ GstPadProbeReturn ChildWatch::on_event(GstPad *pad, GstEvent *event) {
     // Committed on the file worker, so EOS passes at once.
     gint64 total = -1;
     gst_pad_query_duration(pad, GST_FORMAT_BYTES, &total);
-    copy->commit(total > 0 ? (guint64)total : 0, run);
+    copy->commit(total > 0 ? (guint64)total : 0);
     copy.reset();
   }
   if (final)
@@ -176,7 +184,7 @@ ChildWatch *watch_for(GstKirinExtendSrc *self, const std::shared_ptr<Run> &run,
       result_tags(exposure.duration, exposure.task_id, exposure.video_id, s.prompt, s.model));
   watch->final = exposure.final;
   if (!exposure.cache_dir.empty())
-    watch->copy = std::make_shared<KeptCopy>(exposure.cache_dir, exposure.journal);
+    watch->copy = std::make_shared<KeptCopy>(exposure, run);
   return watch;
 }
 

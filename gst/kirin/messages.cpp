@@ -39,7 +39,7 @@ void post_progress(GstElement *element, GstProgressType type, const std::string 
 }
 
 void post_task_message(GstElement *element, const Task &task, const std::string &external_task_id,
-                       guint step, bool cached) {
+                       guint step, bool replayed) {
   GstStructure *s =
       gst_structure_new("kirin-task", "task-id", G_TYPE_STRING, task.id.c_str(), "external-task-id",
                         G_TYPE_STRING, external_task_id.c_str(), "status", G_TYPE_STRING,
@@ -48,11 +48,13 @@ void post_task_message(GstElement *element, const Task &task, const std::string 
     gst_structure_set(s, "progress", G_TYPE_DOUBLE, task.progress, nullptr);
   if (task.status == TaskStatus::Completed) {
     gst_structure_set(s, "url", G_TYPE_STRING, task.video_url.c_str(), "video-id", G_TYPE_STRING,
-                      task.video_id.c_str(), "duration", G_TYPE_DOUBLE, task.duration, "cost",
-                      G_TYPE_STRING, task.cost.c_str(), nullptr);
+                      task.video_id.c_str(), "duration", G_TYPE_DOUBLE, task.duration, nullptr);
+    // A replay costs nothing: its cost was reported when the task was paid for.
+    if (!replayed)
+      gst_structure_set(s, "cost", G_TYPE_STRING, task.cost.c_str(), nullptr);
   }
-  if (cached)
-    gst_structure_set(s, "cached", G_TYPE_BOOLEAN, TRUE, nullptr);
+  if (replayed)
+    gst_structure_set(s, "replayed", G_TYPE_BOOLEAN, TRUE, nullptr);
   gst_element_post_message(element, gst_message_new_element(GST_OBJECT(element), s));
 }
 

@@ -40,10 +40,11 @@ void post_settings_error(GstElement *element, const std::string &text,
 void post_progress(GstElement *element, GstProgressType type, const std::string &text,
                    double fraction = -1);
 
-// Every status change of the task, as a `kirin-task` element message. `cached`: the task
-// ended in an earlier run and comes from the cache-dir journal.
+// Every status change of the task, as a `kirin-task` element message. `replayed`: the task
+// completed in an earlier run and is replayed from the journal (no cost field: nothing was
+// paid now).
 void post_task_message(GstElement *element, const Task &task, const std::string &external_task_id,
-                       guint step, bool cached = false);
+                       guint step, bool replayed = false);
 
 // "Task T: processing 40%", the text of a progress message for a task update.
 std::string task_progress_text(const Task &task);

@@ -22,16 +22,25 @@ bool same_request(const CreateRequest &a, const CreateRequest &b) {
          a.callback_url == b.callback_url;
 }
 
-CacheRequest journal_request(const Settings &settings, guint step,
-                             const std::string &previous_video_id) {
-  CacheRequest r;
+std::string external_id_for(const Settings &settings, guint step, const std::string &generated) {
+  const std::string &user_id = settings.external_task_id;
+  if (user_id.empty())
+    return generated;
+  return step > 1 ? user_id + "-step" + std::to_string(step) : user_id;
+}
+
+LedgerRequest journal_request(const Settings &settings, guint step,
+                              const std::string &previous_video_id) {
+  LedgerRequest r;
+  r.api_url = settings.api_url;
   r.request.model = settings.model;
   r.request.video_id = step > 1 ? previous_video_id : settings.video_id;
   r.request.prompt = settings.prompt;
   r.request.negative_prompt = settings.negative_prompt;
   if (settings.cfg_scale_set)
     r.request.cfg_scale = settings.cfg_scale;
-  r.request.external_task_id = settings.external_task_id;
+  r.request.external_task_id = external_id_for(settings, step, "");
+  r.extensions = settings.extensions;
   r.step = step;
   return r;
 }
@@ -49,14 +58,8 @@ Plan attach(Plan plan, const std::string &task_id, const std::string &external_t
 
 // A new task: the user's external ID (per step in a chain), else a generated one.
 Plan create(Plan plan, const PlanInput &in) {
-  const std::string &user_id = in.settings->external_task_id;
   plan.action = Action::Create;
-  if (user_id.empty())
-    plan.external_task_id = in.generated_external_id;
-  else if (in.step > 1)
-    plan.external_task_id = user_id + "-step" + std::to_string(in.step);
-  else
-    plan.external_task_id = user_id;
+  plan.external_task_id = external_id_for(*in.settings, in.step, in.generated_external_id);
   plan.why = in.step > 1 ? "the next step of the chain" : "a new request";
   return plan;
 }
@@ -86,7 +89,8 @@ Plan plan_step(const PlanInput &in) {
     plan = create(plan, in);
   } else if (!in.settings->task_id.empty()) {
     plan = attach(plan, in.settings->task_id, in.settings->external_task_id, "task-id is set");
-  } else if (!in.remembered.task_id.empty() && same_request(in.remembered.request, in.request)) {
+  } else if (!in.fresh && !in.remembered.task_id.empty() &&
+             same_request(in.remembered.request, in.request)) {
     plan = attach(plan, in.remembered.task_id, in.remembered.external_task_id,
                   "this element paid for the same request before");
   } else {

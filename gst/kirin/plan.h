@@ -4,7 +4,7 @@
 // (tests/check/plan.cpp).
 #pragma once
 
-#include "cache.h"
+#include "ledger.h"
 #include "settings.h"
 
 #include <string>
@@ -28,16 +28,29 @@ struct PaidTask {
   CreateRequest request;
 };
 
+// A step's task as the journal recorded it.
+struct JournalEntry {
+  std::string task_id;
+  std::string external_task_id;
+  bool completed = false;
+  // Known once completed.
+  std::string result_url;
+  std::string result_video_id;
+  double duration = -1;
+  std::string cost;
+};
+
 struct PlanInput {
   const Settings *settings = nullptr;
   CreateRequest request;                 // step 1's request from the settings (job_config().create)
   guint step = 1;                        // 1-based, of `extensions`
   std::string previous_video_id;         // the video the previous step made (step > 1)
   std::string refresh_task_id;           // set: poll this task again for a fresh URL
-  bool journal_in_use = false;           // cache-dir is set (and task-id is not)
+  bool journal_in_use = false;           // the journal is on (and task-id is not set)
+  bool fresh = false;                    // pay for a new task, whatever was paid before
   const JournalEntry *journal = nullptr; // this step's recorded entry, when there is one
   PaidTask remembered;                   // from earlier runs of this element
-  std::string generated_external_id;     // a fresh ID, used when the user set none
+  std::string generated_external_id;     // sent when the user set no ID (the journal's claim)
 };
 
 struct Plan {
@@ -45,15 +58,20 @@ struct Plan {
   CreateRequest request;        // what is sent (Create) or what the task was made from
   std::string task_id;          // Attach, Refresh, Replay: the task
   std::string external_task_id; // the ID the provider knows the task by
-  bool journal = false;         // record this step's task (and its media) in cache-dir
+  bool journal = false;         // record this step's task (and its kept copy) in the journal
   const char *why = "";         // for the log
 
   bool costs_money() const { return action == Action::Create; }
 };
 
-// What identifies a step's task in the cache-dir journal.
-CacheRequest journal_request(const Settings &settings, guint step,
-                             const std::string &previous_video_id);
+// What identifies a step's task in the journal. Its external_task_id is the one a create
+// of this step sends when the user set one ("" otherwise).
+LedgerRequest journal_request(const Settings &settings, guint step,
+                              const std::string &previous_video_id);
+
+// The external task ID a create of `step` sends: the user's (per step in a chain), else
+// `generated`.
+std::string external_id_for(const Settings &settings, guint step, const std::string &generated);
 
 Plan plan_step(const PlanInput &input);
 

@@ -33,6 +33,9 @@ enum {
   PROP_CALLBACK_PUBLIC_URL,
   PROP_CACHE_DIR,
   PROP_STREAM_INTERMEDIATE,
+  PROP_JOURNAL,
+  PROP_FRESH,
+  PROP_CACHE_MAX_SIZE,
   PROP_RESULT_URL,
   PROP_RESULT_VIDEO_ID,
   PROP_RESULT_DURATION,
@@ -114,6 +117,15 @@ void set_property(GObject *object, guint prop_id, const GValue *value, GParamSpe
   case PROP_STREAM_INTERMEDIATE:
     s.stream_intermediate = g_value_get_boolean(value);
     break;
+  case PROP_JOURNAL:
+    set_string(s.journal, value);
+    break;
+  case PROP_FRESH:
+    s.fresh = g_value_get_boolean(value);
+    break;
+  case PROP_CACHE_MAX_SIZE:
+    s.cache_max_size = g_value_get_uint64(value);
+    break;
   default:
     G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
     break;
@@ -192,6 +204,15 @@ void get_property(GObject *object, guint prop_id, GValue *value, GParamSpec *psp
     break;
   case PROP_STREAM_INTERMEDIATE:
     g_value_set_boolean(value, s.stream_intermediate);
+    break;
+  case PROP_JOURNAL:
+    set_optional_string(value, s.journal);
+    break;
+  case PROP_FRESH:
+    g_value_set_boolean(value, s.fresh);
+    break;
+  case PROP_CACHE_MAX_SIZE:
+    g_value_set_uint64(value, s.cache_max_size);
     break;
   case PROP_RESULT_URL:
     set_optional_string(value, found.result_url);
@@ -331,11 +352,33 @@ void install_properties(GObjectClass *gobject_class) {
       gobject_class, PROP_CACHE_DIR,
       g_param_spec_string(
           "cache-dir", "Cache directory",
-          "Directory of a journal of the tasks created (task ID, parameters, result video ID, "
-          "URL, duration, cost) and of the downloaded results. Running the same parameters "
-          "and external-task-id again attaches to the recorded task, or replays the cached "
-          "file, instead of paying twice. Not used with task-id",
+          "Directory where downloaded results are kept (opt-in): the same request again "
+          "replays the kept file without any request. The journal records which task made "
+          "which file; see cache-max-size",
           nullptr, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_JOURNAL,
+      g_param_spec_string(
+          "journal", "Journal",
+          "SQLite file recording every task this user paid for (ID, external ID, parameters, "
+          "status, result, cost). The same request again (from any element, URI or process) "
+          "attaches to its task or replays its result instead of paying twice; several "
+          "processes asking at once pay once. Unset: $XDG_CACHE_HOME/gst-kirin/journal.db. "
+          "'none': no journal (every run pays, unless task-id is set)",
+          nullptr, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_FRESH,
+      g_param_spec_boolean("fresh", "Fresh take",
+                           "Pay for a new task even when the journal holds one for the same "
+                           "request (a new take; the old ones stay recorded)",
+                           FALSE, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_CACHE_MAX_SIZE,
+      g_param_spec_uint64("cache-max-size", "Cache size limit",
+                          "Bytes of kept results in cache-dir; keeping a new one evicts the "
+                          "least recently used copies beyond it (their journal rows stay, and "
+                          "they replay from their URL). 0: no limit",
+                          0, G_MAXUINT64, 0, rw));
   g_object_class_install_property(
       gobject_class, PROP_STREAM_INTERMEDIATE,
       g_param_spec_boolean("stream-intermediate", "Stream intermediate results",

@@ -8,9 +8,6 @@
 
 namespace kirin {
 
-namespace {
-
-// Hands `work` to the decider with the run, if it still exists by then.
 void decide_for(const std::weak_ptr<Run> &weak, std::function<void(Run &)> work) {
   decide([weak, work = std::move(work)] {
     if (std::shared_ptr<Run> run = weak.lock())
@@ -22,12 +19,10 @@ std::string step_suffix(guint step, guint steps) {
   return steps > 1 ? " (step " + std::to_string(step) + " of " + std::to_string(steps) + ")" : "";
 }
 
-} // namespace
-
 Run::Run(GstElement *element, Settings settings, JobConfig config, PaidTask paid,
          GObject *tls_database, GstElementCallAsyncFunc expose)
     : expose_(expose), settings_(std::move(settings)), config_(std::move(config)),
-      journal_dir_(settings_.task_id.empty() ? settings_.cache_dir : std::string()),
+      journal_path_(settings_.task_id.empty() ? journal_path(settings_) : std::string()),
       tls_database_(tls_database ? G_OBJECT(g_object_ref(tls_database)) : nullptr),
       paid_(std::move(paid)) {
   g_weak_ref_init(&element_, element);
@@ -101,37 +96,6 @@ void Run::progress(GstElement *element, GstProgressType type, const std::string 
 
 // ---- a step: read the journal, plan, act (decider thread) ----
 
-void Run::start_step() {
-  if (stopped())
-    return;
-  CacheRequest request = journal_request(settings_, step_, previous_video_id_);
-  if (!uses_journal()) {
-    journal_ = JournalEntry{};
-    journal_.request = request;
-    act(nullptr, {});
-    return;
-  }
-  // The journal is read on the file worker, and the plan made back here.
-  std::weak_ptr<Run> weak = weak_from_this();
-  file_work([weak, dir = journal_dir_, request] {
-    auto entry = std::make_shared<JournalEntry>();
-    std::string error, media;
-    bool found = journal_read(dir, cache_key(request), *entry, error);
-    if (!found) {
-      if (!error.empty())
-        GST_WARNING("ignoring a cache entry in %s: %s", dir.c_str(), error.c_str());
-      *entry = JournalEntry{};
-      entry->request = request;
-    } else if (entry->completed) {
-      media = cached_media_path(dir, *entry);
-    }
-    decide_for(weak, [entry, found, media](Run &run) {
-      run.journal_ = *entry;
-      run.act(found ? entry.get() : nullptr, media);
-    });
-  });
-}
-
 void Run::act(const JournalEntry *recorded, const std::string &media) {
   ElementRef el = element();
   if (!el || stopped())
@@ -143,10 +107,15 @@ void Run::act(const JournalEntry *recorded, const std::string &media) {
   in.previous_video_id = previous_video_id_;
   in.journal_in_use = uses_journal();
   in.journal = recorded;
+  in.fresh = settings_.fresh;
   in.remembered = paid_;
   g_autofree char *uuid = g_uuid_string_random();
   in.generated_external_id = std::string("gst-kirin-") + uuid;
+  if (claim_) // the ID the journal's claim recorded
+    in.generated_external_id = claimed_external_id_;
   plan_ = plan_step(in);
+  if (!plan_.costs_money())
+    let_claim_go();
   GST_INFO_OBJECT(el.element, "step %u: %s task %s for video '%s' (%s)", step_,
                   action_name(plan_.action), plan_.task_id.c_str(), plan_.request.video_id.c_str(),
                   plan_.why);
@@ -164,7 +133,10 @@ void Run::act(const JournalEntry *recorded, const std::string &media) {
                                          : "Waiting for task " + plan_.task_id;
   // Opened before the job exists, so no update of it can come first.
   progress(el.element, GST_PROGRESS_TYPE_START, what + step_suffix(step_, settings_.extensions));
-  start_job(plan_, false);
+  if (claim_)
+    send_create(); // once the journal says the create may leave
+  else
+    start_job(plan_, false);
 }
 
 void Run::start_job(const Plan &plan, bool refresh) {
@@ -174,7 +146,13 @@ void Run::start_job(const Plan &plan, bool refresh) {
   std::weak_ptr<Run> weak = weak_from_this();
   // The client thread only hands over: every decision is taken here, on the decider.
   JobCallbacks callbacks;
-  callbacks.on_task_id = [weak](const std::string &id) {
+  std::shared_ptr<Claim> claim = plan.costs_money() ? claim_ : nullptr;
+  callbacks.on_task_id = [weak, ledger = ledger_, claim](const std::string &id) {
+    // The journal learns a paid task's ID even when the run stopped meanwhile.
+    if (claim)
+      file_work([weak, ledger, claim, id] {
+        Run::journal_warning(weak, journal_created(*ledger, *claim, id));
+      });
     decide_for(weak, [id](Run &run) { run.on_task_id(id); });
   };
   callbacks.on_update = [weak](const Task &task) {
@@ -183,63 +161,21 @@ void Run::start_job(const Plan &plan, bool refresh) {
   callbacks.on_finished = [weak, refresh](const JobOutcome &outcome) {
     decide_for(weak, [outcome, refresh](Run &run) { run.on_finished(outcome, refresh); });
   };
-  std::lock_guard<std::mutex> guard(lock_);
-  if (stopped_) // stopped since the plan was made: nothing is sent
-    return;
-  job_ = job_start(std::move(config), std::move(callbacks));
-}
-
-// A step whose task completed in an earlier run: its messages come from the journal, and
-// its result from the kept copy (or the recorded URL, refreshed by a poll if it expired).
-void Run::replay(GstElement *element, const JournalEntry &entry, const std::string &media) {
-  Task task;
-  task.id = entry.task_id;
-  task.status = TaskStatus::Completed;
-  task.progress = 1;
-  task.has_video = true;
-  task.video_url = entry.result_url;
-  task.video_id = entry.result_video_id;
-  task.duration = entry.duration;
-  task.cost = entry.cost;
-  publish([&](Published &p) {
-    p.result_url = entry.result_url;
-    p.result_video_id = entry.result_video_id;
-    p.result_duration = entry.duration;
-  });
-  GST_INFO_OBJECT(element, "task %s completed in an earlier run (%s)", entry.task_id.c_str(),
-                  journal_dir_.c_str());
-  progress(element, GST_PROGRESS_TYPE_START,
-           "Task " + entry.task_id + " completed in an earlier run" +
-               step_suffix(step_, settings_.extensions));
-  post_task_message(element, task, entry.external_task_id, step_, true);
-  progress(element, GST_PROGRESS_TYPE_COMPLETE,
-           "Task " + entry.task_id + ": completed 100% (from the cache)", 1);
-  g_object_notify(G_OBJECT(element), "task-id");
-  step_completed(element, task, media, false);
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    if (!stopped_) {
+      job_ = job_start(std::move(config), std::move(callbacks));
+      return;
+    }
+  }
+  // Stopped since the plan was made: nothing is sent, and the journal may know it.
+  if (claim_ && plan.costs_money()) {
+    file_work([ledger = ledger_, claim = claim_] { journal_create_refused(*ledger, *claim); });
+    let_claim_go();
+  }
 }
 
 // ---- what the job reports (decider thread) ----
-
-// A failure costs only the cache, so it is a warning that names the property, posted from
-// the decider: the file worker never posts on a bus.
-void Run::write_entry(const std::weak_ptr<Run> &weak, const std::string &dir,
-                      const JournalEntry &entry) {
-  std::string error;
-  if (journal_write(dir, entry, error))
-    return;
-  decide_for(weak, [dir, entry, error](Run &run) {
-    if (ElementRef el = run.element())
-      GST_ELEMENT_WARNING(el.element, RESOURCE, WRITE,
-                          ("Property 'cache-dir' (%s): cannot record task %s: %s", dir.c_str(),
-                           entry.task_id.c_str(), error.c_str()),
-                          (nullptr));
-  });
-}
-
-void Run::save_entry(const JournalEntry &entry) {
-  file_work(
-      [weak = weak_from_this(), dir = journal_dir_, entry] { write_entry(weak, dir, entry); });
-}
 
 void Run::on_task_id(const std::string &task_id) {
   ElementRef el = element();
@@ -256,11 +192,7 @@ void Run::on_task_id(const std::string &task_id) {
   }
   GST_INFO_OBJECT(el.element, "task %s created", task_id.c_str());
   // Recorded before anything else can go wrong: a run that dies now attaches to it next time.
-  if (plan_.journal && journal_.task_id.empty()) {
-    journal_.task_id = task_id;
-    journal_.external_task_id = plan_.external_task_id;
-    save_entry(journal_);
-  }
+  record_task_id(task_id);
   g_object_notify(G_OBJECT(el.element), "task-id");
 }
 
@@ -290,23 +222,6 @@ void Run::on_update(const Task &task) {
            task_progress_text(task), task.progress);
 }
 
-// With cache-dir, the journal learns how this step's task ended.
-void Run::record_outcome(const JobOutcome &outcome) {
-  if (!plan_.journal || journal_.task_id != outcome.task_id)
-    return;
-  if (outcome.error == JobError::None) {
-    journal_.completed = true;
-    journal_.result_url = outcome.task.video_url;
-    journal_.result_video_id = outcome.task.video_id;
-    journal_.duration = outcome.task.duration;
-    journal_.cost = outcome.task.cost;
-    save_entry(journal_);
-  } else if (outcome.error == JobError::TaskFailed || outcome.error == JobError::NotFound) {
-    // Nothing left to attach to.
-    file_work([dir = journal_dir_, request = journal_.request] { journal_remove(dir, request); });
-  }
-}
-
 void Run::on_finished(const JobOutcome &outcome, bool refresh) {
   ElementRef el = element();
   if (!el || stopped())
@@ -318,15 +233,20 @@ void Run::on_finished(const JobOutcome &outcome, bool refresh) {
     post_outcome_error(el.element, outcome);
     return;
   }
-  std::string problem = result_url_problem(settings_, outcome.task.video_url);
-  if (!problem.empty()) {
-    post_error(el.element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED,
-               "Task " + outcome.task_id + " completed, but " + problem +
-                   " Resume with task-id=" + outcome.task_id + " once that is resolved.",
-               {std::string("error kind: none"), 0, {}, outcome.task_id});
-    return;
-  }
-  step_completed(el.element, outcome.task, {}, refresh);
+  if (result_url_allowed(el.element, outcome.task))
+    step_completed(el.element, outcome.task, {}, refresh);
+}
+
+// The result URL policy (result_url_problem), for a fresh result and a replayed one alike.
+bool Run::result_url_allowed(GstElement *element, const Task &task) {
+  std::string problem = result_url_problem(settings_, task.video_url);
+  if (problem.empty())
+    return true;
+  post_error(element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED,
+             "Task " + task.id + " completed, but " + problem + " Resume with task-id=" + task.id +
+                 " once that is resolved.",
+             {std::string("error kind: none"), 0, {}, task.id});
+  return false;
 }
 
 void Run::post_outcome_error(GstElement *element, const JobOutcome &outcome) {
@@ -408,11 +328,7 @@ void Run::queue_exposure(GstElement *element, const Task &task, const std::strin
     exposure.from_cache = true;
   } else {
     exposure.url = task.video_url;
-    // The download is kept in the cache when the entry is this step's task.
-    if (plan_.journal && journal_.task_id == task.id) {
-      exposure.cache_dir = journal_dir_;
-      exposure.journal = journal_;
-    }
+    keep_download(exposure, task);
   }
   {
     std::lock_guard<std::mutex> guard(lock_);

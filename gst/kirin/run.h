@@ -6,8 +6,8 @@
 // run can start later. Every decision runs on the decider thread (workers.h).
 #pragma once
 
-#include "cache.h"
 #include "client.h"
+#include "journal.h"
 #include "plan.h"
 #include "settings.h"
 
@@ -33,9 +33,13 @@ struct Exposure {
   double duration = -1;
   guint step = 1;
   bool final = true; // its EOS ends the stream; an intermediate one's EOS is dropped
-  // With cache-dir, the entry the downloaded media is recorded in (empty dir: not kept).
+  // With cache-dir: where the download is kept, and the journal row that records it
+  // (empty dir: not kept).
   std::string cache_dir;
-  JournalEntry journal;
+  std::string media_name;
+  guint64 cache_max_size = 0;
+  std::shared_ptr<Ledger> ledger;
+  gint64 row_id = 0;
 };
 
 // A strong reference to the element while it exists.
@@ -70,7 +74,7 @@ public:
   // progress as canceled. Nothing of this run starts after it returns.
   void stop();
   bool stopped() const;
-  bool uses_journal() const { return !journal_dir_.empty(); }
+  bool uses_journal() const { return !journal_path_.empty(); }
 
   // For the child source (child.cpp), on GStreamer's threads.
   const Settings &settings() const { return settings_; }
@@ -84,10 +88,9 @@ public:
   // task once more for a fresh one (at most once, only for the final result).
   bool claim_refresh();
   bool url_refreshed() const;
-  // On the file worker: records `entry` in `dir`; a failure becomes a warning on the bus,
-  // posted from the decider while the run exists.
-  static void write_entry(const std::weak_ptr<Run> &weak, const std::string &dir,
-                          const JournalEntry &entry);
+  // Any thread: a warning about the journal ("" is none) for the bus, posted from the
+  // decider while the run exists.
+  static void journal_warning(const std::weak_ptr<Run> &weak, const std::string &warning);
   // Any thread: hands the refresh of `task_id`'s URL to the decider.
   void refresh(const std::string &task_id);
 
@@ -97,14 +100,23 @@ private:
 
   // On the decider thread.
   void start_step();
+  // run-journal.cpp: the journal's answer before a step, and what it learns after.
+  void on_claim(const JournalAnswer &answer);
+  void wait_for_claimer(GstElement *element, const LedgerRow &row);
+  void abandoned(GstElement *element, const LedgerRow &row);
+  void send_create();
+  void record_task_id(const std::string &task_id);
+  void record_outcome(const JobOutcome &outcome);
+  void let_claim_go();
+  void keep_download(Exposure &exposure, const Task &task);
+  void replay(GstElement *element, const JournalEntry &entry, const std::string &media);
+
   void act(const JournalEntry *recorded, const std::string &media);
   void start_job(const Plan &plan, bool refresh);
-  void replay(GstElement *element, const JournalEntry &entry, const std::string &media);
-  void save_entry(const JournalEntry &entry);
   void on_task_id(const std::string &task_id);
   void on_update(const Task &task);
   void on_finished(const JobOutcome &outcome, bool refresh);
-  void record_outcome(const JobOutcome &outcome);
+  bool result_url_allowed(GstElement *element, const Task &task);
   void post_outcome_error(GstElement *element, const JobOutcome &outcome);
   bool chain_continues(GstElement *element, const Task &task);
   void step_completed(GstElement *element, const Task &task, const std::string &media,
@@ -119,7 +131,7 @@ private:
   const GstElementCallAsyncFunc expose_;
   Settings settings_; // a snapshot: only the destructor changes it (wiping the key)
   JobConfig config_;
-  const std::string journal_dir_; // cache-dir, when the journal is used
+  const std::string journal_path_; // the journal's file, when it is used
   GObject *tls_database_;
 
   // Only the decider touches these.
@@ -127,7 +139,16 @@ private:
   guint step_ = 1;
   std::string previous_video_id_;
   Plan plan_;
-  JournalEntry journal_; // this step's entry, with plan_.journal
+  // This step's row in the journal (with plan_.journal), and the claim to create its task.
+  std::shared_ptr<Ledger> ledger_;
+  gint64 row_id_ = 0;
+  std::string row_task_id_;
+  std::shared_ptr<Claim> claim_;
+  std::string claimed_external_id_;
+  std::string media_name_;    // the file name of its kept copy in cache-dir
+  bool waiting_said_ = false; // the bus was told that another run creates this step's task
+  guint claim_retry_ms_ = 0;  // the wait before asking the journal again
+  gint64 waiting_since_us_ = 0;
   TaskStatus last_status_ = TaskStatus::Unknown;
   double last_progress_ = -1;
 
@@ -141,5 +162,11 @@ private:
   bool progress_open_ = false;
   std::atomic<bool> data_flowed_{false};
 };
+
+// Hands `work` to the decider with the run, if it still exists by then.
+void decide_for(const std::weak_ptr<Run> &weak, std::function<void(Run &)> work);
+
+// " (step 2 of 3)" in a chain, "" otherwise.
+std::string step_suffix(guint step, guint steps);
 
 } // namespace kirin

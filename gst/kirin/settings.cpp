@@ -39,6 +39,17 @@ void Settings::forget_key() {
   api_key.clear();
 }
 
+std::string journal_path(const Settings &settings) {
+  if (settings.journal == kJournalOff)
+    return "";
+  if (!settings.journal.empty())
+    return settings.journal;
+  // g_get_user_cache_dir() keeps the first value it saw; the environment is read anew.
+  const char *xdg = g_getenv("XDG_CACHE_HOME");
+  std::string base = xdg && g_path_is_absolute(xdg) ? xdg : g_get_user_cache_dir();
+  return base + "/gst-kirin/journal.db";
+}
+
 std::string effective_api_key(const Settings &settings) {
   if (!settings.api_key.empty())
     return settings.api_key;
@@ -63,6 +74,9 @@ std::string validate(const Settings &settings) {
   }
   if (!settings.callback_url.empty() && !is_http_url(settings.callback_url))
     return "Property 'callback-url' must be an http:// or https:// URL.";
+  if (!settings.cache_dir.empty() && settings.journal == kJournalOff)
+    return "Property 'cache-dir' needs the journal, which records which task made which kept "
+           "copy: unset journal='none', or unset cache-dir.";
   if (!settings.cache_dir.empty()) {
     std::string problem = cache_dir_problem(settings.cache_dir);
     if (!problem.empty())

@@ -22,6 +22,7 @@ constexpr guint kDefaultRequestTimeoutS = 30;
 constexpr double kExtensionSeconds = 5.0;
 constexpr double kMaxVideoSeconds = 180.0;
 constexpr guint kMaxExtensions = 36; // 36 x 5 s = 3 minutes
+constexpr const char *kJournalOff = "none";
 
 struct Settings {
   std::string api_url;
@@ -43,12 +44,19 @@ struct Settings {
   guint extensions = 1;             // tasks in sequence, each extending the previous result
   std::string callback_listen;      // "host:port" of the process's callback receiver
   std::string callback_public_url;  // where the provider reaches that receiver
-  std::string cache_dir;            // journal of paid tasks and their media
+  std::string cache_dir;            // kept copies of downloaded results
+  guint64 cache_max_size = 0;       // bytes of kept copies; 0: no bound
+  std::string journal;              // "": the default path; kJournalOff: none
+  bool fresh = false;               // a new task even when the journal has one
   bool stream_intermediate = false; // stream every step's result of a chain, in turn
 
   // Overwrites the key's bytes before they are freed.
   void forget_key();
 };
+
+// The journal's file: the `journal` property, else $XDG_CACHE_HOME/gst-kirin/journal.db
+// (read at each call, so a process may move it); "" when the journal is off.
+std::string journal_path(const Settings &settings);
 
 // The key set on the element, else the VTRIX_API_KEY environment variable.
 std::string effective_api_key(const Settings &settings);

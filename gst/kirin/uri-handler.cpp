@@ -14,10 +14,19 @@ namespace {
 // or reject it). Query keys are property names. The key, the API URL and the CA file are not
 // accepted in a URI: a URI can come from a playlist or another program, and must not
 // redirect the key or trust.
-const char *const kUriProperties[] = {"prompt",          "negative-prompt",  "cfg-scale",
-                                      "task-id",         "external-task-id", "callback-url",
-                                      "model",           "poll-interval",    "timeout",
-                                      "request-timeout", "extensions",       "stream-intermediate"};
+const char *const kUriProperties[] = {"prompt",
+                                      "negative-prompt",
+                                      "cfg-scale",
+                                      "task-id",
+                                      "external-task-id",
+                                      "callback-url",
+                                      "model",
+                                      "poll-interval",
+                                      "timeout",
+                                      "request-timeout",
+                                      "extensions",
+                                      "stream-intermediate",
+                                      "fresh"};
 
 using UriValues = std::vector<std::pair<GParamSpec *, GValue>>;
 
@@ -115,7 +124,8 @@ bool parse_value(GObjectClass *klass, const char *name, const char *text, UriVal
     g_set_error(error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI,
                 "Unknown key '%s' in the kirin URI: it accepts prompt, negative-prompt, "
                 "cfg-scale, task-id, external-task-id, callback-url, model, "
-                "poll-interval, timeout, request-timeout, extensions and stream-intermediate "
+                "poll-interval, timeout, request-timeout, extensions, stream-intermediate and "
+                "fresh "
                 "(the API key and URL come from the environment)",
                 name);
     return false;

@@ -16,6 +16,8 @@
 namespace kirin {
 
 void decide(std::function<void()> work);
+// `work` on the decider once `delay_ms` passed (a timer on its thread, not a sleep).
+void decide_later(unsigned delay_ms, std::function<void()> work);
 
 void file_work(std::function<void()> work);
 // Waits until everything handed to the file worker before this call is done.

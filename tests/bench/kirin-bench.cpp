@@ -11,6 +11,8 @@
 
 #include <gst/gst.h>
 
+#include <unistd.h>
+
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -292,8 +294,12 @@ GstElement *make_extend_src(const std::string &api_url, const std::string &api_k
     g_printerr("kirin-bench: no kirinextendsrc (is GST_PLUGIN_PATH set to build/gst/kirin?)\n");
     std::exit(1);
   }
+  // Every element is a request of its own, a new task: the same request would be one task
+  // for all (the journal's claim), or a replay of an earlier run's.
+  static int made = 0;
+  std::string external_id = "bench-" + std::to_string(getpid()) + "-" + std::to_string(made++);
   g_object_set(src, "api-url", api_url.c_str(), "api-key", api_key.c_str(), "video-id", kVideoId,
-               nullptr);
+               "external-task-id", external_id.c_str(), nullptr);
   return src;
 }
 

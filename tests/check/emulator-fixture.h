@@ -17,9 +17,19 @@ inline kirin_emu::Options kirin_test_emulator_options(const char *api_key, guint
   return options;
 }
 
-// A started emulator; the test fails when it does not start.
+// A journal of the test's own: the element reads XDG_CACHE_HOME at every run, so no test
+// replays another's task. Programs the test starts inherit it.
+inline void kirin_test_own_journal() {
+  g_autofree char *cache_home = g_dir_make_tmp("kirin-test-cache-XXXXXX", nullptr);
+  fail_unless(cache_home != nullptr);
+  g_setenv("XDG_CACHE_HOME", cache_home, TRUE);
+}
+
+// A started emulator, and a journal of the test's own; the test fails when it does not
+// start.
 inline std::unique_ptr<kirin_emu::Emulator>
 kirin_test_start_emulator(const kirin_emu::Options &options) {
+  kirin_test_own_journal();
   auto emu = std::make_unique<kirin_emu::Emulator>(options);
   GError *error = nullptr;
   fail_unless(emu->start(&error), "the emulator did not start: %s", error ? error->message : "?");

@@ -225,6 +225,7 @@ std::string sha256(const std::string &data) {
 int run_case(const Case &c) {
   // Not kirin_test_start_emulator(): this runs in a child of its own, outside any check test,
   // and reports a failure through its exit status.
+  kirin_test_own_journal();
   kirin_emu::Emulator emu(kirin_test_emulator_options(kKey));
   GError *error = nullptr;
   if (!emu.start(&error)) {
@@ -236,7 +237,9 @@ int run_case(const Case &c) {
   std::string known_url, known_path;
   {
     GstElement *pipeline = gst_parse_launch(
-        "kirinextendsrc name=src video-id=demo-5s poll-interval=50 ! fakesink", nullptr);
+        "kirinextendsrc name=src video-id=demo-5s external-task-id=warm-up poll-interval=50 ! "
+        "fakesink",
+        nullptr);
     GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
     g_object_set(src, "api-url", emu.api_url().c_str(), "api-key", kKey, nullptr);
     RunResult warmup;

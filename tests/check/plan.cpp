@@ -145,15 +145,33 @@ GST_START_TEST(test_journal_request_keys_the_step) {
   Settings settings;
   settings.video_id = "vid-1";
   settings.external_task_id = "order-17";
-  kirin::CacheRequest step_one = kirin::journal_request(settings, 1, "ignored");
-  kirin::CacheRequest step_two = kirin::journal_request(settings, 2, "vid-2");
+  settings.api_url = "http://127.0.0.1:9/api";
+  settings.extensions = 2;
+  kirin::LedgerRequest step_one = kirin::journal_request(settings, 1, "ignored");
+  kirin::LedgerRequest step_two = kirin::journal_request(settings, 2, "vid-2");
   fail_unless_equals_string(step_one.request.video_id.c_str(), "vid-1");
   fail_unless_equals_string(step_two.request.video_id.c_str(), "vid-2");
   fail_unless_equals_int(step_two.step, 2);
+  fail_unless_equals_int(step_two.extensions, 2);
+  fail_unless_equals_string(step_one.api_url.c_str(), "http://127.0.0.1:9/api");
+  // The external ID a create of the step sends is the one recorded.
+  fail_unless_equals_string(step_one.request.external_task_id.c_str(), "order-17");
+  fail_unless_equals_string(step_two.request.external_task_id.c_str(), "order-17-step2");
   fail_unless(!step_one.request.cfg_scale.has_value());
   settings.cfg_scale = 0.25;
   settings.cfg_scale_set = true;
   fail_unless(kirin::journal_request(settings, 1, "").request.cfg_scale == 0.25);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_fresh_pays_again) {
+  Fixture f;
+  f.in.remembered = {"task-paid", "ext-paid", f.in.request};
+  f.in.fresh = true;
+  kirin::Plan plan = kirin::plan_step(f.in);
+  fail_unless(plan.action == Action::Create);
+  fail_unless(plan.costs_money());
+  fail_unless_equals_string(plan.external_task_id.c_str(), "gst-kirin-generated");
 }
 GST_END_TEST;
 
@@ -163,6 +181,7 @@ static Suite *plan_suite() {
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_new_request_creates_with_a_generated_id);
   tcase_add_test(tc, test_new_request_uses_the_users_external_id);
+  tcase_add_test(tc, test_fresh_pays_again);
   tcase_add_test(tc, test_task_id_attaches_without_paying);
   tcase_add_test(tc, test_same_request_again_attaches_to_the_paid_task);
   tcase_add_test(tc, test_journal_entry_attaches_or_replays);

@@ -113,11 +113,12 @@ GST_START_TEST(test_key_never_printed_at_debug_9) {
   g_free(specs);
   gst_object_unref(src);
 
-  // A refused key, set as a property this time: errors must not echo it either.
+  // A refused key, set as a property this time: errors must not echo it either. (A new
+  // take: the same request would replay the one just paid for, without using the key.)
   const std::string wrong_key = std::string(kKey) + "-revoked";
   src = gst_element_factory_make("kirinextendsrc", nullptr);
   g_object_set(src, "api-url", emu->api_url().c_str(), "video-id", "demo-5s", "api-key",
-               wrong_key.c_str(), nullptr);
+               wrong_key.c_str(), "fresh", TRUE, nullptr);
   RunResult refused;
   run(src, refused, bus_text);
   fail_unless(refused.error != nullptr);

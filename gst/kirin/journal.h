@@ -1,0 +1,48 @@
+// The element's side of the ledger (ledger.h): the process's open ledgers by path, and the
+// steps a run records in them. Every function here runs on the file worker (workers.h):
+// they block on the disk and on other processes' transactions. A ledger whose file cannot
+// be opened, or stops taking writes, is replaced for the rest of the process by the
+// process's in-memory one; the caller gets a warning naming the path for the bus.
+#pragma once
+
+#include "ledger.h"
+
+#include <memory>
+#include <string>
+
+namespace kirin {
+
+// What a run asks before a step: may it create, or does a task exist already?
+struct JournalQuestion {
+  std::string path; // the journal file (journal_path())
+  LedgerRequest request;
+  bool fresh = false;
+  std::string external_task_id; // sent with a create when the user set none
+};
+
+struct JournalAnswer {
+  std::shared_ptr<Ledger> ledger; // null: no journal at all for this step (see warning)
+  ClaimResult result = ClaimResult::Busy;
+  LedgerRow row;
+  std::shared_ptr<Claim> claim; // Claimed; its end runs on the file worker, whoever drops it
+  std::string media;            // Recorded and completed: its kept copy, present and whole
+  std::string warning;          // for the bus: the path and what went wrong
+};
+
+JournalAnswer journal_claim(const JournalQuestion &question);
+
+// The steps of a claimed or recorded task. Each returns "" or a warning for the bus.
+std::string journal_sending(Ledger &ledger, Claim &claim);
+std::string journal_created(Ledger &ledger, Claim &claim, const std::string &task_id);
+std::string journal_create_refused(Ledger &ledger, Claim &claim);
+std::string journal_completed(Ledger &ledger, gint64 row_id, const Task &task);
+std::string journal_failed(Ledger &ledger, gint64 row_id);
+// A kept copy is complete at `media_path`: recorded, then the copies in its directory are
+// trimmed to `max_bytes` (0: no bound), the least recently used deleted first.
+std::string journal_kept(Ledger &ledger, gint64 row_id, const std::string &media_path, guint64 size,
+                         guint64 max_bytes);
+
+// The file name (in cache-dir) of a row's kept copy: one per take of a request's step.
+std::string media_file_name(const LedgerRow &row);
+
+} // namespace kirin

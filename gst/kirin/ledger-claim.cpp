@@ -1,0 +1,236 @@
+// Claims: who creates a request's task, decided in one transaction per claim, with an
+// flock() per claimed take that says whether its claimer still lives.
+#include "ledger-db.h"
+
+#include <unistd.h>
+
+namespace kirin {
+
+// The claim's insides, for the functions of this file only.
+struct ClaimAccess {
+  static void hold(Claim &claim, const std::shared_ptr<LedgerDb> &db, gint64 row_id, int fd,
+                   const std::string &path) {
+    claim.reset();
+    claim.db_ = db;
+    claim.row_id_ = row_id;
+    claim.lock_fd_ = fd;
+    claim.lock_path_ = path;
+  }
+  static bool held_on(const Claim &claim, const std::shared_ptr<LedgerDb> &db, std::string &error) {
+    if (claim.db_ == db && claim.held())
+      return true;
+    error = "the claim is not held on this journal";
+    return false;
+  }
+  static void set_sending(Claim &claim) { claim.sending_ = true; }
+  static void release(Claim &claim) { claim.reset(); }
+  // Ends a claim whose row is settled (created or failed): nothing to delete, and the
+  // lock file goes while it is still held.
+  static void settle(Claim &claim) {
+    claim.sending_ = true;
+    claim.reset();
+  }
+};
+
+Claim::~Claim() {
+  reset();
+}
+
+Claim::Claim(Claim &&other) noexcept {
+  *this = std::move(other);
+}
+
+Claim &Claim::operator=(Claim &&other) noexcept {
+  if (this != &other) {
+    reset();
+    db_ = std::move(other.db_);
+    row_id_ = other.row_id_;
+    lock_fd_ = other.lock_fd_;
+    lock_path_ = std::move(other.lock_path_);
+    sending_ = other.sending_;
+    other.row_id_ = 0;
+    other.lock_fd_ = -1;
+    other.sending_ = false;
+  }
+  return *this;
+}
+
+void Claim::reset() {
+  if (lock_fd_ >= 0 && !sending_) {
+    // Nothing was sent: the row goes, so the next claim creates. The lock goes inside the
+    // transaction, as no claimer can look between the two. Should the delete fail, the
+    // row is left claimed by no one, which the next claim takes over just the same.
+    Transaction tx(db_->db);
+    std::string ignored;
+    if (tx.begin(ignored)) {
+      Stmt s(db_->db, "DELETE FROM tasks WHERE id = ?1 AND status = 'claimed'");
+      s.bind(1, row_id_);
+      s.run(ignored);
+      lock_drop(lock_path_, lock_fd_, true);
+      tx.commit(ignored);
+    }
+  }
+  // After mark_sending the row stays "sending": with its lock gone, it is abandoned.
+  lock_drop(lock_path_, lock_fd_, true);
+  db_.reset();
+  row_id_ = 0;
+  sending_ = false;
+}
+
+namespace {
+
+// A new take of the request, claimed by this process: the row and its lock, both or none.
+bool claim_new_take(const std::shared_ptr<LedgerDb> &ledger, const LedgerRequest &request,
+                    const std::string &key, gint64 take, const std::string &external_task_id,
+                    Transaction &tx, ClaimOutcome &out, std::string &error) {
+  sqlite3 *db = ledger->db;
+  const CreateRequest &r = request.request;
+  Stmt s(db,
+         "INSERT INTO tasks (request_key, take, step, extensions, api_url, model, video_id, "
+         "prompt, negative_prompt, cfg_scale, user_external_task_id, external_task_id, "
+         "status, claimed_at, updated_at, claimer_pid) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'claimed', ?13, ?13, ?14)");
+  s.bind(1, key);
+  s.bind(2, take);
+  s.bind(3, (gint64)request.step);
+  s.bind(4, (gint64)request.extensions);
+  s.bind(5, request.api_url);
+  s.bind(6, r.model);
+  s.bind(7, r.video_id);
+  s.bind(8, r.prompt);
+  s.bind(9, r.negative_prompt);
+  s.bind(10, r.cfg_scale);
+  s.bind(11, r.external_task_id);
+  s.bind(12, external_task_id);
+  s.bind(13, now_seconds());
+  s.bind(14, (gint64)getpid());
+  std::optional<LedgerRow> row;
+  if (!s.run(error) || !select_newest(db, key, row, error))
+    return false;
+  std::string path = lock_path(*ledger, key, take);
+  int fd = -1;
+  // The lock before the commit: no one ever sees the row claimed without a live claimer.
+  LockTry locked = lock_try(path, fd, error);
+  if (locked == LockTry::Held)
+    error = path + " is locked, but its take is new";
+  if (locked != LockTry::Taken || !tx.commit(error)) {
+    lock_drop(path, fd, locked == LockTry::Taken);
+    return false;
+  }
+  ClaimAccess::hold(out.claim, ledger, row->id, fd, path);
+  out.result = ClaimResult::Claimed;
+  out.row = *row;
+  return true;
+}
+
+// A claimed or sending row: is its claimer alive? Its lock says so.
+bool contest(const std::shared_ptr<LedgerDb> &ledger, const LedgerRow &row, Transaction &tx,
+             ClaimOutcome &out, std::string &error) {
+  out.row = row;
+  std::string path = lock_path(*ledger, row.request_key, row.take);
+  int fd = -1;
+  LockTry locked = lock_try(path, fd, error);
+  if (locked != LockTry::Taken) {
+    out.result = ClaimResult::Busy;
+    return locked == LockTry::Held;
+  }
+  if (row.status == "sending") {
+    // The claimer died after sending: the provider may have the task. The lock file we
+    // made to find out goes again.
+    lock_drop(path, fd, true);
+    out.result = ClaimResult::Abandoned;
+    return true;
+  }
+  // Claimed by a process that died before sending: ours now, with the lock we hold.
+  gint64 now = now_seconds();
+  Stmt s(ledger->db,
+         "UPDATE tasks SET claimer_pid = ?2, claimed_at = ?3, updated_at = ?3 WHERE id = ?1");
+  s.bind(1, row.id);
+  s.bind(2, (gint64)getpid());
+  s.bind(3, now);
+  if (!s.run(error) || !tx.commit(error)) {
+    lock_drop(path, fd, false);
+    return false;
+  }
+  out.row.claimer_pid = getpid();
+  out.row.claimed_at = out.row.updated_at = now;
+  ClaimAccess::hold(out.claim, ledger, row.id, fd, path);
+  out.result = ClaimResult::Claimed;
+  return true;
+}
+
+} // namespace
+
+bool Ledger::claim(const LedgerRequest &request, bool fresh,
+                   const std::string &generated_external_id, ClaimOutcome &out,
+                   std::string &error) {
+  out = ClaimOutcome();
+  const std::string key = ledger_key(request);
+  Transaction tx(db_->db);
+  std::optional<LedgerRow> newest;
+  if (!tx.begin(error) || !select_newest(db_->db, key, newest, error))
+    return false;
+  // A failed take costs nothing more and leads nowhere: a new take replaces it.
+  if (newest && !fresh && newest->status != "failed") {
+    if (newest->status == "claimed" || newest->status == "sending")
+      return contest(db_, *newest, tx, out, error);
+    out.result = ClaimResult::Recorded; // created or completed: read only, rolled back
+    out.row = *newest;
+    return true;
+  }
+  const std::string &external_task_id = request.request.external_task_id.empty()
+                                            ? generated_external_id
+                                            : request.request.external_task_id;
+  return claim_new_take(db_, request, key, newest ? newest->take + 1 : 1, external_task_id, tx, out,
+                        error);
+}
+
+bool Ledger::mark_sending(Claim &claim, std::string &error) {
+  if (!ClaimAccess::held_on(claim, db_, error))
+    return false;
+  Stmt s(db_->db, "UPDATE tasks SET status = 'sending', updated_at = ?2 WHERE id = ?1 AND status = "
+                  "'claimed'");
+  s.bind(1, claim.row_id());
+  s.bind(2, now_seconds());
+  if (!s.run(error))
+    return false;
+  if (sqlite3_changes(db_->db) != 1) {
+    error = "the claimed row " + std::to_string(claim.row_id()) + " is gone";
+    return false;
+  }
+  ClaimAccess::set_sending(claim);
+  return true;
+}
+
+bool Ledger::record_task_id(Claim &claim, const std::string &task_id, std::string &error) {
+  if (!ClaimAccess::held_on(claim, db_, error))
+    return false;
+  gint64 now = now_seconds();
+  Stmt s(db_->db, "UPDATE tasks SET status = 'created', task_id = ?2, created_at = ?3, "
+                  "updated_at = ?3 WHERE id = ?1");
+  s.bind(1, claim.row_id());
+  s.bind(2, task_id);
+  s.bind(3, now);
+  if (!s.run(error))
+    return false;
+  ClaimAccess::settle(claim);
+  return true;
+}
+
+bool Ledger::record_create_refused(Claim &claim, std::string &error) {
+  if (!ClaimAccess::held_on(claim, db_, error))
+    return false;
+  Stmt s(db_->db, "UPDATE tasks SET status = 'failed', updated_at = ?2 WHERE id = ?1");
+  s.bind(1, claim.row_id());
+  s.bind(2, now_seconds());
+  if (!s.run(error))
+    return false;
+  ClaimAccess::settle(claim);
+  return true;
+}
+
+void Ledger::release(Claim &claim) {
+  ClaimAccess::release(claim);
+}
+
+} // namespace kirin

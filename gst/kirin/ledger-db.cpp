@@ -1,0 +1,236 @@
+#include "ledger-db.h"
+
+#include <glib/gstdio.h>
+
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace kirin {
+
+LedgerDb::~LedgerDb() {
+  // close_v2: statements are all finalized by then, but be lenient rather than leak.
+  if (db)
+    sqlite3_close_v2(db);
+}
+
+std::string sql_error(sqlite3 *db, const std::string &what) {
+  return what + ": " + (db ? sqlite3_errmsg(db) : "out of memory");
+}
+
+bool sql_exec(sqlite3 *db, const char *sql, std::string &error) {
+  char *message = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &message) == SQLITE_OK)
+    return true;
+  error = std::string(sql) + ": " + (message ? message : sqlite3_errmsg(db));
+  sqlite3_free(message);
+  return false;
+}
+
+Stmt::Stmt(sqlite3 *db, const char *sql) : db_(db) {
+  if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) {
+    sqlite3_finalize(stmt_);
+    stmt_ = nullptr;
+  }
+}
+
+void Stmt::bind(int index, const std::string &value) {
+  sqlite3_bind_text(stmt_, index, value.data(), (int)value.size(), SQLITE_TRANSIENT);
+}
+
+void Stmt::bind(int index, gint64 value) {
+  sqlite3_bind_int64(stmt_, index, value);
+}
+
+void Stmt::bind(int index, double value) {
+  sqlite3_bind_double(stmt_, index, value);
+}
+
+void Stmt::bind(int index, const std::optional<double> &value) {
+  if (value)
+    bind(index, *value);
+  else
+    bind_null(index);
+}
+
+void Stmt::bind_null(int index) {
+  sqlite3_bind_null(stmt_, index);
+}
+
+int Stmt::step() {
+  return stmt_ ? sqlite3_step(stmt_) : SQLITE_ERROR;
+}
+
+bool Stmt::run(std::string &error) {
+  if (!stmt_) {
+    error = sql_error(db_, "cannot prepare a statement");
+    return false;
+  }
+  if (step() == SQLITE_DONE)
+    return true;
+  error = sql_error(db_, sqlite3_sql(stmt_));
+  return false;
+}
+
+bool Stmt::is_null(int column) const {
+  return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
+}
+
+std::string Stmt::text(int column) const {
+  const unsigned char *value = sqlite3_column_text(stmt_, column);
+  if (!value)
+    return "";
+  return std::string((const char *)value, (size_t)sqlite3_column_bytes(stmt_, column));
+}
+
+gint64 Stmt::integer(int column) const {
+  return sqlite3_column_int64(stmt_, column);
+}
+
+double Stmt::real(int column) const {
+  return sqlite3_column_double(stmt_, column);
+}
+
+Transaction::~Transaction() {
+  if (open_) {
+    std::string ignored;
+    sql_exec(db_, "ROLLBACK", ignored);
+  }
+}
+
+bool Transaction::begin(std::string &error) {
+  open_ = sql_exec(db_, "BEGIN IMMEDIATE", error);
+  return open_;
+}
+
+bool Transaction::commit(std::string &error) {
+  if (!sql_exec(db_, "COMMIT", error))
+    return false; // the destructor rolls back what is left
+  open_ = false;
+  return true;
+}
+
+LockTry lock_try(const std::string &path, int &fd, std::string &error) {
+  fd = -1;
+  // A claimer unlinks its lock file when it lets go. If that happened between our open()
+  // and flock(), we hold a lock on a file no one else will open: check that the path still
+  // names the locked file, and start again when it does not.
+  for (int attempt = 0; attempt < 8; attempt++) {
+    int candidate = g_open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (candidate < 0 && errno == ENOENT) {
+      // The claims directory went (someone cleaned the cache): made again as needed.
+      g_autofree char *dir = g_path_get_dirname(path.c_str());
+      if (g_mkdir_with_parents(dir, 0700) == 0)
+        candidate = g_open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    }
+    if (candidate < 0) {
+      error = "cannot open " + path + ": " + g_strerror(errno);
+      return LockTry::Error;
+    }
+    if (flock(candidate, LOCK_EX | LOCK_NB) != 0) {
+      int saved = errno;
+      close(candidate);
+      if (saved == EWOULDBLOCK)
+        return LockTry::Held;
+      error = "cannot lock " + path + ": " + g_strerror(saved);
+      return LockTry::Error;
+    }
+    struct stat opened, named;
+    if (fstat(candidate, &opened) == 0 && stat(path.c_str(), &named) == 0 &&
+        opened.st_dev == named.st_dev && opened.st_ino == named.st_ino) {
+      fd = candidate;
+      return LockTry::Taken;
+    }
+    close(candidate);
+  }
+  error = "cannot lock " + path + ": it keeps being replaced";
+  return LockTry::Error;
+}
+
+void lock_drop(const std::string &path, int &fd, bool unlink_file) {
+  if (fd < 0)
+    return;
+  // Unlink while the lock is held, so no one can lock this file after we let it go and
+  // think it is the current one (lock_try checks the path against the file it locked).
+  if (unlink_file)
+    g_unlink(path.c_str());
+  close(fd);
+  fd = -1;
+}
+
+namespace {
+
+// What read_row reads, in its order.
+constexpr const char *kRowColumns =
+    "id, request_key, take, step, extensions, api_url, model, video_id, prompt, "
+    "negative_prompt, cfg_scale, user_external_task_id, external_task_id, task_id, status, "
+    "result_video_id, result_url, duration, cost, media_file, media_size, media_used_at, "
+    "claimed_at, created_at, completed_at, updated_at, claimer_pid";
+
+} // namespace
+
+gint64 now_seconds() {
+  return g_get_real_time() / G_USEC_PER_SEC;
+}
+
+LedgerRow read_row(const Stmt &s) {
+  LedgerRow row;
+  row.id = s.integer(0);
+  row.request_key = s.text(1);
+  row.take = s.integer(2);
+  row.request.step = (guint)s.integer(3);
+  row.request.extensions = (guint)s.integer(4);
+  row.request.api_url = s.text(5);
+  CreateRequest &r = row.request.request;
+  r.model = s.text(6);
+  r.video_id = s.text(7);
+  r.prompt = s.text(8);
+  r.negative_prompt = s.text(9);
+  if (!s.is_null(10))
+    r.cfg_scale = s.real(10);
+  r.external_task_id = s.text(11);
+  row.external_task_id = s.text(12);
+  row.task_id = s.text(13);
+  row.status = s.text(14);
+  row.result_video_id = s.text(15);
+  row.result_url = s.text(16);
+  row.duration = s.is_null(17) ? -1 : s.real(17);
+  row.cost = s.text(18);
+  row.media_file = s.text(19);
+  row.media_size = (guint64)s.integer(20);
+  row.media_used_at = s.integer(21);
+  row.claimed_at = s.integer(22);
+  row.created_at = s.integer(23);
+  row.completed_at = s.integer(24);
+  row.updated_at = s.integer(25);
+  row.claimer_pid = s.integer(26);
+  return row;
+}
+
+bool select_row(sqlite3 *db, const char *where, const std::string &bind,
+                std::optional<LedgerRow> &row, std::string &error) {
+  row.reset();
+  Stmt s(db, (std::string("SELECT ") + kRowColumns + " FROM tasks WHERE " + where).c_str());
+  s.bind(1, bind);
+  int rc = s.step();
+  if (rc == SQLITE_ROW)
+    row = read_row(s);
+  else if (rc != SQLITE_DONE)
+    error = sql_error(db, "cannot read the journal");
+  return rc == SQLITE_ROW || rc == SQLITE_DONE;
+}
+
+bool select_newest(sqlite3 *db, const std::string &key, std::optional<LedgerRow> &row,
+                   std::string &error) {
+  return select_row(db, "request_key = ?1 ORDER BY take DESC LIMIT 1", key, row, error);
+}
+
+std::string lock_path(const LedgerDb &db, const std::string &key, gint64 take) {
+  g_autofree char *path = g_build_filename(
+      db.claims_dir.c_str(), (key + "-" + std::to_string(take) + ".lock").c_str(), nullptr);
+  return path;
+}
+
+} // namespace kirin

@@ -1,0 +1,97 @@
+// The ledger's plumbing (internal to ledger.cpp): a prepared statement, a write
+// transaction, the database connection with its claims directory, and the claim lock files.
+#pragma once
+
+#include "ledger.h"
+
+#include <glib.h>
+#include <sqlite3.h>
+
+#include <optional>
+#include <string>
+
+namespace kirin {
+
+struct LedgerDb {
+  sqlite3 *db = nullptr;
+  std::string path;       // "" for the in-memory ledger
+  std::string claims_dir; // where the claims' lock files are
+  ~LedgerDb();
+};
+
+// The last error of `db`, as "<what>: <SQLite's message>".
+std::string sql_error(sqlite3 *db, const std::string &what);
+
+// Runs SQL that returns no rows.
+bool sql_exec(sqlite3 *db, const char *sql, std::string &error);
+
+// A prepared statement; binds and reads by 1-based parameter and 0-based column.
+class Stmt {
+public:
+  Stmt(sqlite3 *db, const char *sql);
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt &) = delete;
+  Stmt &operator=(const Stmt &) = delete;
+
+  bool ok() const { return stmt_ != nullptr; }
+  sqlite3_stmt *get() const { return stmt_; }
+  void bind(int index, const std::string &value);
+  void bind(int index, gint64 value);
+  void bind(int index, double value);
+  void bind(int index, const std::optional<double> &value);
+  void bind_null(int index);
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int step();
+  // One step that must finish the statement; false with `error` otherwise.
+  bool run(std::string &error);
+
+  bool is_null(int column) const;
+  std::string text(int column) const;
+  gint64 integer(int column) const;
+  double real(int column) const;
+
+private:
+  sqlite3 *db_;
+  sqlite3_stmt *stmt_ = nullptr;
+};
+
+// BEGIN IMMEDIATE: the write lock from the start, so what a transaction read cannot change
+// before it writes (SQLite waits up to the busy timeout for it). Rolled back unless
+// committed.
+class Transaction {
+public:
+  explicit Transaction(sqlite3 *db) : db_(db) {}
+  ~Transaction();
+  bool begin(std::string &error);
+  bool commit(std::string &error);
+
+private:
+  sqlite3 *db_;
+  bool open_ = false;
+};
+
+// Outcome of trying a claim's lock file.
+enum class LockTry { Taken, Held, Error };
+
+// Takes the exclusive flock() of `path` (created 0600) without waiting. On Taken, `fd`
+// holds it. flock locks belong to the open file description, so two ledgers of one process
+// exclude each other too (fcntl locks would not).
+LockTry lock_try(const std::string &path, int &fd, std::string &error);
+// Unlinks the lock file (when `unlink_file`) and closes `fd`, which lets the lock go.
+void lock_drop(const std::string &path, int &fd, bool unlink_file);
+
+gint64 now_seconds();
+
+// A row from a statement that selected the columns of kRowColumns (ledger-db.cpp).
+LedgerRow read_row(const Stmt &s);
+// The one row `where` selects (`bind` sets its ?1), or nullopt.
+bool select_row(sqlite3 *db, const char *where, const std::string &bind,
+                std::optional<LedgerRow> &row, std::string &error);
+// The newest take's row of a request key, or nullopt.
+bool select_newest(sqlite3 *db, const std::string &key, std::optional<LedgerRow> &row,
+                   std::string &error);
+
+// The lock file of a take: <claims dir>/<request key>-<take>.lock
+std::string lock_path(const LedgerDb &db, const std::string &key, gint64 take);
+
+} // namespace kirin

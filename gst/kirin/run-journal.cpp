@@ -1,0 +1,250 @@
+// A run and the journal (journal.h): before each step the journal says whether this run
+// creates the step's task, attaches to it, replays it or waits for another run that is
+// creating it; afterwards it learns the task ID, the outcome and the kept copy. The
+// journal's calls run on the file worker; what they answer is decided here, on the
+// decider.
+#include "element.h"
+#include "messages.h"
+#include "run.h"
+#include "workers.h"
+
+#define GST_CAT_DEFAULT kirin_extend_src_debug
+
+namespace kirin {
+
+namespace {
+
+// How often a run asks again while another run (or process) creates the task it wants:
+// soon at first (a create is answered in well under a second), then less often, so that
+// many waiters cost the journal little.
+constexpr guint kClaimRetryFirstMs = 150;
+constexpr guint kClaimRetryMaxMs = 1000;
+
+JournalEntry entry_of(const LedgerRow &row) {
+  JournalEntry entry;
+  entry.task_id = row.task_id;
+  entry.external_task_id = row.external_task_id;
+  entry.completed = row.status == "completed";
+  entry.result_url = row.result_url;
+  entry.result_video_id = row.result_video_id;
+  entry.duration = row.duration;
+  entry.cost = row.cost;
+  return entry;
+}
+
+} // namespace
+
+void Run::journal_warning(const std::weak_ptr<Run> &weak, const std::string &warning) {
+  if (warning.empty())
+    return;
+  decide_for(weak, [warning](Run &run) {
+    if (ElementRef el = run.element())
+      GST_ELEMENT_WARNING(el.element, RESOURCE, WRITE, ("%s", warning.c_str()), (nullptr));
+  });
+}
+
+// ---- before a step (decider thread; the journal on the file worker) ----
+
+void Run::start_step() {
+  if (stopped())
+    return;
+  ledger_.reset();
+  row_id_ = 0;
+  row_task_id_.clear();
+  if (!uses_journal()) {
+    act(nullptr, {});
+    return;
+  }
+  JournalQuestion question;
+  question.path = journal_path_;
+  question.request = journal_request(settings_, step_, previous_video_id_);
+  question.fresh = settings_.fresh;
+  g_autofree char *uuid = g_uuid_string_random();
+  question.external_task_id = std::string("gst-kirin-") + uuid;
+  file_work([weak = weak_from_this(), question] {
+    auto answer = std::make_shared<JournalAnswer>(journal_claim(question));
+    decide_for(weak, [answer](Run &run) { run.on_claim(*answer); });
+  });
+}
+
+void Run::on_claim(const JournalAnswer &answer) {
+  ElementRef el = element();
+  if (!el || stopped())
+    return;
+  if (!answer.warning.empty())
+    GST_ELEMENT_WARNING(el.element, RESOURCE, WRITE, ("%s", answer.warning.c_str()), (nullptr));
+  if (!answer.ledger) {
+    act(nullptr, {});
+    return;
+  }
+  ledger_ = answer.ledger;
+  if (answer.result != ClaimResult::Busy) {
+    claim_retry_ms_ = 0;
+    waiting_said_ = false;
+  }
+  row_id_ = answer.row.id;
+  row_task_id_ = answer.row.task_id;
+  media_name_ = media_file_name(answer.row);
+  switch (answer.result) {
+  case ClaimResult::Claimed: {
+    claim_ = answer.claim;
+    claimed_external_id_ = answer.row.external_task_id;
+    act(nullptr, {});
+    return;
+  }
+  case ClaimResult::Recorded: {
+    JournalEntry recorded = entry_of(answer.row);
+    act(&recorded, answer.media);
+    return;
+  }
+  case ClaimResult::Busy:
+    wait_for_claimer(el.element, answer.row);
+    return;
+  case ClaimResult::Abandoned:
+    abandoned(el.element, answer.row);
+    return;
+  }
+}
+
+// Another run, of this process or another, claimed the same request and is creating its
+// task: this one asks again shortly, and attaches once the task ID is recorded.
+void Run::wait_for_claimer(GstElement *element, const LedgerRow &row) {
+  gint64 now = g_get_monotonic_time();
+  if (!waiting_said_) {
+    waiting_said_ = true;
+    waiting_since_us_ = now;
+    std::string text = "Another run (process " + std::to_string(row.claimer_pid) +
+                       ") is creating the task for video " + row.request.request.video_id +
+                       " (external-task-id " + row.external_task_id +
+                       "): waiting for it instead of paying twice";
+    GST_ELEMENT_INFO(element, RESOURCE, BUSY, ("%s", text.c_str()), (nullptr));
+  }
+  // `timeout` bounds this wait as it bounds the wait for a task.
+  if (settings_.timeout_s && now - waiting_since_us_ > settings_.timeout_s * G_USEC_PER_SEC) {
+    post_error(element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_BUSY,
+               "Waited " + std::to_string(settings_.timeout_s) + " s (property 'timeout') for " +
+                   "another run (process " + std::to_string(row.claimer_pid) +
+                   ") to create the task for video " + row.request.request.video_id +
+                   " (external-task-id " + row.external_task_id +
+                   "), and it has not. Run again to wait more, or set fresh=true to pay for a "
+                   "new task.");
+    return;
+  }
+  claim_retry_ms_ =
+      claim_retry_ms_ ? MIN(claim_retry_ms_ * 2, kClaimRetryMaxMs) : kClaimRetryFirstMs;
+  decide_later(claim_retry_ms_, [weak = weak_from_this()] {
+    if (std::shared_ptr<Run> run = weak.lock())
+      run->start_step();
+  });
+}
+
+// A run sent the create for this request and ended before the provider answered: the
+// task may exist and be charged, so nothing is sent again without the user saying so.
+void Run::abandoned(GstElement *element, const LedgerRow &row) {
+  std::string text = "An earlier run sent the create request for video " +
+                     row.request.request.video_id + " (external-task-id " + row.external_task_id +
+                     ") and ended before the provider answered: the task may exist and be "
+                     "charged. Look it up with the provider by that external-task-id and "
+                     "resume with task-id, or set fresh=true to pay for a new task.";
+  post_error(element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, text,
+             {"journal: create sent, answer never recorded (" + journal_path_ + ")", 0, {}, {}});
+}
+
+// The create may leave once the journal says so: from then on, should this process die,
+// others see the create as possibly made rather than free to send again.
+void Run::send_create() {
+  file_work([weak = weak_from_this(), ledger = ledger_, claim = claim_] {
+    std::string warning = journal_sending(*ledger, *claim);
+    decide_for(weak, [warning](Run &run) {
+      if (!warning.empty())
+        if (ElementRef el = run.element())
+          GST_ELEMENT_WARNING(el.element, RESOURCE, WRITE, ("%s", warning.c_str()), (nullptr));
+      run.start_job(run.plan_, false);
+    });
+  });
+}
+
+// ---- after (decider thread; the journal on the file worker) ----
+
+// The task ID itself was recorded by the job's callback (start_job).
+void Run::record_task_id(const std::string &task_id) {
+  if (!plan_.journal || !ledger_ || !row_task_id_.empty())
+    return;
+  row_task_id_ = task_id;
+  let_claim_go();
+}
+
+void Run::record_outcome(const JobOutcome &outcome) {
+  if (!plan_.journal || !ledger_)
+    return;
+  if (outcome.task_id.empty()) {
+    // The create failed. Refused outright, it made no task: the next run may create. An
+    // answer that was lost leaves the row "sending" (see abandoned()).
+    bool may_exist = outcome.error == JobError::Ambiguous || outcome.error == JobError::BadResponse;
+    if (claim_ && !may_exist)
+      file_work([ledger = ledger_, claim = claim_] { journal_create_refused(*ledger, *claim); });
+    let_claim_go();
+    return;
+  }
+  if (outcome.task_id != row_task_id_)
+    return;
+  std::weak_ptr<Run> weak = weak_from_this();
+  if (outcome.error == JobError::None)
+    file_work([weak, ledger = ledger_, id = row_id_, task = outcome.task] {
+      journal_warning(weak, journal_completed(*ledger, id, task));
+    });
+  else if (outcome.error == JobError::TaskFailed || outcome.error == JobError::NotFound)
+    // Nothing left to attach to: the next run makes a new take.
+    file_work([weak, ledger = ledger_, id = row_id_] {
+      journal_warning(weak, journal_failed(*ledger, id));
+    });
+}
+
+void Run::let_claim_go() {
+  claim_.reset();
+}
+
+// With cache-dir, the download of this step's recorded task is kept as it streams.
+void Run::keep_download(Exposure &exposure, const Task &task) {
+  if (settings_.cache_dir.empty() || !plan_.journal || !ledger_ || row_task_id_ != task.id)
+    return;
+  exposure.cache_dir = settings_.cache_dir;
+  exposure.media_name = media_name_;
+  exposure.cache_max_size = settings_.cache_max_size;
+  exposure.ledger = ledger_;
+  exposure.row_id = row_id_;
+}
+
+// A step whose task completed in an earlier run: its messages come from the journal, and
+// its result from the kept copy (or the recorded URL, refreshed by a poll if it expired).
+// Nothing is paid, and no cost is reported again.
+void Run::replay(GstElement *element, const JournalEntry &entry, const std::string &media) {
+  Task task;
+  task.id = entry.task_id;
+  task.status = TaskStatus::Completed;
+  task.progress = 1;
+  task.has_video = true;
+  task.video_url = entry.result_url;
+  task.video_id = entry.result_video_id;
+  task.duration = entry.duration;
+  publish([&](Published &p) {
+    p.result_url = entry.result_url;
+    p.result_video_id = entry.result_video_id;
+    p.result_duration = entry.duration;
+  });
+  GST_INFO_OBJECT(element, "task %s completed in an earlier run (%s)", entry.task_id.c_str(),
+                  journal_path_.c_str());
+  progress(element, GST_PROGRESS_TYPE_START,
+           "Task " + entry.task_id + " completed in an earlier run: replaying its result" +
+               (media.empty() ? "" : " from " + media) +
+               " at no charge (fresh=true pays for a new task)" +
+               step_suffix(step_, settings_.extensions));
+  post_task_message(element, task, entry.external_task_id, step_, true);
+  progress(element, GST_PROGRESS_TYPE_COMPLETE, "Task " + entry.task_id + ": completed 100%", 1);
+  g_object_notify(G_OBJECT(element), "task-id");
+  if (media.empty() && !result_url_allowed(element, task))
+    return;
+  step_completed(element, task, media, false);
+}
+
+} // namespace kirin
