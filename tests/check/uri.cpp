@@ -101,6 +101,54 @@ GST_START_TEST(test_uri_refusals_are_clear) {
 }
 GST_END_TEST;
 
+// A URI must not add trust: neither a CA to trust nor a plain-HTTP download. Both keys are
+// refused, and neither a refused nor an accepted URI changes what the application set.
+GST_START_TEST(test_uri_refuses_trust_keys) {
+  GstElement *src = gst_element_factory_make("kirinextendsrc", nullptr);
+  g_object_set(src, "video-id", "keep-me", "ca-file", "/app/ca.pem", "allow-http-result", FALSE,
+               nullptr);
+  const char *refused[] = {
+      "kirin://vid?ca-file=%2Ftmp%2Fevil.pem",
+      "kirin://vid?allow-http-result=true",
+      "kirin://vid?prompt=rain&allow-http-result=1",
+  };
+  for (const char *uri : refused) {
+    GError *error = nullptr;
+    fail_if(gst_uri_handler_set_uri(GST_URI_HANDLER(src), uri, &error), "%s accepted", uri);
+    fail_unless(error != nullptr, "%s: no error", uri);
+    fail_unless(g_error_matches(error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI), "%s: %s", uri,
+                error->message);
+    const char *key = strstr(uri, "ca-file") ? "ca-file" : "allow-http-result";
+    g_autofree char *names_key = g_strdup_printf("'%s'", key);
+    fail_unless(strstr(error->message, names_key), "%s: %s", uri, error->message);
+    // The value a playlist tried to slip in is not echoed back.
+    fail_unless(strstr(error->message, "evil") == nullptr, "%s", error->message);
+    g_clear_error(&error);
+    assert_same_text(string_property(src, "video-id"), "keep-me");
+    assert_same_text(string_property(src, "prompt"), "");
+    assert_same_text(string_property(src, "ca-file"), "/app/ca.pem");
+    gboolean allow_http = TRUE;
+    g_object_get(src, "allow-http-result", &allow_http, nullptr);
+    fail_if(allow_http, "%s turned allow-http-result on", uri);
+  }
+
+  // An accepted URI resets what URIs carry, never the trust the application chose.
+  g_object_set(src, "allow-http-result", TRUE, nullptr);
+  GError *error = nullptr;
+  fail_unless(gst_uri_handler_set_uri(GST_URI_HANDLER(src), "kirin://other?prompt=x", &error), "%s",
+              error ? error->message : "");
+  assert_same_text(string_property(src, "ca-file"), "/app/ca.pem");
+  gboolean allow_http = FALSE;
+  g_object_get(src, "allow-http-result", &allow_http, nullptr);
+  fail_unless(allow_http);
+  // Nor does the element's own URI carry them.
+  std::string uri = uri_of(src);
+  fail_unless(uri.find("ca-file") == std::string::npos, "%s", uri.c_str());
+  fail_unless(uri.find("allow-http") == std::string::npos, "%s", uri.c_str());
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
 static void link_to_sink(GstElement *, GstPad *pad, gpointer sink) {
   GstPad *sinkpad = gst_element_get_static_pad(GST_ELEMENT(sink), "sink");
   if (!gst_pad_is_linked(sinkpad))
@@ -159,6 +207,7 @@ static Suite *uri_suite() {
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_uri_sets_properties_and_round_trips);
   tcase_add_test(tc, test_uri_refusals_are_clear);
+  tcase_add_test(tc, test_uri_refuses_trust_keys);
   tcase_add_test(tc, test_playbin_plays_kirin_uri);
   tcase_add_test(tc, test_uridecodebin_decodes_kirin_uri);
   return s;
