@@ -11,6 +11,7 @@
 #include <libsoup/soup.h>
 
 #include <glib/gstdio.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -522,6 +523,17 @@ struct Emulator::Impl {
     SoupServerMessage *msg = nullptr; // a reference; used on the server thread only
     gulong disconnected_id = 0;       // server thread
     bool gone = false;                // its connection closed while held (guarded by `mutex`)
+    // The client closed its connection while held: it gave up on the answer (guarded by
+    // `mutex`). Seen by `watch`, a source on the connection's socket (server thread).
+    bool abandoned = false;
+    GSource *watch = nullptr;
+    void stop_watching() {
+      if (watch) {
+        g_source_destroy(watch);
+        g_source_unref(watch);
+        watch = nullptr;
+      }
+    }
   };
 
   // Server thread.
@@ -534,6 +546,7 @@ struct Emulator::Impl {
   size_t release_held(Route route, bool only_one);
   void drop_held();
   static void on_held_disconnected(SoupServerMessage *msg, gpointer data);
+  static gboolean on_held_socket(GSocket *socket, GIOCondition, gpointer data);
   bool take_fault(SoupServerMessage *msg, Route route, std::optional<Fault> &fault);
   std::string apply_fault(SoupServerMessage *msg, const Fault &fault);
   bool authorize(SoupServerMessage *msg);
@@ -1025,8 +1038,32 @@ bool Emulator::Impl::record_and_hold(SoupServerMessage *msg, const char *path, E
   // forgets the message, and unpausing it would be an error.
   raw->disconnected_id =
       g_signal_connect(msg, "disconnected", G_CALLBACK(on_held_disconnected), raw);
+  // libsoup does not read a paused connection, so a client that gives up would go unseen.
+  if (GSocket *socket = soup_server_message_get_socket(msg)) {
+    raw->watch =
+        g_socket_create_source(socket, GIOCondition(G_IO_IN | G_IO_HUP | G_IO_ERR), nullptr);
+    g_source_set_callback(raw->watch, G_SOURCE_FUNC(on_held_socket), raw, nullptr);
+    g_source_attach(raw->watch, context);
+  }
   state_changed.notify_all();
   return true;
+}
+
+// A held connection became readable: at its end (the client closed it), the answer was
+// abandoned. Bytes before the end (not expected: a client sends nothing while it waits)
+// are left to libsoup, and the watch ends either way.
+gboolean Emulator::Impl::on_held_socket(GSocket *socket, GIOCondition, gpointer data) {
+  auto *entry = static_cast<Held *>(data);
+  char byte;
+  ssize_t n = recv(g_socket_get_fd(socket), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return G_SOURCE_CONTINUE;
+  if (n <= 0) {
+    std::lock_guard<std::mutex> lock(entry->impl->mutex);
+    entry->abandoned = true;
+  }
+  entry->impl->state_changed.notify_all();
+  return G_SOURCE_REMOVE;
 }
 
 void Emulator::Impl::on_held_disconnected(SoupServerMessage *msg, gpointer data) {
@@ -1035,6 +1072,7 @@ void Emulator::Impl::on_held_disconnected(SoupServerMessage *msg, gpointer data)
   // The reference on `msg` is dropped later, outside libsoup's emission.
   g_signal_handler_disconnect(msg, entry->disconnected_id);
   entry->disconnected_id = 0;
+  entry->stop_watching();
   std::string path;
   {
     std::lock_guard<std::mutex> lock(impl->mutex);
@@ -1069,6 +1107,7 @@ size_t Emulator::Impl::release_held(Route route, bool only_one) {
   }
   size_t released = 0;
   for (auto &entry : taken) {
+    entry->stop_watching();
     if (entry->disconnected_id)
       g_signal_handler_disconnect(entry->msg, entry->disconnected_id);
     if (!entry->gone) {
@@ -1091,6 +1130,7 @@ void Emulator::Impl::drop_held() {
     dropped.swap(held);
   }
   for (auto &entry : dropped) {
+    entry->stop_watching();
     if (entry->disconnected_id)
       g_signal_handler_disconnect(entry->msg, entry->disconnected_id);
     g_object_unref(entry->msg);
@@ -1660,6 +1700,18 @@ void Emulator::complete_now(const std::string &task_id) {
 void Emulator::hold(Route route, HoldFilter filter) {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   impl_->holds[route] = std::move(filter);
+}
+
+size_t Emulator::wait_abandoned(Route route, size_t at_least, guint timeout_ms) const {
+  std::unique_lock<std::mutex> lock(impl_->mutex);
+  auto abandoned = [&] {
+    return size_t(std::count_if(impl_->held.begin(), impl_->held.end(), [route](const auto &e) {
+      return e->route == route && e->abandoned;
+    }));
+  };
+  impl_->state_changed.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                                [&] { return abandoned() >= at_least; });
+  return abandoned();
 }
 
 size_t Emulator::wait_held(Route route, size_t at_least, guint timeout_ms) const {

@@ -108,9 +108,13 @@ public:
   void hold(Route route, HoldFilter filter = {});
   // Waits up to `timeout_ms` until at least `at_least` answers on `route` are held; returns
   // how many are. An answer stops counting when the server closes its connection
-  // (set_offline, destruction). A client that gives up is not noticed (libsoup does not
-  // watch a paused connection): its answer still counts, and is written in vain on release.
+  // (set_offline, destruction). A client that gives up still counts (wait_abandoned tells),
+  // and its answer is written in vain on release.
   size_t wait_held(Route route, size_t at_least, guint timeout_ms) const;
+  // Waits up to `timeout_ms` until the clients of at least `at_least` answers held on `route`
+  // closed their connections (they gave up waiting: a cancelled request); returns how many
+  // did. Only answers still held count.
+  size_t wait_abandoned(Route route, size_t at_least, guint timeout_ms) const;
   // Sends every held answer of `route`, in arrival order, and stops holding the route.
   // Returns once the server thread has resumed them; they are written right after.
   void release(Route route);

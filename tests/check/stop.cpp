@@ -1,0 +1,128 @@
+// PAUSED→READY ends the run at the provider too: an element the application keeps (not
+// disposed, ready to play again) sends nothing more of its stopped run. A job left running
+// would go on polling, or follow a create answered after the stop with polls of its task,
+// for as long as the element lives. The stop is placed while the emulator holds an answer,
+// so the request it answers is in flight when the stop lands: the stop gives it up (the
+// client closes its connection), and nothing follows it. (Dropping the job alone already
+// ends it once its request is answered; what only the cancel does is give that request up.)
+#include "common.h"
+#include "emulator-fixture.h"
+
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr const char *kKey = "stop-key";
+constexpr guint kWaitMs = 10000; // bound of every wait for something that must happen
+// How long a stopped run is watched for requests: many poll intervals.
+constexpr gint64 kWatchUs = 3 * G_USEC_PER_SEC / 2;
+
+using kirin_emu::RequestRecord;
+using kirin_emu::Route;
+
+struct Pipeline {
+  GstElement *pipeline = nullptr;
+  GstElement *src = nullptr;
+};
+
+Pipeline make_pipeline(const kirin_emu::Emulator &emu) {
+  Pipeline p;
+  p.pipeline = gst_pipeline_new(nullptr);
+  p.src = kirin_test_make_src(emu, 50);
+  g_object_set(p.src, "video-id", "demo-5s", nullptr);
+  GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+  g_object_set(sink, "sync", FALSE, nullptr);
+  gst_bin_add_many(GST_BIN(p.pipeline), p.src, sink, nullptr);
+  fail_unless(gst_element_link(p.src, sink));
+  return p;
+}
+
+// Waits until `us` has passed: what the emulator receives by then is what came late.
+void wait_until(gint64 us) {
+  while (g_get_monotonic_time() < us)
+    g_usleep(MIN(us - g_get_monotonic_time(), G_USEC_PER_SEC / 10) + 1);
+}
+
+void assert_nothing_after(const kirin_emu::Emulator &emu, gint64 stop_us) {
+  for (const RequestRecord &r : emu.requests())
+    fail_unless(r.arrival_us <= stop_us, "%s %s came %" G_GINT64_FORMAT " ms after the stop",
+                r.method.c_str(), r.path.c_str(), (r.arrival_us - stop_us) / 1000);
+}
+
+guint count(const std::vector<RequestRecord> &records, Route route, const std::string &task_id) {
+  guint n = 0;
+  for (const RequestRecord &r : records)
+    n += r.route == route && (task_id.empty() || r.task_id == task_id);
+  return n;
+}
+
+} // namespace
+
+// Stopped while a poll is out: the polling ends with the run, although the element lives on
+// in READY.
+GST_START_TEST(test_ready_while_polling_polls_no_more) {
+  // A task that stays processing longer than the watch: a live job would poll all along.
+  auto emu = kirin_test_start_emulator(kKey, 0, 30000);
+  Pipeline p = make_pipeline(*emu);
+  emu->hold(Route::Poll);
+  gst_element_set_state(p.pipeline, GST_STATE_PLAYING);
+  fail_unless(emu->wait_held(Route::Poll, 1, kWaitMs) == 1, "no poll was sent");
+  fail_unless(gst_element_set_state(p.pipeline, GST_STATE_READY) == GST_STATE_CHANGE_SUCCESS);
+  gint64 stop_us = g_get_monotonic_time();
+  // The stop cancels the job: its poll is given up at once, not waited for.
+  fail_unless(emu->wait_abandoned(Route::Poll, 1, kWaitMs) == 1,
+              "the stopped run still waits for its poll's answer");
+  emu->release(Route::Poll);
+  wait_until(stop_us + kWatchUs);
+  assert_nothing_after(*emu, stop_us);
+  std::vector<RequestRecord> records = emu->requests();
+  fail_unless_equals_int(count(records, Route::Create, ""), 1);
+  // The element is still there: it could play again, but its old run does nothing.
+  GstState state = GST_STATE_VOID_PENDING;
+  gst_element_get_state(p.src, &state, nullptr, 0);
+  fail_unless_equals_int(state, GST_STATE_READY);
+  gst_element_set_state(p.pipeline, GST_STATE_NULL);
+  gst_object_unref(p.pipeline);
+}
+GST_END_TEST;
+
+// Stopped while the create is out (sent, unanswered): the provider's answer, which comes
+// after the stop, starts nothing. No second create, and no poll of the task it made.
+GST_START_TEST(test_ready_while_creating_follows_no_answer) {
+  auto emu = kirin_test_start_emulator(kKey, 0, 30000);
+  Pipeline p = make_pipeline(*emu);
+  emu->hold(Route::Create);
+  gst_element_set_state(p.pipeline, GST_STATE_PLAYING);
+  fail_unless(emu->wait_held(Route::Create, 1, kWaitMs) == 1, "no create was sent");
+  fail_unless(gst_element_set_state(p.pipeline, GST_STATE_READY) == GST_STATE_CHANGE_SUCCESS);
+  gint64 stop_us = g_get_monotonic_time();
+  fail_unless(emu->wait_abandoned(Route::Create, 1, kWaitMs) == 1,
+              "the stopped run still waits for its create's answer");
+  emu->release(Route::Create);
+  wait_until(stop_us + kWatchUs);
+  std::vector<RequestRecord> records = emu->requests();
+  fail_unless_equals_int(count(records, Route::Create, ""), 1);
+  std::string task_id = records.front().task_id;
+  fail_if(task_id.empty(), "the held create made no task");
+  fail_unless_equals_int(count(records, Route::Poll, task_id), 0);
+  assert_nothing_after(*emu, stop_us);
+  gst_element_set_state(p.pipeline, GST_STATE_NULL);
+  gst_object_unref(p.pipeline);
+}
+GST_END_TEST;
+
+static Suite *stop_suite() {
+  Suite *s = suite_create("stop");
+  TCase *tc = tcase_create("general");
+  suite_add_tcase(s, tc);
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_ready_while_polling_polls_no_more);
+  tcase_add_test(tc, test_ready_while_creating_follows_no_answer);
+  return s;
+}
+
+int main(int argc, char **argv) {
+  kirin_test_init(&argc, &argv, "stop");
+  return gst_check_run_suite(stop_suite(), "stop", __FILE__);
+}
