@@ -30,6 +30,16 @@ struct Fixture {
   std::unique_ptr<std::thread> side; // something the case does while the run goes on
 };
 
+// What a run left to look at after it ended.
+struct Observed {
+  kirin_emu::Emulator &emu;
+  GstElement *src;
+  GstClockTime tag_duration; // the duration tag that reached the sink, or NONE
+};
+
+// What a case asserts beyond its outcome: "" when it holds, else what went wrong.
+using Check = std::function<std::string(const Observed &)>;
+
 struct Case {
   const char *name;
   std::function<void(Fixture &)> setup;
@@ -37,6 +47,7 @@ struct Case {
   const char *error_text = nullptr; // a part of the error message, when it must say something
   double bound_s = 30;              // the run must be over within this
   bool task_exists = true;          // then the error must carry its ID
+  Check check = nullptr;
 };
 
 void fault(Fixture &f, kirin_emu::Route route, const std::string &spec) {
@@ -51,14 +62,48 @@ std::function<void(Fixture &)> on_poll_body(std::string body) {
   return on(kirin_emu::Route::Poll, "json:" + body);
 }
 
-// A completed task object pointing at the pre-rendered result, with `duration` verbatim.
+// A completed task object pointing at the pre-rendered result, with `duration` verbatim
+// (none when empty).
 std::function<void(Fixture &)> completed_with_duration(std::string duration) {
   return [duration](Fixture &f) {
+    std::string member = duration.empty() ? "" : "\"duration\":" + duration + ",";
     fault(f, kirin_emu::Route::Poll,
           "json:{\"id\":\"t\",\"status\":\"completed\",\"output\":[{\"content\":[{\"type\":"
           "\"video\",\"url\":\"" +
-              f.known_url + "\",\"duration\":" + duration + ",\"id\":\"v\"}]}]}");
+              f.known_url + "\"," + member + "\"id\":\"v\"}]}]}");
     f.expected_path = f.known_path;
+  };
+}
+
+// The element's result-duration and the duration tag say `seconds` (-1: unknown, no tag).
+Check duration_is(double seconds) {
+  return [seconds](const Observed &o) -> std::string {
+    double property = 0;
+    g_object_get(o.src, "result-duration", &property, nullptr);
+    GstClockTime tag = seconds < 0 ? GST_CLOCK_TIME_NONE : GstClockTime(seconds * GST_SECOND);
+    if (property != seconds || o.tag_duration != tag)
+      return "result-duration " + std::to_string(property) + ", duration tag " +
+             (GST_CLOCK_TIME_IS_VALID(o.tag_duration) ? std::to_string(o.tag_duration) : "none") +
+             "; the emulator said " + std::to_string(seconds);
+    return {};
+  };
+}
+
+// The request after the first one answered 429 on `route` came at least `seconds` later.
+Check waited_after_429(kirin_emu::Route route, double seconds) {
+  return [route, seconds](const Observed &o) -> std::string {
+    gint64 refused_at = 0;
+    for (const auto &record : o.emu.requests()) {
+      if (record.route != route)
+        continue;
+      if (refused_at) {
+        const double gap = (record.arrival_us - refused_at) / double(G_USEC_PER_SEC);
+        return gap >= seconds ? "" : "retried after " + std::to_string(gap) + " s";
+      }
+      if (record.status == 429)
+        refused_at = record.arrival_us;
+    }
+    return "no request after the 429";
   };
 }
 
@@ -95,8 +140,12 @@ std::vector<Case> matrix() {
        "400", 10, false},
       {"create: 401", on(Route::Create, "http:401"), Outcome::CleanError, "401", 10, false},
       {"create: 403", on(Route::Create, "http:403"), Outcome::CleanError, "403", 10, false},
-      {"create: 429 with Retry-After", on(Route::Create, "http429:1"), Outcome::Recovers},
-      {"create: 429 without Retry-After", on(Route::Create, "http429:-1"), Outcome::Recovers},
+      // Retry-After: 2 is longer than the first retry's own backoff (1 s for a create, the
+      // poll interval for a poll), so only honouring it makes the gap.
+      {"create: 429 with Retry-After", on(Route::Create, "http429:2"), Outcome::Recovers, nullptr,
+       30, true, waited_after_429(Route::Create, 2.0)},
+      {"create: 429 without Retry-After", on(Route::Create, "http429:-1"), Outcome::Recovers,
+       nullptr, 30, true, waited_after_429(Route::Create, 1.0)},
       {"create: 500", on(Route::Create, "http:500"), Outcome::CleanError, "external-task-id", 10,
        false},
       {"create: 502", on(Route::Create, "http:502"), Outcome::CleanError, "external-task-id", 10,
@@ -120,7 +169,8 @@ std::vector<Case> matrix() {
       {"poll: 400 non-JSON", on(Route::Poll, "non-json:400"), Outcome::CleanError, "400"},
       {"poll: 401", on(Route::Poll, "http:401"), Outcome::CleanError, "401"},
       {"poll: 403", on(Route::Poll, "http:403"), Outcome::CleanError, "403"},
-      {"poll: 429 with Retry-After", on(Route::Poll, "http429:1"), Outcome::Recovers},
+      {"poll: 429 with Retry-After", on(Route::Poll, "http429:2"), Outcome::Recovers, nullptr, 30,
+       true, waited_after_429(Route::Poll, 2.0)},
       {"poll: 429 without Retry-After", on(Route::Poll, "http429:-1"), Outcome::Recovers},
       {"poll: 500", on(Route::Poll, "http:500"), Outcome::Recovers},
       {"poll: 502", on(Route::Poll, "http:502"), Outcome::Recovers},
@@ -143,9 +193,15 @@ std::vector<Case> matrix() {
        Outcome::CleanError, "no video URL"},
       {"poll: output without a video item", on_poll_body(image_only), Outcome::CleanError,
        "no video URL"},
-      {"poll: duration as a number", completed_with_duration("10.0"), Outcome::Recovers},
-      {"poll: duration as a string", completed_with_duration("\"10.0\""), Outcome::Recovers},
-      {"poll: duration garbage", completed_with_duration(kBadDuration), Outcome::Recovers},
+      // 12.5 s: not the length of the file streamed, so only the emulator's word gives it.
+      {"poll: duration as a number", completed_with_duration("12.5"), Outcome::Recovers, nullptr,
+       30, true, duration_is(12.5)},
+      {"poll: duration as a string", completed_with_duration("\"12.5\""), Outcome::Recovers,
+       nullptr, 30, true, duration_is(12.5)},
+      {"poll: duration garbage", completed_with_duration(kBadDuration), Outcome::Recovers, nullptr,
+       30, true, duration_is(-1)},
+      {"poll: duration missing", completed_with_duration(""), Outcome::Recovers, nullptr, 30, true,
+       duration_is(-1)},
       {"poll: error as an object",
        on_poll_body("{\"id\":\"t\",\"status\":\"failed\",\"error\":{\"code\":\"014002095\","
                     "\"message\":\"Internal generation error\"}}"),
@@ -221,6 +277,19 @@ std::string sha256(const std::string &data) {
   return hex;
 }
 
+// Keeps the duration tag of the stream (the pipeline is stopped before it is read).
+GstPadProbeReturn remember_duration_tag(GstPad *, GstPadProbeInfo *info, gpointer data) {
+  GstEvent *event = GST_PAD_PROBE_INFO_EVENT(info);
+  GstTagList *tags = nullptr;
+  guint64 duration = 0;
+  if (GST_EVENT_TYPE(event) == GST_EVENT_TAG) {
+    gst_event_parse_tag(event, &tags);
+    if (gst_tag_list_get_uint64(tags, GST_TAG_DURATION, &duration))
+      *static_cast<GstClockTime *>(data) = duration;
+  }
+  return GST_PAD_PROBE_OK;
+}
+
 // Runs one case and returns 0 when it had its outcome, 1 when not (with the reason).
 int run_case(const Case &c) {
   // Not kirin_test_start_emulator(): this runs in a child of its own, outside any check test,
@@ -268,6 +337,11 @@ int run_case(const Case &c) {
   GstElement *pipeline = gst_pipeline_new(nullptr);
   GstElement *sink = gst_element_factory_make("filesink", nullptr);
   g_object_set(sink, "location", path, nullptr);
+  GstClockTime tag_duration = GST_CLOCK_TIME_NONE;
+  GstPad *sink_pad = gst_element_get_static_pad(sink, "sink");
+  gst_pad_add_probe(sink_pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, remember_duration_tag,
+                    &tag_duration, nullptr);
+  gst_object_unref(sink_pad);
   gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
   gst_element_link(src, sink);
   RunResult result;
@@ -279,7 +353,6 @@ int run_case(const Case &c) {
   g_unlink(path);
   g_autofree char *task_id = nullptr;
   g_object_get(src, "task-id", &task_id, nullptr);
-  gst_object_unref(src);
 
   std::string problem;
   if (result.timed_out) {
@@ -308,6 +381,9 @@ int run_case(const Case &c) {
     else if (message.find(kKey) != std::string::npos)
       problem = "error shows the API key";
   }
+  if (problem.empty() && c.check)
+    problem = c.check(Observed{emu, src, tag_duration});
+  gst_object_unref(src);
   if (problem.empty() && emu.download_auth_count() != 0)
     problem = "the API key was sent to the result host";
   if (problem.empty() && emu.create_count() - creates_before > 1 &&

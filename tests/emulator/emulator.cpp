@@ -5,6 +5,7 @@
 // run on the caller's thread. All shared state is behind one mutex, never held across I/O
 // or rendering.
 #include "emulator.h"
+#include "streamed-answer.h"
 
 #include <gst/gst.h>
 #include <json-glib/json-glib.h>
@@ -62,6 +63,8 @@ enum class FaultKind {
   NonJson,
   Json,
   Big,
+  Huge,
+  Endless,
   Redirect,
   NoRange,
   Fail,
@@ -89,6 +92,8 @@ std::optional<Fault> parse_fault(const std::string &spec) {
       {"http429", FaultKind::TooMany, true, -1000000, 1000000}, // negative: no Retry-After
       {"drop", FaultKind::Drop, true, 0, G_MAXINT64},
       {"big", FaultKind::Big, true, kBigMin, kBigMax},
+      {"huge", FaultKind::Huge, true, kBigMin, G_MAXINT64},
+      {"endless", FaultKind::Endless, false, 0, 0},
       {"malformed", FaultKind::Malformed, false, 0, 0},
       {"empty", FaultKind::Empty, false, 0, 0},
       {"hang", FaultKind::Hang, false, 0, 0},
@@ -142,6 +147,8 @@ bool fault_fits_route(const Fault &fault, Route route) {
     return route == Route::Download;
   case FaultKind::Json:
   case FaultKind::Big:
+  case FaultKind::Huge:
+  case FaultKind::Endless:
     return route != Route::Download;
   default:
     return true;
@@ -551,6 +558,8 @@ struct Emulator::Impl {
   std::string apply_fault(SoupServerMessage *msg, const Fault &fault);
   bool authorize(SoupServerMessage *msg);
   void start_drop(SoupServerMessage *msg, std::string head, GBytes *body);
+  void start_stream(SoupServerMessage *msg, gint64 body_bytes);
+  void stream_progress(size_t record, guint64 bytes, bool over);
   void set_online(bool online);
   void post_callback(const std::string &url, const std::string &body);
   void tick();
@@ -645,6 +654,7 @@ struct Emulator::Impl {
   guint outstanding_io = 0; // callbacks and drops still in flight
   bool shutting_down = false;
   bool taken_over = false; // the current handler paused its answer itself (hang, drop)
+  bool streamed = false;   // ... to write it by hand (huge, endless)
 
   mutable std::mutex mutex;
   std::condition_variable state_changed; // start-up, render completions, shutdown
@@ -943,6 +953,12 @@ std::string Emulator::Impl::apply_fault(SoupServerMessage *msg, const Fault &fau
     soup_server_message_set_redirect(msg, SOUP_STATUS_FOUND, url);
     return "(injected redirect)";
   }
+  case FaultKind::Huge:
+  case FaultKind::Endless:
+    start_stream(msg, fault.kind == FaultKind::Huge ? fault.number : -1);
+    return fault.kind == FaultKind::Huge
+               ? "(injected streamed " + std::to_string(fault.number) + "-byte body)"
+               : "(injected endless body)";
   case FaultKind::Hang:
     // Never unpaused: soup_server_disconnect() closes the connection on shutdown.
     soup_server_message_pause(msg);
@@ -981,6 +997,7 @@ void Emulator::Impl::handle_api(SoupServerMessage *msg, const char *path) {
   Exchange exchange;
   exchange.arrival_us = g_get_monotonic_time();
   taken_over = false;
+  streamed = false;
   std::string note;
   if (g_str_equal(path, kApiPath)) {
     note = handle_create(msg, exchange);
@@ -1007,6 +1024,7 @@ bool Emulator::Impl::record_and_hold(SoupServerMessage *msg, const char *path, E
   record.external_task_id = exchange.external_task_id;
   record.video_id = exchange.video_id;
   record.arrival_us = exchange.arrival_us;
+  record.streaming = streamed;
   bool hold = false;
   if (!taken_over) {
     std::lock_guard<std::mutex> lock(mutex);
@@ -1263,6 +1281,7 @@ void Emulator::Impl::handle_files(SoupServerMessage *msg, const char *path) {
   exchange.route = Route::Download;
   exchange.arrival_us = g_get_monotonic_time();
   taken_over = false;
+  streamed = false;
   const bool with_auth = request_header(msg, "Authorization") != nullptr;
   const std::string name = path + strlen(kFilesPath) + (path[strlen(kFilesPath)] == '/');
   {
@@ -1438,6 +1457,68 @@ void Emulator::Impl::start_drop(SoupServerMessage *msg, std::string head, GBytes
   g_source_set_callback(idle, DropJob::steal_and_write, job, nullptr);
   g_source_attach(idle, context);
   g_source_unref(idle);
+}
+
+// The `huge` and `endless` faults: the connection is stolen, as for `drop`, and the body
+// written by hand as the client takes it, counted in the request's record.
+void Emulator::Impl::start_stream(SoupServerMessage *msg, gint64 body_bytes) {
+  soup_server_message_pause(msg);
+  soup_server_message_set_status(msg, SOUP_STATUS_OK, nullptr); // for the log; written by hand
+  taken_over = true;
+  streamed = true;
+  struct Start {
+    Impl *impl;
+    SoupServerMessage *msg; // a reference
+    gint64 body_bytes;
+    size_t record;
+  };
+  // This handler records the request right after it returns, as the next entry.
+  auto *start = new Start{this, SOUP_SERVER_MESSAGE(g_object_ref(msg)), body_bytes,
+                          locked([&] { return records.size(); })};
+  ++outstanding_io;
+  GSource *idle = g_idle_source_new();
+  g_source_set_callback(
+      idle,
+      [](gpointer data) -> gboolean {
+        auto *start = static_cast<Start *>(data);
+        Impl *impl = start->impl;
+        const size_t record = start->record;
+        GIOStream *stream = g_cancellable_is_cancelled(impl->drop_cancellable)
+                                ? nullptr
+                                : soup_server_message_steal_connection(start->msg);
+        g_object_unref(start->msg);
+        const gint64 body_bytes = start->body_bytes;
+        delete start;
+        if (!stream) {
+          impl->stream_progress(record, 0, true);
+          return G_SOURCE_REMOVE;
+        }
+        stream_answer(stream, body_bytes, impl->drop_cancellable,
+                      [impl, record](guint64 bytes, bool over) {
+                        impl->stream_progress(record, bytes, over);
+                      });
+        return G_SOURCE_REMOVE;
+      },
+      start, nullptr);
+  g_source_attach(idle, context);
+  g_source_unref(idle);
+}
+
+void Emulator::Impl::stream_progress(size_t record, guint64 bytes, bool over) {
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    RequestRecord &entry = records[record];
+    entry.streamed_bytes = bytes;
+    if (over) {
+      entry.streaming = false;
+      entry.stream_end_us = g_get_monotonic_time();
+    }
+  }
+  if (over) {
+    --outstanding_io;
+    log("streamed answer over after %" G_GUINT64_FORMAT " body bytes", bytes);
+    state_changed.notify_all();
+  }
 }
 
 void Emulator::Impl::post_callback(const std::string &url, const std::string &body) {
@@ -1737,6 +1818,14 @@ bool Emulator::release_one(Route route) {
 
 std::vector<RequestRecord> Emulator::requests() const {
   return impl_->locked([&] { return impl_->records; });
+}
+
+bool Emulator::wait_streams_over(guint timeout_ms) const {
+  std::unique_lock<std::mutex> lock(impl_->mutex);
+  return impl_->state_changed.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] {
+    return std::none_of(impl_->records.begin(), impl_->records.end(),
+                        [](const RequestRecord &record) { return record.streaming; });
+  });
 }
 
 void Emulator::set_offline(bool offline) {

@@ -55,6 +55,12 @@ struct RequestRecord {
   // The HTTP status answered. 0 while held, and for an answer never sent: held when the
   // connection closed (set_offline, destruction), or the `hang` fault.
   guint status = 0;
+  // The `huge` and `endless` faults: the body bytes the socket accepted (the emulator sends
+  // with a 64 KiB buffer, so that is close to what the client read), whether they are still
+  // being written, and when writing stopped (all written, the client hung up, or shutdown).
+  guint64 streamed_bytes = 0;
+  bool streaming = false;
+  gint64 stream_end_us = 0;
 };
 
 class Emulator {
@@ -123,6 +129,9 @@ public:
   // Every request on Create, Poll and Download so far, in arrival order (faulted, refused
   // and held ones too).
   std::vector<RequestRecord> requests() const;
+  // Waits up to `timeout_ms` until no `huge` or `endless` answer is being written; false
+  // when one still is.
+  bool wait_streams_over(guint timeout_ms) const;
 
   // Writes cert.pem and key.pem into `dir` (created if needed): a self-signed certificate
   // for IP 127.0.0.1 and DNS localhost that is its own CA, for Options::tls_*_file and as
