@@ -72,6 +72,8 @@ private:
 struct CompletedTask {
   std::string task_id, video_id, cost;
   double duration_s = -1;
+  // False for a task this run attached to (--task-id) or replayed: it was paid for earlier.
+  bool paid_now = true;
 };
 
 struct App {
@@ -243,12 +245,14 @@ void on_task_message(App &app, const GstStructure *s) {
   if (task_id != app.task_id && !task_id.empty()) {
     app.task_id = task_id;
     end_line(app);
-    std::printf("Task %s%s (external ID %s)\n", task_id.c_str(),
+    // Attached by --task-id, the element does not know the external ID: say nothing then.
+    const std::string external = string_field(s, "external-task-id");
+    std::printf("Task %s%s%s\n", task_id.c_str(),
                 app.options.extensions > 1 ? (" for step " + std::to_string(step) + " of " +
                                               std::to_string(app.options.extensions))
                                                  .c_str()
                                            : "",
-                string_field(s, "external-task-id").c_str());
+                external.empty() ? "" : (" (external ID " + external + ")").c_str());
     std::fflush(stdout);
   }
   if (status != app.status || step != app.step)
@@ -265,6 +269,10 @@ void on_task_message(App &app, const GstStructure *s) {
     done.task_id = task_id;
     done.video_id = string_field(s, "video-id");
     done.cost = string_field(s, "cost");
+    gboolean replayed = FALSE;
+    gst_structure_get_boolean(s, "replayed", &replayed);
+    // --task-id attaches to step 1's task; later steps of a chain are created now.
+    done.paid_now = !replayed && !(step == 1 && !app.options.task_id.empty());
     gst_structure_get_double(s, "duration", &done.duration_s);
     app.completed.push_back(done);
     // After the last step the element starts downloading; earlier steps chain on.
@@ -352,29 +360,46 @@ gboolean on_interrupt(gpointer data) {
   return G_SOURCE_CONTINUE;
 }
 
-void print_summary(const App &app) {
-  if (app.completed.empty())
-    return;
-  const CompletedTask &last = app.completed.back();
-  std::string tasks, costs;
+// What this run paid: a task attached to or replayed was paid for when it was created, and
+// counting it again would report money that was not spent.
+std::string cost_text(const std::vector<CompletedTask> &completed) {
+  std::string costs, earlier;
   double total_cost = 0;
-  for (const CompletedTask &task : app.completed) {
-    tasks += (tasks.empty() ? "" : ", ") + task.task_id;
+  int paid = 0;
+  for (const CompletedTask &task : completed) {
+    if (!task.paid_now) {
+      earlier += (earlier.empty() ? "" : ", ") + task.task_id;
+      continue;
+    }
     costs += (costs.empty() ? "$" : " + $") + task.cost;
     total_cost += g_ascii_strtod(task.cost.c_str(), nullptr);
+    paid++;
   }
-  if (app.completed.size() > 1) {
+  if (paid > 1) {
     char total[32];
     g_snprintf(total, sizeof total, " = $%.2f", total_cost);
     costs += total;
   }
+  if (earlier.empty())
+    return costs + " (USD)";
+  std::string note = "paid for when it was created, not by this run (" + earlier + ")";
+  return paid ? costs + " (USD); " + note : "nothing now: " + note;
+}
+
+void print_summary(const App &app) {
+  if (app.completed.empty())
+    return;
+  const CompletedTask &last = app.completed.back();
+  std::string tasks;
+  for (const CompletedTask &task : app.completed)
+    tasks += (tasks.empty() ? "" : ", ") + task.task_id;
   GStatBuf info;
   const long long size = g_stat(app.options.output.c_str(), &info) == 0 ? info.st_size : -1;
   std::printf("Done in %s.\n", clock_text(elapsed_s(app)).c_str());
   std::printf("Task:   %s\n", tasks.c_str());
   std::printf("Video:  %s, %.1f s (its ID can be extended again)\n", last.video_id.c_str(),
               last.duration_s);
-  std::printf("Cost:   %s (USD)\n", costs.c_str());
+  std::printf("Cost:   %s\n", cost_text(app.completed).c_str());
   std::printf("Saved:  %s (%lld bytes)\n", app.options.output.c_str(), size);
 }
 

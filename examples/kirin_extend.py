@@ -39,6 +39,21 @@ REDRAW_MS = 250
 BAR_WIDTH = 24
 
 
+def cost_text(completed):
+    """What this run paid: a task attached to or replayed was paid for when it
+    was created, and counting it again would report money not spent."""
+    paid = [task for task in completed if task['paid_now']]
+    earlier = ', '.join(task['task_id'] for task in completed
+                        if not task['paid_now'])
+    costs = ' + '.join('$' + task['cost'] for task in paid)
+    if len(paid) > 1:
+        costs += ' = $%.2f' % sum(float(task['cost'] or 0) for task in paid)
+    if not earlier:
+        return costs + ' (USD)'
+    note = ('paid for when it was created, not by this run (%s)' % earlier)
+    return costs + ' (USD); ' + note if paid else 'nothing now: ' + note
+
+
 def clock_text(seconds):
     total = int(seconds + 0.5)
     if total >= 3600:
@@ -227,9 +242,12 @@ class Extension:
             self.end_line()
             which = (' for step %d of %d' % (step, self.options.extensions)
                      if self.options.extensions > 1 else '')
-            print('Task %s%s (external ID %s)' % (
-                task_id, which, s.get_string('external-task-id') or ''),
-                flush=True)
+            # Attached by --task-id, the element does not know the external
+            # ID: say nothing then.
+            external = s.get_string('external-task-id') or ''
+            print('Task %s%s%s' % (
+                task_id, which,
+                ' (external ID %s)' % external if external else ''), flush=True)
         if status != self.status or step != self.step:
             self.remaining.reset()  # a new phase moves at its own pace
         self.status = status
@@ -246,6 +264,10 @@ class Extension:
                 'video_id': s.get_string('video-id') or '',
                 'cost': s.get_string('cost') or '',
                 'duration': duration if has_duration else -1,
+                # A replayed task, or the one --task-id attaches to (step 1),
+                # was paid for earlier.
+                'paid_now': not s.get_boolean('replayed')[1] and
+                not (step == 1 and self.options.task_id),
             })
             # After the last step the element downloads; earlier ones chain.
             self.downloading = step >= self.options.extensions
@@ -311,16 +333,12 @@ class Extension:
             return
         last = self.completed[-1]
         tasks = ', '.join(task['task_id'] for task in self.completed)
-        costs = ' + '.join('$' + task['cost'] for task in self.completed)
-        if len(self.completed) > 1:
-            total = sum(float(task['cost'] or 0) for task in self.completed)
-            costs += ' = $%.2f' % total
         size = os.path.getsize(self.options.output)
         print('Done in %s.' % clock_text(self.elapsed()))
         print('Task:   %s' % tasks)
         print('Video:  %s, %.1f s (its ID can be extended again)'
               % (last['video_id'], last['duration']))
-        print('Cost:   %s (USD)' % costs)
+        print('Cost:   %s' % cost_text(self.completed))
         print('Saved:  %s (%d bytes)' % (self.options.output, size),
               flush=True)
 

@@ -163,6 +163,49 @@ static GstStateChangeReturn gst_kirin_extend_src_change_state(GstElement *elemen
   return ret;
 }
 
+// Downstream expects a stream to begin before it ends.
+static void push_eos(GstElement *element, gpointer event) {
+  GstPad *pad = GST_KIRIN_EXTEND_SRC(element)->srcpad;
+  if (GstEvent *started = gst_pad_get_sticky_event(pad, GST_EVENT_STREAM_START, 0)) {
+    gst_event_unref(started);
+  } else {
+    g_autofree char *stream_id = gst_pad_create_stream_id(pad, element, nullptr);
+    gst_pad_push_event(pad, gst_event_new_stream_start(stream_id));
+  }
+  gst_pad_push_event(pad, gst_event_ref(GST_EVENT(event)));
+}
+
+// An EOS sent to the element (gst-launch-1.0 -e on Ctrl-C, an application finishing a
+// recording) while no result streams yet: nothing can come before the task ends, so the
+// run stops, which says on the bus which task goes on and how to get its result, while the
+// application still reads the bus, and the EOS goes downstream so the pipeline can finish
+// instead of waiting for ever. With a child streaming, the bin hands the EOS to it.
+static gboolean gst_kirin_extend_src_send_event(GstElement *element, GstEvent *event) {
+  auto *self = GST_KIRIN_EXTEND_SRC(element);
+  if (GST_EVENT_TYPE(event) != GST_EVENT_EOS)
+    return GST_ELEMENT_CLASS(gst_kirin_extend_src_parent_class)->send_event(element, event);
+  std::shared_ptr<Run> run;
+  // Under the state lock (recursive; gst_element_send_event holds it already), as
+  // expose_next is: no child is exposed between the check and the stop.
+  GST_STATE_LOCK(element);
+  bool streaming;
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    streaming = self->priv->source != nullptr;
+    if (!streaming)
+      run = self->priv->run;
+  }
+  if (run)
+    run->stop();
+  GST_STATE_UNLOCK(element);
+  if (streaming)
+    return GST_ELEMENT_CLASS(gst_kirin_extend_src_parent_class)->send_event(element, event);
+  // Pushed from GStreamer's call-async thread: a paused sink holds an EOS until PLAYING,
+  // which the application (holding the state lock here) could then never set.
+  gst_element_call_async(element, push_eos, event, (GDestroyNotify)gst_event_unref);
+  return TRUE;
+}
+
 // Child messages may or may not end with a full stop; ours continue after them.
 static std::string sentence(const char *text) {
   std::string out = text ? text : "";
@@ -298,6 +341,7 @@ static void gst_kirin_extend_src_class_init(GstKirinExtendSrcClass *klass) {
 
   gobject_class->finalize = gst_kirin_extend_src_finalize;
   element_class->change_state = GST_DEBUG_FUNCPTR(gst_kirin_extend_src_change_state);
+  element_class->send_event = GST_DEBUG_FUNCPTR(gst_kirin_extend_src_send_event);
   bin_class->handle_message = GST_DEBUG_FUNCPTR(gst_kirin_extend_src_handle_message);
 
   kirin::install_properties(gobject_class);

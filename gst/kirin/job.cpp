@@ -318,9 +318,17 @@ void Job::on_create_response(Response &response) {
     std::string text = http_error_text(response, &code);
     JobError error =
         refusal(response.status, response.status >= 500 ? JobError::Ambiguous : JobError::Rejected);
-    std::string hint = error == JobError::Ambiguous ? " The task may exist." + resume_hint() : "";
-    finish(error, "The provider refused to create the task: " + text + "." + hint, response.status,
-           code);
+    // A server error is no refusal: the provider may have made (and charged) the task before
+    // failing, so the message must not say both "refused" and "may exist".
+    if (error == JobError::Ambiguous)
+      finish(error,
+             "The provider answered the create request with a server error (" + text +
+                 "), so the task may exist and be charged. Do not resubmit blindly." +
+                 resume_hint(),
+             response.status, code);
+    else
+      finish(error, "The provider refused to create the task: " + text + ".", response.status,
+             code);
     return;
   }
   Task task;

@@ -200,6 +200,17 @@ void Run::record_outcome(const JobOutcome &outcome) {
     });
 }
 
+// The provider no longer knows a task the journal recorded (a 404 on attach): record_outcome
+// dropped the record, so the user must learn that running again is no longer free.
+std::string Run::journal_outcome_note(const JobOutcome &outcome) const {
+  if (!plan_.journal || !ledger_ || outcome.error != JobError::NotFound ||
+      outcome.task_id.empty() || outcome.task_id != row_task_id_)
+    return {};
+  return " The journal (" + journal_path_ + ") recorded task " + outcome.task_id +
+         " from an earlier run, but the provider no longer knows it: that record was dropped, "
+         "so running the same request again creates a new task and pays for it.";
+}
+
 void Run::let_claim_go() {
   claim_.reset();
 }

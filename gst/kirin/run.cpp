@@ -73,7 +73,40 @@ void Run::stop() {
   }
   job_cancel(job);
   if (ElementRef el = element())
-    progress(el.element, GST_PROGRESS_TYPE_CANCELED, "Stopped before the task ended");
+    progress(el.element, GST_PROGRESS_TYPE_CANCELED, canceled_text());
+}
+
+// A stopped run leaves its task running (and paid for) at the provider: the user needs its
+// ID and the way back to it, wherever the stop came from (Ctrl-C, a closed window, an app).
+std::string Run::canceled_text() const {
+  std::string task_id, external_id;
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    task_id = current_task_id_;
+    external_id = current_external_id_;
+  }
+  std::string external = external_id.empty() ? "" : " (external-task-id " + external_id + ")";
+  if (task_id.empty() && external_id.empty())
+    return "Stopped before any task was created";
+  if (task_id.empty())
+    return "Stopped before the provider named the task" + external +
+           ": if it was created, it goes on at the provider, which knows it by that "
+           "external-task-id";
+  std::string again = uses_journal() ? "run the same pipeline again (the journal attaches to "
+                                       "it without paying again), or set task-id=" +
+                                           task_id
+                                     : "set task-id=" + task_id + " (no new charge)";
+  return "Stopped before task " + task_id + external +
+         " ended: it goes on at the provider. To get its result, " + again;
+}
+
+std::string Run::created_text(const std::string &task_id) const {
+  std::string again = uses_journal() ? "running the same pipeline again attaches to it, or "
+                                       "set task-id=" +
+                                           task_id
+                                     : "set task-id=" + task_id;
+  return "Task " + task_id + " created (external-task-id " + plan_.external_task_id +
+         "). Should this run stop first, it goes on at the provider: " + again + " (no new charge)";
 }
 
 void Run::progress(GstElement *element, GstProgressType type, const std::string &text,
@@ -164,6 +197,8 @@ void Run::start_job(const Plan &plan, bool refresh) {
   {
     std::lock_guard<std::mutex> guard(lock_);
     if (!stopped_) {
+      current_task_id_ = plan.task_id;
+      current_external_id_ = plan.external_task_id;
       job_ = job_start(std::move(config), std::move(callbacks));
       return;
     }
@@ -190,7 +225,13 @@ void Run::on_task_id(const std::string &task_id) {
     if (priv->run.get() == this)
       priv->paid = paid_;
   }
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    current_task_id_ = task_id;
+  }
   GST_INFO_OBJECT(el.element, "task %s created", task_id.c_str());
+  if (plan_.costs_money())
+    progress(el.element, GST_PROGRESS_TYPE_CONTINUE, created_text(task_id));
   // Recorded before anything else can go wrong: a run that dies now attaches to it next time.
   record_task_id(task_id);
   g_object_notify(G_OBJECT(el.element), "task-id");
@@ -268,7 +309,8 @@ void Run::post_outcome_error(GstElement *element, const JobOutcome &outcome) {
   }
   ErrorInfo info{std::string("error kind: ") + job_error_name(outcome.error), outcome.http_status,
                  outcome.error_code, outcome.task_id};
-  post_error(element, GST_RESOURCE_ERROR, code, outcome.message, info);
+  post_error(element, GST_RESOURCE_ERROR, code, outcome.message + journal_outcome_note(outcome),
+             info);
 }
 
 // ---- chaining and exposing (decider thread) ----

@@ -108,6 +108,8 @@ private:
   void record_task_id(const std::string &task_id);
   void record_outcome(const JobOutcome &outcome);
   void let_claim_go();
+  // What the error of `outcome` adds when it made the journal drop this step's record ("").
+  std::string journal_outcome_note(const JobOutcome &outcome) const;
   void keep_download(Exposure &exposure, const Task &task);
   void replay(GstElement *element, const JournalEntry &entry, const std::string &media);
 
@@ -123,6 +125,10 @@ private:
                       bool refreshed);
   void queue_exposure(GstElement *element, const Task &task, const std::string &media, bool last,
                       bool refreshed);
+  // What a stop says: which task goes on at the provider and how to get its result.
+  std::string canceled_text() const;
+  // What the progress says once the provider named a paid task: how to go on without it.
+  std::string created_text(const std::string &task_id) const;
   // GST_MESSAGE_PROGRESS; a start opens the sequence, complete/error/canceled close it once.
   void progress(GstElement *element, GstProgressType type, const std::string &text,
                 double fraction = -1);
@@ -160,6 +166,9 @@ private:
   bool streaming_final_ = true;
   bool url_refreshed_ = false;
   bool progress_open_ = false;
+  // For the canceled text, read by stop() on any thread: the current step's task, and the
+  // external ID of a create that may have left.
+  std::string current_task_id_, current_external_id_;
   std::atomic<bool> data_flowed_{false};
 };
 

@@ -113,20 +113,36 @@ bool parse_video_id(const char *rest, const char *query, std::string &video_id) 
   return true;
 }
 
+// Properties that exist but a URI may not set. A URI may come from a playlist, a web page or
+// another program: it must not choose where the key goes, what TLS trusts, or where files are
+// written. Saying so tells the user the key is not a typo.
+const char *const kUriRefused[] = {"api-key",           "api-url",         "ca-file",
+                                   "allow-http-result", "journal",         "cache-dir",
+                                   "cache-max-size",    "callback-listen", "callback-public-url"};
+
 // One query value as the property's type, or false with `error` set.
 bool parse_value(GObjectClass *klass, const char *name, const char *text, UriValues &values,
                  GError **error) {
-  bool known = false;
+  bool known = false, refused = false;
   for (const char *allowed : kUriProperties)
     known |= g_str_equal(name, allowed);
+  for (const char *unsafe : kUriRefused)
+    refused |= g_str_equal(name, unsafe);
+  if (refused) {
+    g_set_error(error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI,
+                "The kirin URI may not set '%s': it is refused for safety, since a URI can come "
+                "from a playlist or another program. Set it as a property from your own code "
+                "(the API key and URL also come from VTRIX_API_KEY and VTRIX_API_URL)",
+                name);
+    return false;
+  }
   GParamSpec *pspec = known ? g_object_class_find_property(klass, name) : nullptr;
   if (!pspec) {
     g_set_error(error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI,
                 "Unknown key '%s' in the kirin URI: it accepts prompt, negative-prompt, "
                 "cfg-scale, task-id, external-task-id, callback-url, model, "
                 "poll-interval, timeout, request-timeout, extensions, stream-intermediate and "
-                "fresh "
-                "(the API key and URL come from the environment)",
+                "fresh",
                 name);
     return false;
   }

@@ -233,6 +233,45 @@ GST_START_TEST(test_interrupt_then_resume) {
 }
 GST_END_TEST;
 
+// A run that paid nothing says so: the same line again replays the journal's task, and
+// --task-id attaches to it; neither reports the task's cost as spent, nor an empty external ID.
+GST_START_TEST(test_replay_and_resume_pay_nothing) {
+  const int app = __i__;
+  auto emu = kirin_test_start_emulator(kKey, 100, 300);
+  WorkDir dir;
+  const std::vector<std::string> args = {"--poll-interval", "100", "--timeout", "60", "demo-5s"};
+  auto with_output = [&](std::vector<std::string> words, const char *name) {
+    words.push_back(dir.file(name));
+    return words;
+  };
+  Finished paid = run(app, *emu, with_output(args, "first.mp4"), dir);
+  fail_unless(paid.exit_status == 0, "%s", paid.both().c_str());
+  std::vector<std::string> ids = task_ids_in(paid.out);
+  fail_unless(ids.size() == 1, "%s", paid.both().c_str());
+  fail_unless(contains(paid.out, "Cost:   $0.28 (USD)\n"), "%s", paid.both().c_str());
+
+  Finished replayed = run(app, *emu, with_output(args, "replayed.mp4"), dir);
+  fail_unless(replayed.exit_status == 0, "%s", replayed.both().c_str());
+  fail_unless_equals_int(emu->create_count(), 1);
+  fail_unless(contains(replayed.out, "Cost:   nothing now: paid for when it was created, not by "
+                                     "this run (" +
+                                         ids[0] + ")"),
+              "%s", replayed.both().c_str());
+  fail_if(contains(replayed.out, "$0.28"), "%s", replayed.both().c_str());
+
+  Finished resumed = run(
+      app, *emu,
+      {"--poll-interval", "100", "--timeout", "60", "--task-id", ids[0], dir.file("resumed.mp4")},
+      dir);
+  fail_unless(resumed.exit_status == 0, "%s", resumed.both().c_str());
+  fail_unless_equals_int(emu->create_count(), 1);
+  fail_unless(contains(resumed.out, "Task " + ids[0] + "\n"), "%s", resumed.both().c_str());
+  fail_if(contains(resumed.out, "(external ID )"), "%s", resumed.both().c_str());
+  fail_unless(contains(resumed.out, "Cost:   nothing now"), "%s", resumed.both().c_str());
+  fail_if(contains(resumed.out, "$0.28"), "%s", resumed.both().c_str());
+}
+GST_END_TEST;
+
 static Suite *examples_suite() {
   Suite *s = suite_create("examples");
   TCase *tc = tcase_create("general");
@@ -241,6 +280,7 @@ static Suite *examples_suite() {
   tcase_add_loop_test(tc, test_extends_and_saves, 0, 2);
   tcase_add_loop_test(tc, test_failed_task_names_it, 0, 2);
   tcase_add_loop_test(tc, test_interrupt_then_resume, 0, 2);
+  tcase_add_loop_test(tc, test_replay_and_resume_pay_nothing, 0, 2);
   suite_add_tcase(s, tc);
   return s;
 }

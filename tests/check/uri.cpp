@@ -77,10 +77,10 @@ GST_START_TEST(test_uri_refusals_are_clear) {
     const char *says;
   } cases[] = {
       {"kirin://vid?colour=red", "Unknown key 'colour'"},
-      {"kirin://vid?api-key=secret", "Unknown key 'api-key'"},
-      {"kirin://vid?api-url=http%3A%2F%2Fevil.example%2F", "Unknown key 'api-url'"},
+      {"kirin://vid?api-key=secret", "may not set 'api-key': it is refused for safety"},
+      {"kirin://vid?api-url=http%3A%2F%2Fevil.example%2F", "may not set 'api-url'"},
       // A URI from a playlist must not choose where files are written.
-      {"kirin://vid?cache-dir=%2Fetc", "Unknown key 'cache-dir'"},
+      {"kirin://vid?cache-dir=%2Fetc", "may not set 'cache-dir'"},
       {"kirin://vid?cfg-scale=2", "Invalid value '2' for 'cfg-scale'"},
       {"kirin://vid?poll-interval=soon", "Invalid value 'soon' for 'poll-interval'"},
       {"kirin://a/b", "percent-encode"},
@@ -149,6 +149,31 @@ GST_START_TEST(test_uri_refuses_trust_keys) {
 }
 GST_END_TEST;
 
+// A key a URI may not set is refused for safety, and says so: it is a property the user may
+// well know, so "Unknown key" would read like a typo and suggest trying another spelling.
+GST_START_TEST(test_uri_refuses_unsafe_keys_for_safety) {
+  GstElement *src = gst_element_factory_make("kirinextendsrc", nullptr);
+  const char *const unsafe[] = {"api-key",           "api-url",         "ca-file",
+                                "allow-http-result", "journal",         "cache-dir",
+                                "cache-max-size",    "callback-listen", "callback-public-url"};
+  for (const char *key : unsafe) {
+    // Each is a real property of the element, settable from code.
+    fail_unless(g_object_class_find_property(G_OBJECT_GET_CLASS(src), key) != nullptr, "%s", key);
+    std::string uri = std::string("kirin://vid?") + key + "=x";
+    GError *error = nullptr;
+    fail_if(gst_uri_handler_set_uri(GST_URI_HANDLER(src), uri.c_str(), &error), "%s accepted",
+            uri.c_str());
+    fail_unless(error != nullptr, "%s", uri.c_str());
+    std::string says = std::string("may not set '") + key + "': it is refused for safety";
+    fail_unless(strstr(error->message, says.c_str()) != nullptr, "%s: %s", uri.c_str(),
+                error->message);
+    fail_unless(strstr(error->message, "Unknown key") == nullptr, "%s", error->message);
+    g_clear_error(&error);
+  }
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
 static void link_to_sink(GstElement *, GstPad *pad, gpointer sink) {
   GstPad *sinkpad = gst_element_get_static_pad(GST_ELEMENT(sink), "sink");
   if (!gst_pad_is_linked(sinkpad))
@@ -208,6 +233,7 @@ static Suite *uri_suite() {
   tcase_add_test(tc, test_uri_sets_properties_and_round_trips);
   tcase_add_test(tc, test_uri_refusals_are_clear);
   tcase_add_test(tc, test_uri_refuses_trust_keys);
+  tcase_add_test(tc, test_uri_refuses_unsafe_keys_for_safety);
   tcase_add_test(tc, test_playbin_plays_kirin_uri);
   tcase_add_test(tc, test_uridecodebin_decodes_kirin_uri);
   return s;

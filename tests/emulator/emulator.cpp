@@ -1023,6 +1023,9 @@ bool Emulator::Impl::record_and_hold(SoupServerMessage *msg, const char *path, E
   record.task_id = exchange.task_id;
   record.external_task_id = exchange.external_task_id;
   record.video_id = exchange.video_id;
+  const char *agent =
+      soup_message_headers_get_one(soup_server_message_get_request_headers(msg), "User-Agent");
+  record.user_agent = agent ? agent : "";
   record.arrival_us = exchange.arrival_us;
   record.streaming = streamed;
   bool hold = false;
