@@ -25,7 +25,7 @@ struct StreamJob {
   gint64 total;       // body bytes, < 0 = endless
   std::string buffer; // what the current write sends
   gsize buffer_sent = 0;
-  gsize head_left;      // bytes of the HTTP head still in `buffer`
+  gsize head_left = 0;  // bytes of the HTTP head still in `buffer`
   guint64 produced = 0; // body bytes put into buffers so far
   guint64 written = 0;  // body bytes the socket accepted
 
