@@ -147,8 +147,10 @@ inline bool kirin_test_take_message(GstMessage *msg, RunResult &result) {
   }
 }
 
-// Plays the pipeline until EOS, an error or `max_seconds`, then sets it to NULL.
-inline void kirin_test_run(GstElement *pipeline, double max_seconds, RunResult &result) {
+// Plays the pipeline until EOS, an error or `max_seconds`, then, `linger_us` later (so that
+// what the element might still do after its end would reach the emulator), sets it to NULL.
+inline void kirin_test_run(GstElement *pipeline, double max_seconds, RunResult &result,
+                           gint64 linger_us = 0) {
   GstBus *bus = gst_element_get_bus(pipeline);
   gint64 start = g_get_monotonic_time();
   gint64 deadline = start + (gint64)(max_seconds * G_USEC_PER_SEC);
@@ -170,6 +172,8 @@ inline void kirin_test_run(GstElement *pipeline, double max_seconds, RunResult &
     gst_message_unref(msg);
   }
   result.seconds = (g_get_monotonic_time() - start) / (double)G_USEC_PER_SEC;
+  for (gint64 end = g_get_monotonic_time() + linger_us; g_get_monotonic_time() < end;)
+    g_usleep(G_USEC_PER_SEC / 20);
   gst_element_set_state(pipeline, GST_STATE_NULL);
   gst_object_unref(bus);
 }

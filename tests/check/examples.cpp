@@ -7,6 +7,7 @@
 #include "common.h"
 
 #include "emulator-fixture.h"
+#include "program.h"
 
 #include <algorithm>
 #include <csignal>
@@ -20,25 +21,6 @@ std::string app_paths[2]; // the C++ application, the Python one
 const char *app_name(int app) {
   return app == 0 ? "kirin-extend" : "kirin_extend.py";
 }
-
-// A directory for the output, removed with what is in it.
-struct WorkDir {
-  std::string path;
-  WorkDir() {
-    g_autofree char *dir = g_dir_make_tmp("kirin-examples-XXXXXX", nullptr);
-    fail_unless(dir != nullptr);
-    path = dir;
-  }
-  ~WorkDir() {
-    if (GDir *dir = g_dir_open(path.c_str(), 0, nullptr)) {
-      while (const char *name = g_dir_read_name(dir))
-        g_unlink((path + "/" + name).c_str());
-      g_dir_close(dir);
-    }
-    g_rmdir(path.c_str());
-  }
-  std::string file(const char *name) const { return path + "/" + name; }
-};
 
 // Like a user's shell: the key and the service in the environment, the plugin found
 // through GST_PLUGIN_PATH. stdout and stderr go to files (not a terminal: line mode).

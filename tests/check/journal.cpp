@@ -5,6 +5,7 @@
 #include "common.h"
 
 #include "emulator-fixture.h"
+#include "program.h"
 
 #include <sqlite3.h>
 
@@ -16,95 +17,30 @@ namespace {
 
 constexpr const char *kKey = "journal-test-key";
 
-// A directory for outputs and the tools' stdout/stderr, removed with what is in it.
-struct WorkDir {
-  std::string path;
-  WorkDir() {
-    g_autofree char *dir = g_dir_make_tmp("kirin-journal-XXXXXX", nullptr);
-    fail_unless(dir != nullptr);
-    path = dir;
-  }
-  ~WorkDir() {
-    if (GDir *dir = g_dir_open(path.c_str(), 0, nullptr)) {
-      while (const char *name = g_dir_read_name(dir))
-        g_unlink((path + "/" + name).c_str());
-      g_dir_close(dir);
-    }
-    g_rmdir(path.c_str());
-  }
-  std::string file(const std::string &name) const { return path + "/" + name; }
-};
+using Tool = Program;
 
 // A tool run as a user runs it: the key in the environment (and the service, once
-// kirin_test_export_emulator set it), the test's journal, stdout and stderr to files. The
-// suite's debug log is left out, so stderr holds what the tool itself says.
-struct Tool {
-  GSubprocess *process = nullptr;
-  std::string out_path, err_path;
-  int exit_status = -1; // once waited for; -1 when it ended by a signal
-  std::string out() const { return kirin_test_read_file(out_path); }
-  std::string err() const { return kirin_test_read_file(err_path); }
-  ~Tool() { g_clear_object(&process); }
-};
-
+// kirin_test_export_emulator set it), the test's journal; `preload` after what is preloaded
+// already (the sanitizers' runtime must stay first).
 std::unique_ptr<Tool> spawn(const std::vector<std::string> &args, const WorkDir &dir,
                             const std::string &name, const char *preload = nullptr) {
-  g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
-  g_subprocess_launcher_setenv(launcher, "VTRIX_API_KEY", kKey, TRUE);
-  g_subprocess_launcher_unsetenv(launcher, "GST_DEBUG");
+  std::vector<std::pair<std::string, std::string>> env{{"VTRIX_API_KEY", kKey}};
   if (preload) {
-    // After what is preloaded already (the sanitizers' runtime must stay first).
     const char *before = g_getenv("LD_PRELOAD");
-    std::string list = before && *before ? std::string(before) + ":" + preload : preload;
-    g_subprocess_launcher_setenv(launcher, "LD_PRELOAD", list.c_str(), TRUE);
+    env.emplace_back("LD_PRELOAD", before && *before ? std::string(before) + ":" + preload
+                                                     : std::string(preload));
   }
-  auto tool = std::make_unique<Tool>();
-  tool->out_path = dir.file(name + ".stdout");
-  tool->err_path = dir.file(name + ".stderr");
-  g_subprocess_launcher_set_stdout_file_path(launcher, tool->out_path.c_str());
-  g_subprocess_launcher_set_stderr_file_path(launcher, tool->err_path.c_str());
-  std::vector<const char *> argv;
-  for (const std::string &arg : args)
-    argv.push_back(arg.c_str());
-  argv.push_back(nullptr);
-  GError *error = nullptr;
-  tool->process = g_subprocess_launcher_spawnv(launcher, argv.data(), &error);
-  fail_unless(tool->process != nullptr, "cannot run %s: %s", argv[0], error ? error->message : "");
-  return tool;
+  return kirin_test_spawn(args, dir, name, env);
 }
 
-// Waits up to `seconds` for the tool to end on its own; true when it did. The wait runs
-// the default main context, where GSubprocess reports the exit.
 bool wait_up_to(Tool &tool, double seconds) {
-  bool exited = false, expired = false;
-  g_subprocess_wait_async(
-      tool.process, nullptr,
-      [](GObject *, GAsyncResult *, gpointer data) { *static_cast<bool *>(data) = true; }, &exited);
-  guint timer = g_timeout_add((guint)(seconds * 1000),
-                              [](gpointer data) {
-                                *static_cast<bool *>(data) = true;
-                                return G_SOURCE_REMOVE;
-                              },
-                              &expired);
-  while (!exited && !expired)
-    g_main_context_iteration(nullptr, TRUE);
-  if (!expired)
-    g_source_remove(timer);
-  if (exited)
-    return true;
-  // The wait's callback still points at `exited`: let it run before this frame ends.
-  g_subprocess_force_exit(tool.process);
-  while (!exited)
-    g_main_context_iteration(nullptr, TRUE);
-  return false;
+  return kirin_test_wait_up_to(tool, seconds);
 }
 
 // Waits for a tool that must end by itself within 60 s, and records its exit status.
 void finish(Tool &tool) {
   fail_unless(wait_up_to(tool, 60), "the tool did not end within 60 s; stderr: %s",
               tool.err().c_str());
-  if (g_subprocess_get_if_exited(tool.process))
-    tool.exit_status = g_subprocess_get_exit_status(tool.process);
 }
 
 void assert_exit_0(const Tool &tool) {

@@ -44,31 +44,6 @@ struct Output {
   }
 };
 
-// Plays until EOS or an error, then keeps playing `linger_us` longer, so that a refresh the
-// element might start after its error would still reach the emulator.
-void run_and_linger(GstElement *pipeline, gint64 linger_us, RunResult &result) {
-  GstBus *bus = gst_element_get_bus(pipeline);
-  gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
-  gst_element_set_state(pipeline, GST_STATE_PLAYING);
-  bool done = false;
-  while (!done) {
-    gint64 left = deadline - g_get_monotonic_time();
-    if (left <= 0) {
-      result.timed_out = true;
-      break;
-    }
-    GstMessage *msg = gst_bus_timed_pop(bus, left * GST_USECOND);
-    if (msg) {
-      done = kirin_test_take_message(msg, result);
-      gst_message_unref(msg);
-    }
-  }
-  for (gint64 end = g_get_monotonic_time() + linger_us; g_get_monotonic_time() < end;)
-    g_usleep(G_USEC_PER_SEC / 20);
-  gst_element_set_state(pipeline, GST_STATE_NULL);
-  gst_object_unref(bus);
-}
-
 } // namespace
 
 GST_START_TEST(test_refusal_after_data_is_an_error_without_a_refresh) {
@@ -91,7 +66,7 @@ GST_START_TEST(test_refusal_after_data_is_an_error_without_a_refresh) {
   gst_object_unref(pad);
 
   RunResult result;
-  run_and_linger(pipeline, G_USEC_PER_SEC / 2, result);
+  kirin_test_run(pipeline, 60, result, G_USEC_PER_SEC / 2);
   g_autofree char *task_id = nullptr;
   g_object_get(src, "task-id", &task_id, nullptr);
   fail_unless(task_id && *task_id, "no task was created");

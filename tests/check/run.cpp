@@ -202,6 +202,19 @@ void drop_pipeline(Pipeline &p) {
   p = {};
 }
 
+// The URL of a result the emulator rendered for a run of its own, for faults that point
+// other runs' tasks at it.
+std::string rendered_result_url(const kirin_emu::Emulator &emu, const std::string &run) {
+  Pipeline p = make_pipeline(emu, "demo-5s", 1, run);
+  RunResult result;
+  kirin_test_run(p.pipeline, 60, result);
+  fail_unless(result.eos);
+  g_autofree char *url = nullptr;
+  g_object_get(p.src, "result-url", &url, nullptr);
+  gst_object_unref(p.pipeline);
+  return url ? url : "";
+}
+
 // What the emulator saw of each run, by the run's external task ID ("" when unknown).
 std::map<std::string, std::vector<kirin_emu::RequestRecord>>
 requests_by_run(const kirin_emu::Emulator &emu) {
@@ -386,18 +399,8 @@ GST_END_TEST;
 // streams nothing more: no download after the stop.
 GST_START_TEST(test_stop_during_a_url_refresh_streams_nothing) {
   auto emu = kirin_test_start_emulator(kirin_test_emulator_options(kKey, 0, 20));
-  std::string url;
-  {
-    // One rendered result, downloaded by every run below.
-    Pipeline p = make_pipeline(*emu, "demo-5s", 1, "refresh-setup");
-    RunResult result;
-    kirin_test_run(p.pipeline, 60, result);
-    fail_unless(result.eos);
-    g_autofree char *result_url = nullptr;
-    g_object_get(p.src, "result-url", &result_url, nullptr);
-    url = result_url;
-    gst_object_unref(p.pipeline);
-  }
+  // One rendered result, downloaded by every run below.
+  const std::string url = rendered_result_url(*emu, "refresh-setup");
   std::map<std::string, gint64> stops;
   for (int i = 0; i < 500; i++) {
     std::string run = "refresh-" + std::to_string(i);
@@ -482,17 +485,7 @@ struct RefreshWindow {
 // decided is dropped with the run. No request of the run reaches the emulator after the stop.
 GST_START_TEST(test_stop_inside_the_refresh_window) {
   auto emu = kirin_test_start_emulator(kirin_test_emulator_options(kKey, 0, 20));
-  std::string url;
-  {
-    Pipeline p = make_pipeline(*emu, "demo-5s", 1, "window-setup");
-    RunResult result;
-    kirin_test_run(p.pipeline, 60, result);
-    fail_unless(result.eos);
-    g_autofree char *result_url = nullptr;
-    g_object_get(p.src, "result-url", &result_url, nullptr);
-    url = result_url;
-    gst_object_unref(p.pipeline);
-  }
+  const std::string url = rendered_result_url(*emu, "window-setup");
   // The hook sees the element's warnings and GStreamer's state changes; nothing is printed.
   gst_debug_set_active(TRUE);
   gst_debug_set_threshold_from_string("kirin*:4,GST_STATES:5", FALSE);

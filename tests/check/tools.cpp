@@ -5,6 +5,7 @@
 #include "common.h"
 
 #include "emulator-fixture.h"
+#include "program.h"
 
 #include <csignal>
 #include <memory>
@@ -18,91 +19,23 @@ bool contains(const std::string &text, const std::string &part) {
   return text.find(part) != std::string::npos;
 }
 
-// A directory for outputs and the programs' stdout/stderr, removed with what is in it.
-struct WorkDir {
-  std::string path;
-  WorkDir() {
-    g_autofree char *dir = g_dir_make_tmp("kirin-tools-XXXXXX", nullptr);
-    fail_unless(dir != nullptr);
-    path = dir;
-  }
-  ~WorkDir() {
-    if (GDir *dir = g_dir_open(path.c_str(), 0, nullptr)) {
-      while (const char *name = g_dir_read_name(dir))
-        g_unlink((path + "/" + name).c_str());
-      g_dir_close(dir);
-    }
-    g_rmdir(path.c_str());
-  }
-  std::string file(const std::string &name) const { return path + "/" + name; }
-};
-
-// A program run as a user runs it: the service and key in the environment, stdout and
-// stderr to files, without the suite's debug log.
-struct Program {
-  GSubprocess *process = nullptr;
-  std::string out_path, err_path;
-  int exit_status = -1;
-  std::string out() const { return kirin_test_read_file(out_path); }
-  std::string both() const {
-    std::string text = out() + kirin_test_read_file(err_path);
-    return text.size() > 3000 ? "..." + text.substr(text.size() - 3000) : text;
-  }
-  ~Program() { g_clear_object(&process); }
-};
-
+// A program run as a user runs it: the service and key in the environment.
 std::unique_ptr<Program> spawn(const kirin_emu::Emulator &emu, const std::vector<std::string> &args,
                                const WorkDir &dir) {
-  g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
-  g_subprocess_launcher_setenv(launcher, "VTRIX_API_URL", emu.api_url().c_str(), TRUE);
-  g_subprocess_launcher_setenv(launcher, "VTRIX_API_KEY", kKey, TRUE);
-  g_subprocess_launcher_unsetenv(launcher, "GST_DEBUG");
+  std::vector<std::pair<std::string, std::string>> env{{"VTRIX_API_URL", emu.api_url()},
+                                                       {"VTRIX_API_KEY", kKey}};
   // Under the sanitizers, the Python interpreter's own allocations left at exit are not ours.
   if (const char *asan = g_getenv("ASAN_OPTIONS"))
-    g_subprocess_launcher_setenv(launcher, "ASAN_OPTIONS",
-                                 (std::string(asan) + ":detect_leaks=0").c_str(), TRUE);
-  auto program = std::make_unique<Program>();
-  program->out_path = dir.file("stdout.txt");
-  program->err_path = dir.file("stderr.txt");
-  g_subprocess_launcher_set_stdout_file_path(launcher, program->out_path.c_str());
-  g_subprocess_launcher_set_stderr_file_path(launcher, program->err_path.c_str());
-  std::vector<const char *> argv;
-  for (const std::string &arg : args)
-    argv.push_back(arg.c_str());
-  argv.push_back(nullptr);
-  GError *error = nullptr;
-  program->process = g_subprocess_launcher_spawnv(launcher, argv.data(), &error);
-  fail_unless(program->process != nullptr, "cannot run %s: %s", argv[0],
-              error ? error->message : "");
-  return program;
+    env.emplace_back("ASAN_OPTIONS", std::string(asan) + ":detect_leaks=0");
+  return kirin_test_spawn(args, dir, "program", env);
 }
 
 // Waits (at most 90 s) for the program to exit by itself, and records its status.
 void finish(Program &program) {
-  bool exited = false, expired = false;
-  g_subprocess_wait_async(
-      program.process, nullptr,
-      [](GObject *, GAsyncResult *, gpointer data) { *static_cast<bool *>(data) = true; }, &exited);
-  guint timer = g_timeout_add_seconds(
-      90,
-      [](gpointer data) {
-        *static_cast<bool *>(data) = true;
-        return G_SOURCE_REMOVE;
-      },
-      &expired);
-  while (!exited && !expired)
-    g_main_context_iteration(nullptr, TRUE);
-  if (!expired)
-    g_source_remove(timer);
-  if (!exited) {
-    g_subprocess_force_exit(program.process);
-    while (!exited)
-      g_main_context_iteration(nullptr, TRUE);
-    fail("%s did not end within 90 s:\n%s", "the program", program.both().c_str());
-  }
+  if (!kirin_test_wait_up_to(program, 90))
+    fail("the program did not end within 90 s:\n%s", program.both().c_str());
   fail_unless(g_subprocess_get_if_exited(program.process), "killed by signal %d:\n%s",
               g_subprocess_get_term_sig(program.process), program.both().c_str());
-  program.exit_status = g_subprocess_get_exit_status(program.process);
 }
 
 // Until the program's stdout holds `text` (at most 30 s, or until it exits).
