@@ -19,8 +19,8 @@ class KeptCopy : public std::enable_shared_from_this<KeptCopy> {
 public:
   KeptCopy(const Exposure &exposure, std::weak_ptr<Run> run)
       : dir_(exposure.cache_dir), name_(exposure.media_name), task_id_(exposure.task_id),
-        max_bytes_(exposure.cache_max_size), ledger_(exposure.ledger), row_id_(exposure.row_id),
-        run_(std::move(run)) {}
+        max_bytes_(exposure.cache_max_size), journal_(exposure.journal), ledger_(exposure.ledger),
+        row_id_(exposure.row_id), run_(std::move(run)) {}
 
   void write(guint64 offset, GstBuffer *buffer) {
     file_work([self = shared_from_this(), offset, buffer] {
@@ -49,14 +49,23 @@ public:
         GST_INFO("result of task %s not kept: %s", self->task_id_.c_str(), error.c_str());
         return;
       }
-      Run::journal_warning(self->run_, journal_kept(*self->ledger_, self->row_id_, path, total_size,
-                                                    self->max_bytes_));
+      // Recorded on the journal's worker: on the file worker, now; a server's worker may
+      // wait on the network, and the stop waits for the file worker alone.
+      auto record = [self, path, total_size] {
+        Run::journal_warning(self->run_, journal_kept(*self->ledger_, self->row_id_, path,
+                                                      total_size, self->max_bytes_));
+      };
+      if (journal_on_server(self->journal_))
+        journal_work(self->journal_, record);
+      else
+        record();
     });
   }
 
 private:
   const std::string dir_, name_, task_id_;
   const guint64 max_bytes_;
+  const std::string journal_;
   const std::shared_ptr<Ledger> ledger_;
   const gint64 row_id_;
   const std::weak_ptr<Run> run_;

@@ -25,6 +25,7 @@
 
 #include "child.h"
 #include "element.h"
+#include "journal.h"
 #include "messages.h"
 #include "properties.h"
 #include "run.h"
@@ -132,11 +133,15 @@ std::shared_ptr<Run> stop_run(GstKirinExtendSrc *self) {
   return run;
 }
 
-// Once the child stopped: what the run kept on disk is complete before READY is reached
-// (gst-launch exits right after). The file worker never calls out, so this cannot deadlock.
+// Once the child stopped: what the run kept on disk and wrote to its journal is complete
+// before READY is reached (gst-launch exits right after). The workers never call out, so
+// this cannot deadlock; a server's journal is waited for 2 s at most.
 void stop_finished(const std::shared_ptr<Run> &run) {
-  if (run && run->uses_journal())
-    file_work_flush();
+  if (!run || !run->uses_journal())
+    return;
+  file_work_flush(); // the kept copy, which hands its record to a server's worker
+  if (journal_on_server(run->journal()))
+    journal_flush(run->journal());
 }
 
 } // namespace

@@ -5,50 +5,92 @@
 #include <glib/gstdio.h>
 
 #include <map>
+#include <mutex>
 
 namespace kirin {
 namespace {
 
-// The file worker's ledgers, by path. Only the file worker touches this map.
-std::map<std::string, std::shared_ptr<Ledger>> &open_ledgers() {
-  static auto *ledgers = new std::map<std::string, std::shared_ptr<Ledger>>();
+// A server's journal is retried this long after it failed: a fleet's process runs for days,
+// and a server that restarted should not leave it on its own journal until it ends.
+constexpr gint64 kServerRetryUs = 30 * G_USEC_PER_SEC;
+// How long a stopping element waits for its server journal's last writes.
+constexpr gint64 kServerFlushUs = 2 * G_USEC_PER_SEC;
+
+struct OpenLedger {
+  std::shared_ptr<Ledger> ledger;
+  gint64 retry_at_us = 0; // a server's journal that failed: in memory until then
+};
+
+// The process's ledgers, by journal. Each is used on its journal's worker only; the map is
+// shared by the workers.
+std::mutex ledgers_lock;
+std::map<std::string, OpenLedger> &open_ledgers() {
+  static auto *ledgers = new std::map<std::string, OpenLedger>();
   return *ledgers;
 }
 
-std::shared_ptr<Ledger> ledger_for(const std::string &path, std::string &warning) {
-  auto &ledgers = open_ledgers();
-  auto found = ledgers.find(path);
-  if (found != ledgers.end())
-    return found->second;
-  std::unique_ptr<Ledger> ledger = Ledger::open(path, warning);
-  // Ledger::open's warnings name the path already; say it once.
-  if (!warning.empty() && warning.find(path) == std::string::npos)
-    warning = "Journal " + path + ": " + warning;
+std::shared_ptr<Ledger> ledger_for(const std::string &journal, std::string &warning) {
+  {
+    std::lock_guard<std::mutex> guard(ledgers_lock);
+    auto found = open_ledgers().find(journal);
+    if (found != open_ledgers().end() &&
+        (!found->second.retry_at_us || g_get_monotonic_time() < found->second.retry_at_us))
+      return found->second.ledger;
+  }
+  std::unique_ptr<Ledger> ledger = Ledger::open(journal, warning);
+  const std::string name = journal_display_name(journal);
+  // Ledger::open's warnings name the journal already; say it once.
+  if (!warning.empty() && warning.find(name) == std::string::npos)
+    warning = "Journal " + name + ": " + warning;
   std::shared_ptr<Ledger> shared(std::move(ledger));
-  if (shared)
-    ledgers[path] = shared;
+  std::lock_guard<std::mutex> guard(ledgers_lock);
+  if (!shared)
+    open_ledgers().erase(journal);
+  else
+    open_ledgers()[journal] = {shared, journal_on_server(journal) && shared->path().empty()
+                                           ? g_get_monotonic_time() + kServerRetryUs
+                                           : 0};
   return shared;
 }
 
-// The ledger at `ledger.path()` refused a write: later runs of this process use the
-// in-memory one. Returns the warning for the bus.
+// `ledger` refused a write: later runs of this process use the in-memory one instead (a
+// server's, until it is retried). Returns the warning for the bus.
 std::string fall_back(const Ledger &ledger, const std::string &error) {
-  const std::string path = ledger.path();
-  std::string text = "Journal " + (path.empty() ? std::string("(in memory)") : path) + ": " +
+  std::string text = "Journal " +
+                     (ledger.path().empty() ? std::string("(in memory)") : ledger.path()) + ": " +
                      error + "; this process goes on with a journal in memory";
-  if (path.empty())
+  if (ledger.path().empty())
     return text;
   std::string memory_error;
   std::unique_ptr<Ledger> memory = Ledger::open_memory(memory_error);
-  if (memory)
-    open_ledgers()[path] = std::shared_ptr<Ledger>(std::move(memory));
-  else
-    open_ledgers().erase(path);
+  std::lock_guard<std::mutex> guard(ledgers_lock);
+  for (auto &[journal, open] : open_ledgers()) {
+    if (open.ledger.get() != &ledger)
+      continue;
+    if (!memory) {
+      open_ledgers().erase(journal);
+      break;
+    }
+    open.ledger = std::shared_ptr<Ledger>(std::move(memory));
+    open.retry_at_us = journal_on_server(journal) ? g_get_monotonic_time() + kServerRetryUs : 0;
+    break;
+  }
   return text;
 }
 
 std::string checked(Ledger &ledger, bool ok, const std::string &error) {
   return ok ? std::string() : fall_back(ledger, error);
+}
+
+// A server's own worker, made on first use and kept: serial like the file worker.
+GThreadPool *server_worker(const std::string &journal) {
+  static std::mutex lock;
+  static auto *workers = new std::map<std::string, GThreadPool *>();
+  std::lock_guard<std::mutex> guard(lock);
+  GThreadPool *&pool = (*workers)[journal];
+  if (!pool)
+    pool = serial_worker();
+  return pool;
 }
 
 // A kept copy answers for a row only when it is the row's own file, whole.
@@ -67,13 +109,28 @@ std::string kept_copy(const LedgerRow &row) {
 
 } // namespace
 
+void journal_work(const std::string &journal, std::function<void()> work) {
+  if (journal_on_server(journal))
+    serial_push(server_worker(journal), std::move(work));
+  else
+    file_work(std::move(work));
+}
+
+void journal_flush(const std::string &journal) {
+  if (!journal_on_server(journal)) {
+    file_work_flush();
+    return;
+  }
+  serial_flush(server_worker(journal), kServerFlushUs);
+}
+
 std::string media_file_name(const LedgerRow &row) {
   return row.request_key.substr(0, 32) + "-" + std::to_string(row.take) + ".media";
 }
 
 JournalAnswer journal_claim(const JournalQuestion &question) {
   JournalAnswer answer;
-  std::shared_ptr<Ledger> ledger = ledger_for(question.path, answer.warning);
+  std::shared_ptr<Ledger> ledger = ledger_for(question.journal, answer.warning);
   if (!ledger)
     return answer;
   ClaimOutcome outcome;
@@ -82,7 +139,7 @@ JournalAnswer journal_claim(const JournalQuestion &question) {
     // Once more on the in-memory ledger, so that this process still pays once.
     answer.warning = fall_back(*ledger, error);
     std::string ignored;
-    ledger = ledger_for(question.path, ignored);
+    ledger = ledger_for(question.journal, ignored);
     if (!ledger ||
         !ledger->claim(question.request, question.fresh, question.external_task_id, outcome, error))
       return JournalAnswer{nullptr, ClaimResult::Busy, {}, nullptr, {}, answer.warning};
@@ -92,9 +149,10 @@ JournalAnswer journal_claim(const JournalQuestion &question) {
   answer.row = outcome.row;
   if (outcome.result == ClaimResult::Claimed)
     // Whichever thread lets go of it last, its end (which may write) runs on the file worker.
-    answer.claim = std::shared_ptr<Claim>(new Claim(std::move(outcome.claim)), [](Claim *claim) {
-      file_work([claim] { delete claim; });
-    });
+    answer.claim = std::shared_ptr<Claim>(new Claim(std::move(outcome.claim)),
+                                          [journal = question.journal](Claim *claim) {
+                                            journal_work(journal, [claim] { delete claim; });
+                                          });
   if (outcome.result == ClaimResult::Recorded && outcome.row.status == "completed") {
     answer.media = kept_copy(outcome.row);
     std::string touch_error;

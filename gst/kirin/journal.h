@@ -1,12 +1,15 @@
-// The element's side of the ledger (ledger.h): the process's open ledgers by path, and the
-// steps a run records in them. Every function here runs on the file worker (workers.h):
-// they block on the disk and on other processes' transactions. A ledger whose file cannot
-// be opened, or stops taking writes, is replaced for the rest of the process by the
-// process's in-memory one; the caller gets a warning naming the path for the bus.
+// The element's side of the ledger (ledger.h): the process's open ledgers by journal (a path
+// or a server's URI), and the steps a run records in them. Every function here but
+// journal_work and journal_flush runs on the journal's worker (journal_work): they block on
+// the disk, the network and other processes' transactions. A ledger that cannot be opened,
+// or stops taking writes, is replaced by the process's in-memory one (a file's for the rest
+// of the process, a server's until it is tried again 30 s later); the caller gets a warning
+// naming the journal (never a password) for the bus.
 #pragma once
 
 #include "ledger.h"
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -14,7 +17,7 @@ namespace kirin {
 
 // What a run asks before a step: may it create, or does a task exist already?
 struct JournalQuestion {
-  std::string path; // the journal file (journal_path())
+  std::string journal; // journal_path(): a file, or a server's URI
   LedgerRequest request;
   bool fresh = false;
   std::string external_task_id; // sent with a create when the user set none
@@ -24,10 +27,18 @@ struct JournalAnswer {
   std::shared_ptr<Ledger> ledger; // null: no journal at all for this step (see warning)
   ClaimResult result = ClaimResult::Busy;
   LedgerRow row;
-  std::shared_ptr<Claim> claim; // Claimed; its end runs on the file worker, whoever drops it
+  std::shared_ptr<Claim> claim; // Claimed; its end runs on the journal's worker, whoever drops it
   std::string media;            // Recorded and completed: its kept copy, present and whole
   std::string warning;          // for the bus: the path and what went wrong
 };
+
+// Runs `work` on the journal's worker: the file worker (workers.h) for a file, a worker of
+// the server's own for a server, so that a slow or unreachable server delays only the runs
+// that use it. A journal's work runs in order, one piece at a time.
+void journal_work(const std::string &journal, std::function<void()> work);
+// Waits until what was handed to the journal's worker before is done; for a server, 2 s
+// at most (its writes go on after, unless the process ends).
+void journal_flush(const std::string &journal);
 
 JournalAnswer journal_claim(const JournalQuestion &question);
 

@@ -1,83 +1,49 @@
-// Claims: who creates a request's task, decided in one transaction per claim, with an
-// flock() per claimed take that says whether its claimer still lives.
+// Claims on a file's ledger: who creates a request's task, decided in one transaction per
+// claim, with an flock() per claimed take that says whether its claimer still lives.
 #include "ledger-db.h"
 
 #include <unistd.h>
 
 namespace kirin {
 
-// The claim's insides, for the functions of this file only.
-struct ClaimAccess {
-  static void hold(Claim &claim, const std::shared_ptr<LedgerDb> &db, gint64 row_id, int fd,
-                   const std::string &path) {
-    claim.reset();
-    claim.db_ = db;
-    claim.row_id_ = row_id;
-    claim.lock_fd_ = fd;
-    claim.lock_path_ = path;
-  }
-  static bool held_on(const Claim &claim, const std::shared_ptr<LedgerDb> &db, std::string &error) {
-    if (claim.db_ == db && claim.held())
-      return true;
-    error = "the claim is not held on this journal";
-    return false;
-  }
-  static void set_sending(Claim &claim) { claim.sending_ = true; }
-  static void release(Claim &claim) { claim.reset(); }
-  // Ends a claim whose row is settled (created or failed): nothing to delete, and the
-  // lock file goes while it is still held.
-  static void settle(Claim &claim) {
-    claim.sending_ = true;
-    claim.reset();
-  }
-};
-
-Claim::~Claim() {
-  reset();
-}
-
-Claim::Claim(Claim &&other) noexcept {
-  *this = std::move(other);
-}
-
-Claim &Claim::operator=(Claim &&other) noexcept {
-  if (this != &other) {
-    reset();
-    db_ = std::move(other.db_);
-    row_id_ = other.row_id_;
-    lock_fd_ = other.lock_fd_;
-    lock_path_ = std::move(other.lock_path_);
-    sending_ = other.sending_;
-    other.row_id_ = 0;
-    other.lock_fd_ = -1;
-    other.sending_ = false;
-  }
-  return *this;
-}
-
-void Claim::reset() {
-  if (lock_fd_ >= 0 && !sending_) {
+FileClaimHold::~FileClaimHold() {
+  if (lock_fd >= 0 && !sending) {
     // Nothing was sent: the row goes, so the next claim creates. The lock goes inside the
     // transaction, as no claimer can look between the two. Should the delete fail, the
     // row is left claimed by no one, which the next claim takes over just the same.
-    Transaction tx(db_->db);
+    Transaction tx(db->db);
     std::string ignored;
     if (tx.begin(ignored)) {
-      Stmt s(db_->db, "DELETE FROM tasks WHERE id = ?1 AND status = 'claimed'");
-      s.bind(1, row_id_);
+      Stmt s(db->db, "DELETE FROM tasks WHERE id = ?1 AND status = 'claimed'");
+      s.bind(1, row_id);
       s.run(ignored);
-      lock_drop(lock_path_, lock_fd_, true);
+      lock_drop(lock_path, lock_fd, true);
       tx.commit(ignored);
     }
   }
   // After mark_sending the row stays "sending": with its lock gone, it is abandoned.
-  lock_drop(lock_path_, lock_fd_, true);
-  db_.reset();
-  row_id_ = 0;
-  sending_ = false;
+  lock_drop(lock_path, lock_fd, true);
+}
+
+ClaimRule claim_rule(const std::optional<LedgerRow> &newest, bool fresh) {
+  if (!newest || fresh || newest->status == "failed")
+    return ClaimRule::NewTake;
+  if (newest->status == "claimed" || newest->status == "sending")
+    return ClaimRule::Contest;
+  return ClaimRule::Recorded;
 }
 
 namespace {
+
+Claim hold(const std::shared_ptr<LedgerDb> &db, gint64 row_id, int fd, const std::string &path) {
+  auto hold = std::make_unique<FileClaimHold>();
+  hold->owner = db.get();
+  hold->row_id = row_id;
+  hold->db = db;
+  hold->lock_fd = fd;
+  hold->lock_path = path;
+  return Claim(std::move(hold));
+}
 
 // A new take of the request, claimed by this process: the row and its lock, both or none.
 bool claim_new_take(const std::shared_ptr<LedgerDb> &ledger, const LedgerRequest &request,
@@ -117,7 +83,7 @@ bool claim_new_take(const std::shared_ptr<LedgerDb> &ledger, const LedgerRequest
     lock_drop(path, fd, locked == LockTry::Taken);
     return false;
   }
-  ClaimAccess::hold(out.claim, ledger, row->id, fd, path);
+  out.claim = hold(ledger, row->id, fd, path);
   out.result = ClaimResult::Claimed;
   out.row = *row;
   return true;
@@ -154,29 +120,31 @@ bool contest(const std::shared_ptr<LedgerDb> &ledger, const LedgerRow &row, Tran
   }
   out.row.claimer_pid = getpid();
   out.row.claimed_at = out.row.updated_at = now;
-  ClaimAccess::hold(out.claim, ledger, row.id, fd, path);
+  out.claim = hold(ledger, row.id, fd, path);
   out.result = ClaimResult::Claimed;
   return true;
 }
 
 } // namespace
 
-bool Ledger::claim(const LedgerRequest &request, bool fresh,
-                   const std::string &generated_external_id, ClaimOutcome &out,
-                   std::string &error) {
+bool FileLedger::claim(const LedgerRequest &request, bool fresh,
+                       const std::string &generated_external_id, ClaimOutcome &out,
+                       std::string &error) {
   out = ClaimOutcome();
   const std::string key = ledger_key(request);
   Transaction tx(db_->db);
   std::optional<LedgerRow> newest;
   if (!tx.begin(error) || !select_newest(db_->db, key, newest, error))
     return false;
-  // A failed take costs nothing more and leads nowhere: a new take replaces it.
-  if (newest && !fresh && newest->status != "failed") {
-    if (newest->status == "claimed" || newest->status == "sending")
-      return contest(db_, *newest, tx, out, error);
-    out.result = ClaimResult::Recorded; // created or completed: read only, rolled back
+  switch (claim_rule(newest, fresh)) {
+  case ClaimRule::Contest:
+    return contest(db_, *newest, tx, out, error);
+  case ClaimRule::Recorded:
+    out.result = ClaimResult::Recorded; // read only, rolled back
     out.row = *newest;
     return true;
+  case ClaimRule::NewTake:
+    break;
   }
   const std::string &external_task_id = request.request.external_task_id.empty()
                                             ? generated_external_id
@@ -185,8 +153,15 @@ bool Ledger::claim(const LedgerRequest &request, bool fresh,
                         error);
 }
 
-bool Ledger::mark_sending(Claim &claim, std::string &error) {
-  if (!ClaimAccess::held_on(claim, db_, error))
+bool FileLedger::held(const Claim &claim, std::string &error) const {
+  if (claim.hold_on(db_.get()))
+    return true;
+  error = "the claim is not held on this journal";
+  return false;
+}
+
+bool FileLedger::mark_sending(Claim &claim, std::string &error) {
+  if (!held(claim, error))
     return false;
   Stmt s(db_->db, "UPDATE tasks SET status = 'sending', updated_at = ?2 WHERE id = ?1 AND status = "
                   "'claimed'");
@@ -198,12 +173,12 @@ bool Ledger::mark_sending(Claim &claim, std::string &error) {
     error = "the claimed row " + std::to_string(claim.row_id()) + " is gone";
     return false;
   }
-  ClaimAccess::set_sending(claim);
+  claim.hold_on(db_.get())->sending = true;
   return true;
 }
 
-bool Ledger::record_task_id(Claim &claim, const std::string &task_id, std::string &error) {
-  if (!ClaimAccess::held_on(claim, db_, error))
+bool FileLedger::record_task_id(Claim &claim, const std::string &task_id, std::string &error) {
+  if (!held(claim, error))
     return false;
   gint64 now = now_seconds();
   Stmt s(db_->db, "UPDATE tasks SET status = 'created', task_id = ?2, created_at = ?3, "
@@ -213,24 +188,20 @@ bool Ledger::record_task_id(Claim &claim, const std::string &task_id, std::strin
   s.bind(3, now);
   if (!s.run(error))
     return false;
-  ClaimAccess::settle(claim);
+  claim.settle();
   return true;
 }
 
-bool Ledger::record_create_refused(Claim &claim, std::string &error) {
-  if (!ClaimAccess::held_on(claim, db_, error))
+bool FileLedger::record_create_refused(Claim &claim, std::string &error) {
+  if (!held(claim, error))
     return false;
   Stmt s(db_->db, "UPDATE tasks SET status = 'failed', updated_at = ?2 WHERE id = ?1");
   s.bind(1, claim.row_id());
   s.bind(2, now_seconds());
   if (!s.run(error))
     return false;
-  ClaimAccess::settle(claim);
+  claim.settle();
   return true;
-}
-
-void Ledger::release(Claim &claim) {
-  ClaimAccess::release(claim);
 }
 
 } // namespace kirin

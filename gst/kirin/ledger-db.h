@@ -1,5 +1,6 @@
-// The ledger's plumbing (internal to ledger.cpp): a prepared statement, a write
-// transaction, the database connection with its claims directory, and the claim lock files.
+// The ledger in a SQLite file (or the process's in-memory one), and its plumbing: a
+// prepared statement, a write transaction, the database connection with its claims
+// directory, and the claim lock files. Internal to ledger*.cpp.
 #pragma once
 
 #include "ledger.h"
@@ -17,6 +18,43 @@ struct LedgerDb {
   std::string path;       // "" for the in-memory ledger
   std::string claims_dir; // where the claims' lock files are
   ~LedgerDb();
+};
+
+// A claim on a file's ledger: its row, and the flock() of its lock file.
+struct FileClaimHold : ClaimHold {
+  std::shared_ptr<LedgerDb> db;
+  int lock_fd = -1;
+  std::string lock_path;
+  ~FileClaimHold() override; // ledger-claim.cpp
+};
+
+class FileLedger final : public Ledger {
+public:
+  explicit FileLedger(std::shared_ptr<LedgerDb> db) : db_(std::move(db)) {}
+
+  const std::string &path() const override { return db_->path; }
+  bool claim(const LedgerRequest &request, bool fresh, const std::string &generated_external_id,
+             ClaimOutcome &out, std::string &error) override;
+  bool mark_sending(Claim &claim, std::string &error) override;
+  bool record_task_id(Claim &claim, const std::string &task_id, std::string &error) override;
+  bool record_create_refused(Claim &claim, std::string &error) override;
+  bool record_completed(gint64 id, const std::string &result_url,
+                        const std::string &result_video_id, double duration,
+                        const std::string &cost, std::string &error) override;
+  bool record_failed(gint64 id, std::string &error) override;
+  bool record_media(gint64 id, const std::string &media_file, guint64 media_size,
+                    std::string &error) override;
+  bool touch_media(gint64 id, std::string &error) override;
+  bool forget_media(gint64 id, std::string &error) override;
+  bool lookup(const LedgerRequest &request, std::optional<LedgerRow> &row,
+              std::string &error) override;
+  bool evict_media(const std::string &dir, guint64 max_bytes, std::vector<std::string> &evicted,
+                   std::string &error) override;
+
+private:
+  bool held(const Claim &claim, std::string &error) const;
+
+  std::shared_ptr<LedgerDb> db_;
 };
 
 // The last error of `db`, as "<what>: <SQLite's message>".

@@ -1,6 +1,7 @@
 #include "ledger.h"
 
 #include "ledger-db.h"
+#include "ledger-pg.h"
 
 #include <glib/gstdio.h>
 
@@ -279,20 +280,20 @@ std::string default_ledger_path() {
   return path;
 }
 
-Ledger::Ledger(std::shared_ptr<LedgerDb> db) : db_(std::move(db)) {}
-
-Ledger::~Ledger() = default;
-
 std::unique_ptr<Ledger> Ledger::open(const std::string &path, std::string &warning) {
   warning.clear();
   if (path.empty())
     return open_memory(warning);
   std::string problem;
-  if (auto db = open_path(path, warning, problem))
-    return std::unique_ptr<Ledger>(new Ledger(std::move(db)));
+  if (journal_on_server(path)) {
+    if (auto ledger = open_pg_ledger(path, problem))
+      return ledger;
+  } else if (auto db = open_path(path, warning, problem)) {
+    return std::make_unique<FileLedger>(std::move(db));
+  }
   std::string error;
   auto memory = open_memory(error);
-  warning = "cannot use the journal " + path + " (" + problem +
+  warning = "cannot use the journal " + journal_display_name(path) + " (" + problem +
             "): this process keeps its tasks in memory only";
   if (!memory)
     warning += ", and that failed too: " + error;
@@ -301,11 +302,7 @@ std::unique_ptr<Ledger> Ledger::open(const std::string &path, std::string &warni
 
 std::unique_ptr<Ledger> Ledger::open_memory(std::string &error) {
   auto db = open_memory_db(error);
-  return db ? std::unique_ptr<Ledger>(new Ledger(std::move(db))) : nullptr;
-}
-
-const std::string &Ledger::path() const {
-  return db_->path;
+  return db ? std::make_unique<FileLedger>(std::move(db)) : nullptr;
 }
 
 namespace {
@@ -339,9 +336,9 @@ constexpr const char *kForgetMedia = "UPDATE tasks SET media_file = NULL, media_
 
 } // namespace
 
-bool Ledger::record_completed(gint64 id, const std::string &result_url,
-                              const std::string &result_video_id, double duration,
-                              const std::string &cost, std::string &error) {
+bool FileLedger::record_completed(gint64 id, const std::string &result_url,
+                                  const std::string &result_video_id, double duration,
+                                  const std::string &cost, std::string &error) {
   return update_row(
       db_->db, id,
       "UPDATE tasks SET status = 'completed', result_url = ?3, result_video_id = ?4, "
@@ -355,14 +352,14 @@ bool Ledger::record_completed(gint64 id, const std::string &result_url,
       error);
 }
 
-bool Ledger::record_failed(gint64 id, std::string &error) {
+bool FileLedger::record_failed(gint64 id, std::string &error) {
   return update_row(db_->db, id,
                     "UPDATE tasks SET status = 'failed', updated_at = ?2 WHERE id = ?1",
                     bind_nothing, error);
 }
 
-bool Ledger::record_media(gint64 id, const std::string &media_file, guint64 media_size,
-                          std::string &error) {
+bool FileLedger::record_media(gint64 id, const std::string &media_file, guint64 media_size,
+                              std::string &error) {
   return update_row(
       db_->db, id,
       "UPDATE tasks SET media_file = ?3, media_size = ?4, media_used_at = ?5, "
@@ -375,23 +372,23 @@ bool Ledger::record_media(gint64 id, const std::string &media_file, guint64 medi
       error);
 }
 
-bool Ledger::touch_media(gint64 id, std::string &error) {
+bool FileLedger::touch_media(gint64 id, std::string &error) {
   return update_row(
       db_->db, id, "UPDATE tasks SET media_used_at = ?3 WHERE id = ?1",
       [](Stmt &s) { s.bind(3, used_now()); }, error);
 }
 
-bool Ledger::forget_media(gint64 id, std::string &error) {
+bool FileLedger::forget_media(gint64 id, std::string &error) {
   return update_row(db_->db, id, kForgetMedia, bind_nothing, error);
 }
 
-bool Ledger::lookup(const LedgerRequest &request, std::optional<LedgerRow> &row,
-                    std::string &error) {
+bool FileLedger::lookup(const LedgerRequest &request, std::optional<LedgerRow> &row,
+                        std::string &error) {
   return select_newest(db_->db, ledger_key(request), row, error);
 }
 
-bool Ledger::evict_media(const std::string &dir, guint64 max_bytes,
-                         std::vector<std::string> &evicted, std::string &error) {
+bool FileLedger::evict_media(const std::string &dir, guint64 max_bytes,
+                             std::vector<std::string> &evicted, std::string &error) {
   evicted.clear();
   sqlite3 *db = db_->db;
   // One transaction: two processes evicting at once agree on what goes.

@@ -1,13 +1,15 @@
-// The ledger of paid tasks: one SQLite database per user
-// ($XDG_CACHE_HOME/gst-kirin/journal.db, docs/journal.md) that every process of the user
-// shares. One row per step of a chain per "take" of a request. Before a create is sent, a
-// process claims the request: the claim is a row plus an flock() on a lock file, so another
-// process (or another element of this one) sees "busy" while the claimer lives and
-// "abandoned" once it died, without timeouts. Knows nothing of GStreamer elements.
+// The ledger of paid tasks: by default one SQLite database per user
+// ($XDG_CACHE_HOME/gst-kirin/journal.db) that every process of the user shares, or a
+// PostgreSQL database a fleet of machines shares (docs/journal.md). One row per step of a
+// chain per "take" of a request. Before a create is sent, a process claims the request: the
+// claim is a row plus a lock that lives as long as its claimer (an flock() on a lock file,
+// or a session-level advisory lock on the claimer's connection), so another process (or
+// another element of this one) sees "busy" while the claimer lives and "abandoned" once it
+// died, without timeouts. Knows nothing of GStreamer elements.
 //
-// Calls block (disk I/O, up to the busy timeout when another process writes) and are made
-// from one thread of a process at a time. Several Ledger objects, in this process or
-// others, may use the same file at once.
+// Calls block (disk I/O, the network, up to the busy timeout when another process writes)
+// and are made from one thread of a process at a time. Several Ledger objects, in this
+// process or others, may use the same journal at once.
 #pragma once
 
 #include "task.h"
@@ -37,6 +39,14 @@ std::string ledger_key(const LedgerRequest &request);
 // g_get_user_cache_dir()/gst-kirin/journal.db
 std::string default_ledger_path();
 
+// The journal is a PostgreSQL server: a postgresql:// (or postgres://) URI, which libpq
+// reads (with its environment variables: PGPASSFILE, PGSSLMODE...).
+bool journal_on_server(const std::string &journal);
+// The journal for messages and property reads: a path as it is, a URI without its password.
+std::string journal_display_name(const std::string &journal);
+// libpq can read the server's URI (it says nothing yet of the server).
+bool journal_uri_readable(const std::string &uri);
+
 // One row: one take of one step.
 struct LedgerRow {
   gint64 id = 0;
@@ -59,35 +69,43 @@ struct LedgerRow {
   gint64 completed_at = 0;
   gint64 updated_at = 0;
   gint64 claimer_pid = 0;
+  std::string claimer_host; // on a server's journal; "" in a file's
 };
 
-struct LedgerDb; // the connection and the claims directory; shared by a ledger and its claims
+// A journal's hold on one claimed take (ledger-claim.cpp for a file, ledger-pg-claim.cpp for
+// a server). Destroying it lets the claim go: the row goes when the create was not sent, so
+// the next claim creates; after mark_sending the row stays, and others see it abandoned
+// (the provider may have the task).
+struct ClaimHold {
+  virtual ~ClaimHold() = default;
+  const void *owner = nullptr; // what it was taken on, so no other journal settles it
+  gint64 row_id = 0;
+  bool sending = false; // the create may have left: the row stays when the hold goes
+};
 
-// The right to create one take of a request: its row and the lock that tells others its
-// claimer lives. Move-only. Dropping it (or Ledger::release) without a recorded task ID
-// deletes the row when the create was not sent, so the next run creates; after
-// mark_sending the row stays, and others see it abandoned (the provider may have the task).
+// The right to create one take of a request. Move-only; dropping it (or Ledger::release)
+// without a recorded task ID lets the claim go as ClaimHold says.
 class Claim {
 public:
   Claim() = default;
-  ~Claim();
-  Claim(Claim &&other) noexcept;
-  Claim &operator=(Claim &&other) noexcept;
-  Claim(const Claim &) = delete;
-  Claim &operator=(const Claim &) = delete;
+  explicit Claim(std::unique_ptr<ClaimHold> hold) : hold_(std::move(hold)) {}
 
-  bool held() const { return lock_fd_ >= 0; }
-  gint64 row_id() const { return row_id_; }
+  bool held() const { return hold_ != nullptr; }
+  gint64 row_id() const { return hold_ ? hold_->row_id : 0; }
+  // The hold, when it was taken on `owner`; nullptr otherwise.
+  ClaimHold *hold_on(const void *owner) const {
+    return hold_ && hold_->owner == owner ? hold_.get() : nullptr;
+  }
+  // Ends a claim whose row is settled (created or failed): nothing is deleted.
+  void settle() {
+    if (hold_)
+      hold_->sending = true;
+    hold_.reset();
+  }
+  void release() { hold_.reset(); }
 
 private:
-  friend struct ClaimAccess; // ledger-claim.cpp
-  void reset();
-
-  std::shared_ptr<LedgerDb> db_;
-  gint64 row_id_ = 0;
-  int lock_fd_ = -1;
-  std::string lock_path_;
-  bool sending_ = false;
+  std::unique_ptr<ClaimHold> hold_;
 };
 
 enum class ClaimResult {
@@ -104,73 +122,88 @@ struct ClaimOutcome {
   LedgerRow row; // the newest take's row after the claim
 };
 
+// The rules of a claim, the same for every journal: what the newest take of a request
+// (nullopt: none) means for a claim.
+enum class ClaimRule {
+  NewTake,  // none yet, `fresh`, or the newest failed (it costs nothing more): a new take
+  Recorded, // created or completed
+  Contest,  // claimed or sending: alive, its claimer is Busy; dead, see ClaimResult
+};
+ClaimRule claim_rule(const std::optional<LedgerRow> &newest, bool fresh);
+
+// A ledger: a SQLite file on this machine (ledger-db.h), the process's in-memory one, or a
+// PostgreSQL database a fleet shares (ledger-pg.h). The same rules hold for each.
 class Ledger {
 public:
-  // Opens or creates the ledger at `path` (its directory too, 0700). Never fails for want
-  // of a file: when the path cannot be used the ledger is the process's in-memory one, and
-  // a corrupt file is moved aside to `<path>.corrupt-<unix time>` and replaced; both say
-  // what happened in `warning` ("" otherwise). "" is the in-memory ledger, without warning.
-  // Returns nullptr only when not even the in-memory ledger opens.
-  static std::unique_ptr<Ledger> open(const std::string &path, std::string &warning);
-  // The in-memory ledger shared by the whole process (for a caller whose file stopped
+  // Opens or creates the ledger `journal` names: a file path (its directory too, 0700), a
+  // postgresql:// URI, or "" for the in-memory ledger (without warning). Never fails for
+  // want of a file or a server: when `journal` cannot be used the ledger is the process's
+  // in-memory one, and a corrupt file is moved aside to `<path>.corrupt-<unix time>` and
+  // replaced; both say what happened in `warning` ("" otherwise), naming the file or the
+  // server (never its password). Returns nullptr only when not even the in-memory ledger
+  // opens.
+  static std::unique_ptr<Ledger> open(const std::string &journal, std::string &warning);
+  // The in-memory ledger shared by the whole process (for a caller whose journal stopped
   // taking writes: see the methods' errors).
   static std::unique_ptr<Ledger> open_memory(std::string &error);
 
-  ~Ledger();
+  virtual ~Ledger() = default;
   Ledger(const Ledger &) = delete;
   Ledger &operator=(const Ledger &) = delete;
 
-  // The file's path, or "" for the in-memory ledger.
-  const std::string &path() const;
+  // Where it is, for messages: the file's path, the server's URI without its password, or
+  // "" for the in-memory ledger.
+  virtual const std::string &path() const = 0;
 
   // Every method below returns false with the reason in `error` when the database refused
-  // (disk full, I/O error...); nothing was changed then. A caller may switch to
-  // open_memory() for the rest of its run.
+  // (disk full, I/O error, server gone...); nothing was changed then. A caller may switch
+  // to open_memory() for the rest of its run.
 
   // Decides, in one transaction, whether this caller creates the step's task (see
-  // ClaimResult). `fresh` makes a new take whatever the earlier ones are; a failed take
-  // also makes a new one. `generated_external_id` is sent when the user gave none. A claim
-  // `out` held before is let go first.
-  bool claim(const LedgerRequest &request, bool fresh, const std::string &generated_external_id,
-             ClaimOutcome &out, std::string &error);
+  // ClaimResult and claim_rule). `generated_external_id` is sent when the user gave none.
+  // A claim `out` held before is let go first.
+  virtual bool claim(const LedgerRequest &request, bool fresh,
+                     const std::string &generated_external_id, ClaimOutcome &out,
+                     std::string &error) = 0;
   // Must return true BEFORE the create request leaves: from then on the provider may have
   // the task, and a claimer that dies leaves the row abandoned rather than free. On false,
   // do not send.
-  bool mark_sending(Claim &claim, std::string &error);
+  virtual bool mark_sending(Claim &claim, std::string &error) = 0;
   // The provider answered the create: status "created", and the claim is let go, so
   // others attach. On false the claim is kept (others wait while this process lives).
-  bool record_task_id(Claim &claim, const std::string &task_id, std::string &error);
+  virtual bool record_task_id(Claim &claim, const std::string &task_id, std::string &error) = 0;
   // The provider certainly made no task (it refused the create): status "failed", so the
   // next claim makes a new take. The claim is let go.
-  bool record_create_refused(Claim &claim, std::string &error);
+  virtual bool record_create_refused(Claim &claim, std::string &error) = 0;
   // Lets the claim go early (as its destructor does).
-  void release(Claim &claim);
+  void release(Claim &claim) { claim.release(); }
 
-  bool record_completed(gint64 id, const std::string &result_url,
-                        const std::string &result_video_id, double duration,
-                        const std::string &cost, std::string &error);
-  bool record_failed(gint64 id, std::string &error);
-  // A complete download of the result, kept at `media_file` (a path); used now.
-  bool record_media(gint64 id, const std::string &media_file, guint64 media_size,
-                    std::string &error);
+  virtual bool record_completed(gint64 id, const std::string &result_url,
+                                const std::string &result_video_id, double duration,
+                                const std::string &cost, std::string &error) = 0;
+  virtual bool record_failed(gint64 id, std::string &error) = 0;
+  // A complete download of the result, kept at `media_file` (a path on this machine); used
+  // now.
+  virtual bool record_media(gint64 id, const std::string &media_file, guint64 media_size,
+                            std::string &error) = 0;
   // The kept download was replayed now (for eviction, the least recently used goes first).
-  bool touch_media(gint64 id, std::string &error);
+  virtual bool touch_media(gint64 id, std::string &error) = 0;
   // The kept download is gone.
-  bool forget_media(gint64 id, std::string &error);
+  virtual bool forget_media(gint64 id, std::string &error) = 0;
 
-  // The newest take's row of a request, without claiming anything; nullopt when none.
-  bool lookup(const LedgerRequest &request, std::optional<LedgerRow> &row, std::string &error);
+  // The newest take's row of a request, without claiming anything; nullopt when none. Its
+  // media columns are this machine's kept copy.
+  virtual bool lookup(const LedgerRequest &request, std::optional<LedgerRow> &row,
+                      std::string &error) = 0;
 
   // Makes the kept downloads in `dir` fit in `max_bytes`: returns in `evicted` the files to
   // delete, least recently used first, and clears their rows' media columns (the rows
   // stay).
-  bool evict_media(const std::string &dir, guint64 max_bytes, std::vector<std::string> &evicted,
-                   std::string &error);
+  virtual bool evict_media(const std::string &dir, guint64 max_bytes,
+                           std::vector<std::string> &evicted, std::string &error) = 0;
 
-private:
-  explicit Ledger(std::shared_ptr<LedgerDb> db);
-
-  std::shared_ptr<LedgerDb> db_;
+protected:
+  Ledger() = default;
 };
 
 } // namespace kirin

@@ -206,7 +206,8 @@ void get_property(GObject *object, guint prop_id, GValue *value, GParamSpec *psp
     g_value_set_boolean(value, s.stream_intermediate);
     break;
   case PROP_JOURNAL:
-    set_optional_string(value, s.journal);
+    // A server's URI may hold a password: read back without it, as api-key is.
+    set_optional_string(value, journal_display_name(s.journal));
     break;
   case PROP_FRESH:
     g_value_set_boolean(value, s.fresh);
@@ -360,11 +361,13 @@ void install_properties(GObjectClass *gobject_class) {
       gobject_class, PROP_JOURNAL,
       g_param_spec_string(
           "journal", "Journal",
-          "SQLite file recording every task this user paid for (ID, external ID, parameters, "
-          "status, result, cost). The same request again (from any element, URI or process) "
-          "attaches to its task or replays its result instead of paying twice; several "
-          "processes asking at once pay once. Unset: $XDG_CACHE_HOME/gst-kirin/journal.db. "
-          "'none': no journal (every run pays, unless task-id is set)",
+          "Records every task this user paid for (ID, external ID, parameters, status, "
+          "result, cost): a SQLite file, or a postgresql:// URI (libpq's) for a database a "
+          "fleet of machines shares. The same request again (from any element, URI, process "
+          "or machine sharing it) attaches to its task or replays its result instead of "
+          "paying twice; several asking at once pay once. Unset: "
+          "$XDG_CACHE_HOME/gst-kirin/journal.db. 'none': no journal (every run pays, unless "
+          "task-id is set). Read back without its password",
           nullptr, rw));
   g_object_class_install_property(
       gobject_class, PROP_FRESH,

@@ -1,8 +1,8 @@
 // A run and the journal (journal.h): before each step the journal says whether this run
 // creates the step's task, attaches to it, replays it or waits for another run that is
 // creating it; afterwards it learns the task ID, the outcome and the kept copy. The
-// journal's calls run on the file worker; what they answer is decided here, on the
-// decider.
+// journal's calls run on its worker (journal_work); what they answer is decided here, on
+// the decider.
 #include "element.h"
 #include "messages.h"
 #include "run.h"
@@ -32,6 +32,12 @@ JournalEntry entry_of(const LedgerRow &row) {
   return entry;
 }
 
+// "process 123", and on a server's journal "process 123 on host-a".
+std::string claimer_of(const LedgerRow &row) {
+  std::string text = "process " + std::to_string(row.claimer_pid);
+  return row.claimer_host.empty() ? text : text + " on " + row.claimer_host;
+}
+
 } // namespace
 
 void Run::journal_warning(const std::weak_ptr<Run> &weak, const std::string &warning) {
@@ -43,7 +49,7 @@ void Run::journal_warning(const std::weak_ptr<Run> &weak, const std::string &war
   });
 }
 
-// ---- before a step (decider thread; the journal on the file worker) ----
+// ---- before a step (decider thread; the journal on its worker) ----
 
 void Run::start_step() {
   if (stopped())
@@ -56,12 +62,12 @@ void Run::start_step() {
     return;
   }
   JournalQuestion question;
-  question.path = journal_path_;
+  question.journal = journal_path_;
   question.request = journal_request(settings_, step_, previous_video_id_);
   question.fresh = settings_.fresh;
   g_autofree char *uuid = g_uuid_string_random();
   question.external_task_id = std::string("gst-kirin-") + uuid;
-  file_work([weak = weak_from_this(), question] {
+  journal_work(journal_path_, [weak = weak_from_this(), question] {
     auto answer = std::make_shared<JournalAnswer>(journal_claim(question));
     decide_for(weak, [answer](Run &run) { run.on_claim(*answer); });
   });
@@ -113,9 +119,8 @@ void Run::wait_for_claimer(GstElement *element, const LedgerRow &row) {
   if (!waiting_said_) {
     waiting_said_ = true;
     waiting_since_us_ = now;
-    std::string text = "Another run (process " + std::to_string(row.claimer_pid) +
-                       ") is creating the task for video " + row.request.request.video_id +
-                       " (external-task-id " + row.external_task_id +
+    std::string text = "Another run (" + claimer_of(row) + ") is creating the task for video " +
+                       row.request.request.video_id + " (external-task-id " + row.external_task_id +
                        "): waiting for it instead of paying twice";
     GST_ELEMENT_INFO(element, RESOURCE, BUSY, ("%s", text.c_str()), (nullptr));
   }
@@ -123,9 +128,8 @@ void Run::wait_for_claimer(GstElement *element, const LedgerRow &row) {
   if (settings_.timeout_s && now - waiting_since_us_ > settings_.timeout_s * G_USEC_PER_SEC) {
     post_error(element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_BUSY,
                "Waited " + std::to_string(settings_.timeout_s) + " s (property 'timeout') for " +
-                   "another run (process " + std::to_string(row.claimer_pid) +
-                   ") to create the task for video " + row.request.request.video_id +
-                   " (external-task-id " + row.external_task_id +
+                   "another run (" + claimer_of(row) + ") to create the task for video " +
+                   row.request.request.video_id + " (external-task-id " + row.external_task_id +
                    "), and it has not. Run again to wait more, or set fresh=true to pay for a "
                    "new task.");
     return;
@@ -146,14 +150,18 @@ void Run::abandoned(GstElement *element, const LedgerRow &row) {
                      ") and ended before the provider answered: the task may exist and be "
                      "charged. Look it up with the provider by that external-task-id and "
                      "resume with task-id, or set fresh=true to pay for a new task.";
-  post_error(element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, text,
-             {"journal: create sent, answer never recorded (" + journal_path_ + ")", 0, {}, {}});
+  post_error(
+      element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, text,
+      {"journal: create sent, answer never recorded (" + journal_display_name(journal_path_) + ")",
+       0,
+       {},
+       {}});
 }
 
 // The create may leave once the journal says so: from then on, should this process die,
 // others see the create as possibly made rather than free to send again.
 void Run::send_create() {
-  file_work([weak = weak_from_this(), ledger = ledger_, claim = claim_] {
+  journal_work(journal_path_, [weak = weak_from_this(), ledger = ledger_, claim = claim_] {
     std::string warning = journal_sending(*ledger, *claim);
     decide_for(weak, [warning](Run &run) {
       if (!warning.empty())
@@ -164,7 +172,7 @@ void Run::send_create() {
   });
 }
 
-// ---- after (decider thread; the journal on the file worker) ----
+// ---- after (decider thread; the journal on its worker) ----
 
 // The task ID itself was recorded by the job's callback (start_job).
 void Run::record_task_id(const std::string &task_id) {
@@ -182,7 +190,8 @@ void Run::record_outcome(const JobOutcome &outcome) {
     // answer that was lost leaves the row "sending" (see abandoned()).
     bool may_exist = outcome.error == JobError::Ambiguous || outcome.error == JobError::BadResponse;
     if (claim_ && !may_exist)
-      file_work([ledger = ledger_, claim = claim_] { journal_create_refused(*ledger, *claim); });
+      journal_work(journal_path_,
+                   [ledger = ledger_, claim = claim_] { journal_create_refused(*ledger, *claim); });
     let_claim_go();
     return;
   }
@@ -190,12 +199,12 @@ void Run::record_outcome(const JobOutcome &outcome) {
     return;
   std::weak_ptr<Run> weak = weak_from_this();
   if (outcome.error == JobError::None)
-    file_work([weak, ledger = ledger_, id = row_id_, task = outcome.task] {
+    journal_work(journal_path_, [weak, ledger = ledger_, id = row_id_, task = outcome.task] {
       journal_warning(weak, journal_completed(*ledger, id, task));
     });
   else if (outcome.error == JobError::TaskFailed || outcome.error == JobError::NotFound)
     // Nothing left to attach to: the next run makes a new take.
-    file_work([weak, ledger = ledger_, id = row_id_] {
+    journal_work(journal_path_, [weak, ledger = ledger_, id = row_id_] {
       journal_warning(weak, journal_failed(*ledger, id));
     });
 }
@@ -206,7 +215,8 @@ std::string Run::journal_outcome_note(const JobOutcome &outcome) const {
   if (!plan_.journal || !ledger_ || outcome.error != JobError::NotFound ||
       outcome.task_id.empty() || outcome.task_id != row_task_id_)
     return {};
-  return " The journal (" + journal_path_ + ") recorded task " + outcome.task_id +
+  return " The journal (" + journal_display_name(journal_path_) + ") recorded task " +
+         outcome.task_id +
          " from an earlier run, but the provider no longer knows it: that record was dropped, "
          "so running the same request again creates a new task and pays for it.";
 }
@@ -222,6 +232,7 @@ void Run::keep_download(Exposure &exposure, const Task &task) {
   exposure.cache_dir = settings_.cache_dir;
   exposure.media_name = media_name_;
   exposure.cache_max_size = settings_.cache_max_size;
+  exposure.journal = journal_path_;
   exposure.ledger = ledger_;
   exposure.row_id = row_id_;
 }
@@ -244,7 +255,7 @@ void Run::replay(GstElement *element, const JournalEntry &entry, const std::stri
     p.result_duration = entry.duration;
   });
   GST_INFO_OBJECT(element, "task %s completed in an earlier run (%s)", entry.task_id.c_str(),
-                  journal_path_.c_str());
+                  journal_display_name(journal_path_).c_str());
   progress(element, GST_PROGRESS_TYPE_START,
            "Task " + entry.task_id + " completed in an earlier run: replaying its result" +
                (media.empty() ? "" : " from " + media) +

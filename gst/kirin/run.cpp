@@ -180,10 +180,11 @@ void Run::start_job(const Plan &plan, bool refresh) {
   // The client thread only hands over: every decision is taken here, on the decider.
   JobCallbacks callbacks;
   std::shared_ptr<Claim> claim = plan.costs_money() ? claim_ : nullptr;
-  callbacks.on_task_id = [weak, ledger = ledger_, claim](const std::string &id) {
+  callbacks.on_task_id = [weak, journal = journal_path_, ledger = ledger_,
+                          claim](const std::string &id) {
     // The journal learns a paid task's ID even when the run stopped meanwhile.
     if (claim)
-      file_work([weak, ledger, claim, id] {
+      journal_work(journal, [weak, ledger, claim, id] {
         Run::journal_warning(weak, journal_created(*ledger, *claim, id));
       });
     decide_for(weak, [id](Run &run) { run.on_task_id(id); });
@@ -205,7 +206,8 @@ void Run::start_job(const Plan &plan, bool refresh) {
   }
   // Stopped since the plan was made: nothing is sent, and the journal may know it.
   if (claim_ && plan.costs_money()) {
-    file_work([ledger = ledger_, claim = claim_] { journal_create_refused(*ledger, *claim); });
+    journal_work(journal_path_,
+                 [ledger = ledger_, claim = claim_] { journal_create_refused(*ledger, *claim); });
     let_claim_go();
   }
 }

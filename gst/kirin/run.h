@@ -38,6 +38,7 @@ struct Exposure {
   std::string cache_dir;
   std::string media_name;
   guint64 cache_max_size = 0;
+  std::string journal; // journal_path(): where `ledger` is used (journal_work)
   std::shared_ptr<Ledger> ledger;
   gint64 row_id = 0;
 };
@@ -75,6 +76,7 @@ public:
   void stop();
   bool stopped() const;
   bool uses_journal() const { return !journal_path_.empty(); }
+  const std::string &journal() const { return journal_path_; }
 
   // For the child source (child.cpp), on GStreamer's threads.
   const Settings &settings() const { return settings_; }

@@ -1,6 +1,7 @@
 #include "settings.h"
 
 #include "cache.h"
+#include "ledger.h"
 
 #include <gst/gst.h>
 
@@ -77,6 +78,10 @@ std::string validate(const Settings &settings) {
   if (!settings.cache_dir.empty() && settings.journal == kJournalOff)
     return "Property 'cache-dir' needs the journal, which records which task made which kept "
            "copy: unset journal='none', or unset cache-dir.";
+  if (journal_on_server(settings.journal) && !journal_uri_readable(settings.journal))
+    return "Property 'journal' (" + journal_display_name(settings.journal) +
+           ") is not a PostgreSQL connection URI that libpq can read: "
+           "postgresql://[user[:password]@][host][:port][/dbname][?param=value&...].";
   if (!settings.cache_dir.empty()) {
     std::string problem = cache_dir_problem(settings.cache_dir);
     if (!problem.empty())

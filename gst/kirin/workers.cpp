@@ -4,7 +4,9 @@
 
 #include <glib.h>
 
+#include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 
 namespace kirin {
@@ -18,10 +20,17 @@ void run_work(gpointer data, gpointer) {
   delete work;
 }
 
+GThreadPool *file_pool() {
+  static GThreadPool *pool = serial_worker();
+  return pool;
+}
+
+} // namespace
+
 // At most one thread at a time takes work from the pool's queue, oldest first: the work
 // runs one piece after the other, in the order it was pushed. The thread is one of GLib's
 // shared pool threads, so an idle worker costs no thread of its own.
-GThreadPool *serial_pool() {
+GThreadPool *serial_worker() {
   GError *error = nullptr;
   GThreadPool *pool = g_thread_pool_new(run_work, nullptr, 1, FALSE, &error);
   if (!pool)
@@ -29,12 +38,31 @@ GThreadPool *serial_pool() {
   return pool;
 }
 
-GThreadPool *file_pool() {
-  static GThreadPool *pool = serial_pool();
-  return pool;
+void serial_push(GThreadPool *worker, Work work) {
+  g_thread_pool_push(worker, new Work(std::move(work)), nullptr);
 }
 
-} // namespace
+bool serial_flush(GThreadPool *worker, gint64 max_us) {
+  // Shared with the marker, which may run after this wait gave up.
+  struct Marker {
+    std::mutex lock;
+    std::condition_variable cond;
+    bool done = false;
+  };
+  auto marker = std::make_shared<Marker>();
+  serial_push(worker, [marker] {
+    std::lock_guard<std::mutex> guard(marker->lock);
+    marker->done = true;
+    marker->cond.notify_one();
+  });
+  std::unique_lock<std::mutex> guard(marker->lock);
+  if (max_us < 0) {
+    marker->cond.wait(guard, [&] { return marker->done; });
+    return true;
+  }
+  return marker->cond.wait_for(guard, std::chrono::microseconds(max_us),
+                               [&] { return marker->done; });
+}
 
 void decide(Work work) {
   client_post(std::move(work));
@@ -57,20 +85,11 @@ void decide_later(unsigned delay_ms, Work work) {
 }
 
 void file_work(Work work) {
-  g_thread_pool_push(file_pool(), new Work(std::move(work)), nullptr);
+  serial_push(file_pool(), std::move(work));
 }
 
 void file_work_flush() {
-  std::mutex lock;
-  std::condition_variable done_cond;
-  bool done = false;
-  file_work([&] {
-    std::lock_guard<std::mutex> guard(lock);
-    done = true;
-    done_cond.notify_one();
-  });
-  std::unique_lock<std::mutex> guard(lock);
-  done_cond.wait(guard, [&] { return done; });
+  serial_flush(file_pool(), -1);
 }
 
 } // namespace kirin

@@ -11,6 +11,8 @@
 //   application, so waiting for it cannot deadlock.
 #pragma once
 
+#include <glib.h>
+
 #include <functional>
 
 namespace kirin {
@@ -22,5 +24,12 @@ void decide_later(unsigned delay_ms, std::function<void()> work);
 void file_work(std::function<void()> work);
 // Waits until everything handed to the file worker before this call is done.
 void file_work_flush();
+
+// Another worker like the file worker (for a journal on a server: journal.h).
+GThreadPool *serial_worker();
+void serial_push(GThreadPool *worker, std::function<void()> work);
+// Waits until everything handed to `worker` before this call is done, or `max_us` passed
+// (-1: no limit); true when it was done.
+bool serial_flush(GThreadPool *worker, gint64 max_us);
 
 } // namespace kirin

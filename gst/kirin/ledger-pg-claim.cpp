@@ -1,0 +1,219 @@
+// Claims on a server's ledger: who creates a request's task, decided in one transaction per
+// claim while holding the request's transaction-level advisory lock (so claimers of one
+// request take turns, on every machine), with a session-level advisory lock per claimed
+// take that says whether its claimer still lives: the server drops it when the claimer's
+// connection ends, whether its process exited, was killed, or its machine went away.
+#include "ledger-pg.h"
+
+#include <unistd.h>
+
+namespace kirin {
+
+namespace {
+
+std::string lock_text(gint64 lock_id) {
+  return std::to_string(lock_id);
+}
+
+// Takes the take's session lock without waiting; false when someone holds it (this process
+// too), or on error (then `error` is set).
+bool try_take_lock(PgConn &conn, gint64 lock_id, std::string &error) {
+  if (conn.held_locks.count(lock_id))
+    return false;
+  PgResult result;
+  if (!pg_exec(conn, "SELECT pg_try_advisory_lock($1::bigint)", {lock_text(lock_id)}, result,
+               error))
+    return false;
+  if (result.text(0, 0) != "t")
+    return false;
+  conn.held_locks.insert(lock_id);
+  return true;
+}
+
+void drop_take_lock(PgConn &conn, gint64 lock_id) {
+  if (!conn.held_locks.erase(lock_id))
+    return;
+  std::string ignored;
+  pg_exec(conn, "SELECT pg_advisory_unlock($1::bigint)", {lock_text(lock_id)}, ignored);
+}
+
+Claim hold(const std::shared_ptr<PgConn> &conn, const LedgerRow &row) {
+  auto hold = std::make_unique<PgClaimHold>();
+  hold->owner = conn.get();
+  hold->row_id = row.id;
+  hold->conn = conn;
+  hold->request_key = row.request_key;
+  hold->take = row.take;
+  return Claim(std::move(hold));
+}
+
+// A new take of the request, claimed by this process: the row and its lock, both or none.
+bool claim_new_take(const std::shared_ptr<PgConn> &conn, const LedgerRequest &request,
+                    const std::string &key, gint64 take, const std::string &external_task_id,
+                    PgTransaction &tx, ClaimOutcome &out, std::string &error) {
+  const CreateRequest &r = request.request;
+  std::optional<std::string> cfg_scale;
+  char number[G_ASCII_DTOSTR_BUF_SIZE];
+  if (r.cfg_scale)
+    cfg_scale = g_ascii_dtostr(number, sizeof number, *r.cfg_scale);
+  if (!pg_exec(*conn,
+               "INSERT INTO gst_kirin.tasks (request_key, take, step, extensions, api_url, model, "
+               "video_id, prompt, negative_prompt, cfg_scale, user_external_task_id, "
+               "external_task_id, status, claimed_at, updated_at, claimer_host, claimer_pid) "
+               "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'claimed', now(), "
+               "now(), $13, $14)",
+               {key, std::to_string(take), std::to_string(request.step),
+                std::to_string(request.extensions), request.api_url, r.model, r.video_id, r.prompt,
+                r.negative_prompt, cfg_scale, r.external_task_id, external_task_id, conn->host,
+                std::to_string(getpid())},
+               error))
+    return false;
+  std::optional<LedgerRow> row;
+  if (!pg_select_newest(*conn, key, row, error))
+    return false;
+  // The lock before the commit: no one ever sees the row claimed without a live claimer.
+  gint64 lock_id = take_lock_id(key, take);
+  if (!try_take_lock(*conn, lock_id, error)) {
+    if (error.empty())
+      error = "the lock of take " + std::to_string(take) + " is held, but the take is new";
+    return false;
+  }
+  if (!tx.commit(error)) {
+    drop_take_lock(*conn, lock_id);
+    return false;
+  }
+  out.claim = hold(conn, *row);
+  out.result = ClaimResult::Claimed;
+  out.row = *row;
+  return true;
+}
+
+// A claimed or sending row: is its claimer alive? Its lock says so.
+bool contest(const std::shared_ptr<PgConn> &conn, const LedgerRow &row, PgTransaction &tx,
+             ClaimOutcome &out, std::string &error) {
+  out.row = row;
+  gint64 lock_id = take_lock_id(row.request_key, row.take);
+  if (!try_take_lock(*conn, lock_id, error)) {
+    out.result = ClaimResult::Busy;
+    return error.empty();
+  }
+  if (row.status == "sending") {
+    // The claimer died after sending: the provider may have the task.
+    drop_take_lock(*conn, lock_id);
+    out.result = ClaimResult::Abandoned;
+    return true;
+  }
+  // Claimed by a process that died before sending: ours now, with the lock we hold.
+  PgResult result;
+  std::string sql = "UPDATE gst_kirin.tasks SET claimer_host = $2, claimer_pid = $3, "
+                    "claimed_at = now(), updated_at = now() WHERE id = $1";
+  if (!pg_exec(*conn, sql.c_str(), {std::to_string(row.id), conn->host, std::to_string(getpid())},
+               error) ||
+      !tx.commit(error)) {
+    drop_take_lock(*conn, lock_id);
+    return false;
+  }
+  out.row.claimer_host = conn->host;
+  out.row.claimer_pid = getpid();
+  out.claim = hold(conn, row);
+  out.result = ClaimResult::Claimed;
+  return true;
+}
+
+} // namespace
+
+PgClaimHold::~PgClaimHold() {
+  gint64 lock_id = take_lock_id(request_key, take);
+  if (!sending && conn->held_locks.count(lock_id)) {
+    // Nothing was sent: the row goes, so the next claim creates. The lock goes inside the
+    // request's turn, as no claimer may look between the two (it would find the take's
+    // number free and its lock still held).
+    PgTransaction tx(*conn);
+    std::string ignored;
+    if (tx.begin(ignored) && pg_exec(*conn, "SELECT pg_advisory_xact_lock($1::bigint)",
+                                     {request_lock_id(request_key)}, ignored))
+      pg_exec(*conn, "DELETE FROM gst_kirin.tasks WHERE id = $1 AND status = 'claimed'",
+              {std::to_string(row_id)}, ignored);
+    drop_take_lock(*conn, lock_id);
+    tx.commit(ignored);
+    return;
+  }
+  // After mark_sending the row stays "sending": with its lock gone, it is abandoned.
+  drop_take_lock(*conn, lock_id);
+}
+
+bool PgLedger::claim(const LedgerRequest &request, bool fresh,
+                     const std::string &generated_external_id, ClaimOutcome &out,
+                     std::string &error) {
+  out = ClaimOutcome();
+  const std::string key = ledger_key(request);
+  PgTransaction tx(*conn_);
+  std::optional<LedgerRow> newest;
+  // The request's turn: other claimers of it, anywhere, wait for this transaction's end.
+  if (!tx.begin(error) ||
+      !pg_exec(*conn_, "SELECT pg_advisory_xact_lock($1::bigint)", {request_lock_id(key)}, error) ||
+      !pg_select_newest(*conn_, key, newest, error))
+    return false;
+  switch (claim_rule(newest, fresh)) {
+  case ClaimRule::Contest:
+    return contest(conn_, *newest, tx, out, error);
+  case ClaimRule::Recorded:
+    out.result = ClaimResult::Recorded; // read only, rolled back
+    out.row = *newest;
+    return true;
+  case ClaimRule::NewTake:
+    break;
+  }
+  const std::string &external_task_id = request.request.external_task_id.empty()
+                                            ? generated_external_id
+                                            : request.request.external_task_id;
+  return claim_new_take(conn_, request, key, newest ? newest->take + 1 : 1, external_task_id, tx,
+                        out, error);
+}
+
+bool PgLedger::held(const Claim &claim, std::string &error) const {
+  if (claim.hold_on(conn_.get()))
+    return true;
+  error = "the claim is not held on this journal";
+  return false;
+}
+
+bool PgLedger::mark_sending(Claim &claim, std::string &error) {
+  if (!held(claim, error))
+    return false;
+  PgResult result;
+  if (!pg_exec(*conn_,
+               "UPDATE gst_kirin.tasks SET status = 'sending', updated_at = now() WHERE id = $1 "
+               "AND status = 'claimed'",
+               {std::to_string(claim.row_id())}, result, error))
+    return false;
+  if (result.changed() != 1) {
+    error = "the claimed row " + std::to_string(claim.row_id()) + " is gone";
+    return false;
+  }
+  claim.hold_on(conn_.get())->sending = true;
+  return true;
+}
+
+bool PgLedger::record_task_id(Claim &claim, const std::string &task_id, std::string &error) {
+  if (!held(claim, error) ||
+      !update_task(claim.row_id(),
+                   "UPDATE gst_kirin.tasks SET status = 'created', task_id = $2, created_at = "
+                   "now(), updated_at = now() WHERE id = $1",
+                   {task_id}, error))
+    return false;
+  claim.settle();
+  return true;
+}
+
+bool PgLedger::record_create_refused(Claim &claim, std::string &error) {
+  if (!held(claim, error) ||
+      !update_task(claim.row_id(),
+                   "UPDATE gst_kirin.tasks SET status = 'failed', updated_at = now() WHERE id = $1",
+                   {}, error))
+    return false;
+  claim.settle();
+  return true;
+}
+
+} // namespace kirin
