@@ -10,22 +10,14 @@
 namespace kirin {
 namespace {
 
-// A server's journal is retried this long after it failed: a fleet's process runs for days,
-// and a server that restarted should not leave it on its own journal until it ends.
-constexpr gint64 kServerRetryUs = 30 * G_USEC_PER_SEC;
 // How long a stopping element waits for its server journal's last writes.
 constexpr gint64 kServerFlushUs = 2 * G_USEC_PER_SEC;
-
-struct OpenLedger {
-  std::shared_ptr<Ledger> ledger;
-  gint64 retry_at_us = 0; // a server's journal that failed: in memory until then
-};
 
 // The process's ledgers, by journal. Each is used on its journal's worker only; the map is
 // shared by the workers.
 std::mutex ledgers_lock;
-std::map<std::string, OpenLedger> &open_ledgers() {
-  static auto *ledgers = new std::map<std::string, OpenLedger>();
+std::map<std::string, std::shared_ptr<Ledger>> &open_ledgers() {
+  static auto *ledgers = new std::map<std::string, std::shared_ptr<Ledger>>();
   return *ledgers;
 }
 
@@ -33,9 +25,8 @@ std::shared_ptr<Ledger> ledger_for(const std::string &journal, std::string &warn
   {
     std::lock_guard<std::mutex> guard(ledgers_lock);
     auto found = open_ledgers().find(journal);
-    if (found != open_ledgers().end() &&
-        (!found->second.retry_at_us || g_get_monotonic_time() < found->second.retry_at_us))
-      return found->second.ledger;
+    if (found != open_ledgers().end())
+      return found->second;
   }
   std::unique_ptr<Ledger> ledger = Ledger::open(journal, warning);
   const std::string name = journal_display_name(journal);
@@ -44,17 +35,15 @@ std::shared_ptr<Ledger> ledger_for(const std::string &journal, std::string &warn
     warning = "Journal " + name + ": " + warning;
   std::shared_ptr<Ledger> shared(std::move(ledger));
   std::lock_guard<std::mutex> guard(ledgers_lock);
-  if (!shared)
-    open_ledgers().erase(journal);
-  else
-    open_ledgers()[journal] = {shared, journal_on_server(journal) && shared->path().empty()
-                                           ? g_get_monotonic_time() + kServerRetryUs
-                                           : 0};
+  if (shared)
+    open_ledgers()[journal] = shared;
   return shared;
 }
 
-// `ledger` refused a write: later runs of this process use the in-memory one instead (a
-// server's, until it is retried). Returns the warning for the bus.
+// `ledger` refused a write: later runs of this process use the in-memory ledger instead,
+// which learns what `ledger` knew of this process's tasks (a server's: the rows its runs
+// claimed or read, as they last changed them), so that the process pays once for each.
+// Returns the warning for the bus.
 std::string fall_back(const Ledger &ledger, const std::string &error) {
   std::string text = "Journal " +
                      (ledger.path().empty() ? std::string("(in memory)") : ledger.path()) + ": " +
@@ -63,16 +52,16 @@ std::string fall_back(const Ledger &ledger, const std::string &error) {
     return text;
   std::string memory_error;
   std::unique_ptr<Ledger> memory = Ledger::open_memory(memory_error);
+  if (memory && !memory->adopt(ledger.rows_known(), memory_error))
+    text += " (which does not know this process's earlier tasks: " + memory_error + ")";
   std::lock_guard<std::mutex> guard(ledgers_lock);
   for (auto &[journal, open] : open_ledgers()) {
-    if (open.ledger.get() != &ledger)
+    if (open.get() != &ledger)
       continue;
-    if (!memory) {
+    if (memory)
+      open = std::shared_ptr<Ledger>(std::move(memory));
+    else
       open_ledgers().erase(journal);
-      break;
-    }
-    open.ledger = std::shared_ptr<Ledger>(std::move(memory));
-    open.retry_at_us = journal_on_server(journal) ? g_get_monotonic_time() + kServerRetryUs : 0;
     break;
   }
   return text;

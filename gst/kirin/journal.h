@@ -2,9 +2,9 @@
 // or a server's URI), and the steps a run records in them. Every function here but
 // journal_work and journal_flush runs on the journal's worker (journal_work): they block on
 // the disk, the network and other processes' transactions. A ledger that cannot be opened,
-// or stops taking writes, is replaced by the process's in-memory one (a file's for the rest
-// of the process, a server's until it is tried again 30 s later); the caller gets a warning
-// naming the journal (never a password) for the bus.
+// or stops taking writes, is replaced for the rest of the process by the process's in-memory
+// one, which takes in the rows the failed ledger knew of this process's tasks; the caller
+// gets a warning naming the journal (never a password) for the bus.
 #pragma once
 
 #include "ledger.h"

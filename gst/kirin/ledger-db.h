@@ -50,6 +50,7 @@ public:
               std::string &error) override;
   bool evict_media(const std::string &dir, guint64 max_bytes, std::vector<std::string> &evicted,
                    std::string &error) override;
+  bool adopt(const std::vector<LedgerRow> &rows, std::string &error) override;
 
 private:
   bool held(const Claim &claim, std::string &error) const;

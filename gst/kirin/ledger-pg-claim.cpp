@@ -128,6 +128,7 @@ PgClaimHold::~PgClaimHold() {
     // Nothing was sent: the row goes, so the next claim creates. The lock goes inside the
     // request's turn, as no claimer may look between the two (it would find the take's
     // number free and its lock still held).
+    conn->known.erase(row_id);
     PgTransaction tx(*conn);
     std::string ignored;
     if (tx.begin(ignored) && pg_exec(*conn, "SELECT pg_advisory_xact_lock($1::bigint)",
@@ -154,21 +155,28 @@ bool PgLedger::claim(const LedgerRequest &request, bool fresh,
       !pg_exec(*conn_, "SELECT pg_advisory_xact_lock($1::bigint)", {request_lock_id(key)}, error) ||
       !pg_select_newest(*conn_, key, newest, error))
     return false;
+  bool ok = true;
   switch (claim_rule(newest, fresh)) {
   case ClaimRule::Contest:
-    return contest(conn_, *newest, tx, out, error);
+    ok = contest(conn_, *newest, tx, out, error);
+    break;
   case ClaimRule::Recorded:
     out.result = ClaimResult::Recorded; // read only, rolled back
     out.row = *newest;
-    return true;
-  case ClaimRule::NewTake:
+    break;
+  case ClaimRule::NewTake: {
+    const std::string &external_task_id = request.request.external_task_id.empty()
+                                              ? generated_external_id
+                                              : request.request.external_task_id;
+    ok = claim_new_take(conn_, request, key, newest ? newest->take + 1 : 1, external_task_id, tx,
+                        out, error);
     break;
   }
-  const std::string &external_task_id = request.request.external_task_id.empty()
-                                            ? generated_external_id
-                                            : request.request.external_task_id;
-  return claim_new_take(conn_, request, key, newest ? newest->take + 1 : 1, external_task_id, tx,
-                        out, error);
+  }
+  // What this process creates or uses: a fall-back to memory must know it.
+  if (ok && (out.result == ClaimResult::Claimed || out.result == ClaimResult::Recorded))
+    conn_->known[out.row.id] = out.row;
+  return ok;
 }
 
 bool PgLedger::held(const Claim &claim, std::string &error) const {
@@ -181,6 +189,7 @@ bool PgLedger::held(const Claim &claim, std::string &error) const {
 bool PgLedger::mark_sending(Claim &claim, std::string &error) {
   if (!held(claim, error))
     return false;
+  conn_->known[claim.row_id()].status = "sending";
   PgResult result;
   if (!pg_exec(*conn_,
                "UPDATE gst_kirin.tasks SET status = 'sending', updated_at = now() WHERE id = $1 "
@@ -196,8 +205,13 @@ bool PgLedger::mark_sending(Claim &claim, std::string &error) {
 }
 
 bool PgLedger::record_task_id(Claim &claim, const std::string &task_id, std::string &error) {
-  if (!held(claim, error) ||
-      !update_task(claim.row_id(),
+  if (!held(claim, error))
+    return false;
+  LedgerRow &known = conn_->known[claim.row_id()];
+  known.status = "created";
+  known.task_id = task_id;
+  known.created_at = now_unix();
+  if (!update_task(claim.row_id(),
                    "UPDATE gst_kirin.tasks SET status = 'created', task_id = $2, created_at = "
                    "now(), updated_at = now() WHERE id = $1",
                    {task_id}, error))
@@ -207,8 +221,10 @@ bool PgLedger::record_task_id(Claim &claim, const std::string &task_id, std::str
 }
 
 bool PgLedger::record_create_refused(Claim &claim, std::string &error) {
-  if (!held(claim, error) ||
-      !update_task(claim.row_id(),
+  if (!held(claim, error))
+    return false;
+  conn_->known[claim.row_id()].status = "failed";
+  if (!update_task(claim.row_id(),
                    "UPDATE gst_kirin.tasks SET status = 'failed', updated_at = now() WHERE id = $1",
                    {}, error))
     return false;

@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 
 #include <optional>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -23,6 +24,8 @@ struct PgConn {
   // The take locks this process holds: the server would let the same connection take one
   // again, so two elements of this process are told apart here.
   std::set<gint64> held_locks;
+  // This process's rows, as it last changed them (Ledger::rows_known), by id.
+  std::map<gint64, LedgerRow> known;
   ~PgConn();
 };
 
@@ -77,6 +80,8 @@ private:
 std::string request_lock_id(const std::string &request_key);
 gint64 take_lock_id(const std::string &request_key, gint64 take);
 
+gint64 now_unix();
+
 // What pg_read_row reads, in its order; `$1` in it is this machine's host.
 extern const char *const kPgRowSelect;
 LedgerRow pg_read_row(const PgResult &result, int row);
@@ -114,6 +119,8 @@ public:
               std::string &error) override;
   bool evict_media(const std::string &dir, guint64 max_bytes, std::vector<std::string> &evicted,
                    std::string &error) override;
+  std::vector<LedgerRow> rows_known() const override;
+  bool adopt(const std::vector<LedgerRow> &rows, std::string &error) override;
 
 private:
   bool held(const Claim &claim, std::string &error) const;

@@ -434,4 +434,53 @@ bool FileLedger::evict_media(const std::string &dir, guint64 max_bytes,
   return true;
 }
 
+bool FileLedger::adopt(const std::vector<LedgerRow> &rows, std::string &error) {
+  Transaction tx(db_->db);
+  if (!tx.begin(error))
+    return false;
+  for (const LedgerRow &row : rows) {
+    if (row.status == "claimed")
+      continue;
+    const CreateRequest &r = row.request.request;
+    Stmt s(db_->db,
+           "INSERT INTO tasks (request_key, take, step, extensions, api_url, model, video_id, "
+           "prompt, negative_prompt, cfg_scale, user_external_task_id, external_task_id, task_id, "
+           "status, result_video_id, result_url, duration, cost, claimed_at, created_at, "
+           "completed_at, updated_at, claimer_pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+           "?10, ?11, ?12, NULLIF(?13, ''), ?14, NULLIF(?15, ''), NULLIF(?16, ''), ?17, "
+           "NULLIF(?18, ''), ?19, NULLIF(?20, 0), NULLIF(?21, 0), ?22, ?23) "
+           "ON CONFLICT (request_key, take) DO UPDATE SET task_id = excluded.task_id, "
+           "status = excluded.status, result_video_id = excluded.result_video_id, "
+           "result_url = excluded.result_url, duration = excluded.duration, "
+           "cost = excluded.cost, created_at = excluded.created_at, "
+           "completed_at = excluded.completed_at, updated_at = excluded.updated_at");
+    s.bind(1, row.request_key);
+    s.bind(2, row.take);
+    s.bind(3, (gint64)row.request.step);
+    s.bind(4, (gint64)row.request.extensions);
+    s.bind(5, row.request.api_url);
+    s.bind(6, r.model);
+    s.bind(7, r.video_id);
+    s.bind(8, r.prompt);
+    s.bind(9, r.negative_prompt);
+    s.bind(10, r.cfg_scale);
+    s.bind(11, r.external_task_id);
+    s.bind(12, row.external_task_id);
+    s.bind(13, row.task_id);
+    s.bind(14, row.status);
+    s.bind(15, row.result_video_id);
+    s.bind(16, row.result_url);
+    s.bind(17, row.duration >= 0 ? std::optional<double>(row.duration) : std::nullopt);
+    s.bind(18, row.cost);
+    s.bind(19, row.claimed_at ? row.claimed_at : now_seconds());
+    s.bind(20, row.created_at);
+    s.bind(21, row.completed_at);
+    s.bind(22, now_seconds());
+    s.bind(23, row.claimer_pid);
+    if (!s.run(error))
+      return false;
+  }
+  return tx.commit(error);
+}
+
 } // namespace kirin
