@@ -111,7 +111,9 @@ std::shared_ptr<PgConn> connect(const std::string &uri, std::string &error) {
     error = conn->conn ? g_strchomp(PQerrorMessage(conn->conn)) : "out of memory";
     return nullptr;
   }
-  // Messages in English and times in UTC, whatever the server's defaults.
+  // The server's notices ("schema already exists, skipping") are not the user's business:
+  // libpq would print them on stderr.
+  PQsetNoticeProcessor(conn->conn, [](void *, const char *) {}, nullptr);
   if (!pg_exec(*conn, "SET TIME ZONE 'UTC'", {}, error))
     return nullptr;
   return conn;

@@ -1,7 +1,11 @@
 // The ledger of paid tasks (gst/kirin/ledger.h): claims within a process and across
 // processes (racing, dying before and after sending), and the files it cannot use (corrupt,
-// unwritable, full). Every test has its own directory, also as XDG_CACHE_HOME.
+// unwritable, full). Every test has its own directory, also as XDG_CACHE_HOME. The tests
+// of claims run twice: on a file, and on a PostgreSQL server the suite starts on loopback
+// (each test with a database of its own), where the same rules must hold.
 #include "ledger.h"
+#include "ledger-pg.h"
+#include "pg-server.h"
 
 #include <gst/check/gstcheck.h>
 #include <glib/gstdio.h>
@@ -10,6 +14,7 @@
 #include <csignal>
 #include <cstring>
 #include <ftw.h>
+#include <map>
 #include <string>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -22,14 +27,58 @@ using kirin::LedgerRequest;
 
 namespace {
 
+// The server of the "server" test case: started once by its unchecked fixture, in the
+// suite's own process (never freed by a test's process, which would stop it).
+PgServer *server = nullptr;
+bool on_server = false; // in a test of the "server" case
+
+void start_server() {
+  server = new PgServer();
+  std::string error;
+  if (!server->start(error)) {
+    g_printerr("PostgreSQL did not start: %s\n", error.c_str());
+    exit(1);
+  }
+}
+
+void stop_server() {
+  delete server;
+  server = nullptr;
+}
+
+void use_server() {
+  on_server = true;
+}
+
+// A loopback port nothing listens on (it was free a moment ago).
+int free_port() {
+  g_autoptr(GSocket) socket =
+      g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, nullptr);
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) any = g_inet_socket_address_new(loopback, 0);
+  fail_unless(socket && g_socket_bind(socket, any, FALSE, nullptr));
+  g_autoptr(GSocketAddress) bound = g_socket_get_local_address(socket, nullptr);
+  return g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
+}
+
+// A database of the test's own on the server, named by its process.
+std::string fresh_database() {
+  std::string name = "t" + std::to_string(getpid());
+  server->query("CREATE DATABASE " + name);
+  return "postgresql://kirin:" + server->password + "@127.0.0.1:" + std::to_string(server->port) +
+         "/" + name;
+}
+
 struct TestDir {
   std::string dir, path;
+  std::string journal; // what Ledger::open is given: `path`, or the test's database
   TestDir() {
     g_autofree char *made = g_dir_make_tmp("kirin-ledger-test-XXXXXX", nullptr);
     fail_unless(made != nullptr);
     dir = made;
     g_setenv("XDG_CACHE_HOME", made, TRUE);
     path = dir + "/gst-kirin/journal.db";
+    journal = on_server ? fresh_database() : path;
   }
   ~TestDir() {
     nftw(
@@ -111,16 +160,35 @@ gint64 read_report(int fd) {
   return id;
 }
 
+// The server learns of a dead client's end a moment after the kernel closed its
+// connection: waits for the server to let go of the take's lock, as the claims of other
+// machines would find it. Nothing to wait for with a file (flock goes with the process).
+void wait_until_released(gint64 row_id, const std::string &journal) {
+  if (!on_server)
+    return;
+  std::string name = journal.substr(journal.rfind('/') + 1);
+  auto rows = server->query_in(
+      name, "SELECT request_key, take FROM gst_kirin.tasks WHERE id = " + std::to_string(row_id));
+  fail_unless_equals_int(rows.size(), 1);
+  std::string lock = std::to_string(kirin::take_lock_id(rows[0][0], std::stoll(rows[0][1])));
+  // Blocks until the dead claimer's backend has ended; the lock goes with this connection.
+  server->query_in(name, "SELECT pg_advisory_lock(" + lock + ")");
+}
+
 } // namespace
 
 GST_START_TEST(test_claim_send_record_then_recorded) {
   TestDir t;
-  auto ledger = open_ok(t.path);
-  fail_unless_equals_string(ledger->path().c_str(), t.path.c_str());
-  // Prompts and task IDs are the user's only.
-  GStatBuf file, dir;
-  fail_unless(g_stat(t.path.c_str(), &file) == 0 && (file.st_mode & 0777) == 0600);
-  fail_unless(g_stat((t.dir + "/gst-kirin").c_str(), &dir) == 0 && (dir.st_mode & 0777) == 0700);
+  auto ledger = open_ok(t.journal);
+  const std::string name = kirin::journal_display_name(t.journal);
+  fail_unless_equals_string(ledger->path().c_str(), name.c_str());
+  if (!on_server) {
+    // Prompts and task IDs are the user's only.
+    GStatBuf file, dir;
+    fail_unless(g_stat(t.path.c_str(), &file) == 0 && (file.st_mode & 0777) == 0600);
+    fail_unless(g_stat((t.dir + "/gst-kirin").c_str(), &dir) == 0 &&
+                (dir.st_mode & 0777) == 0700);
+  }
   ClaimOutcome out = claim_ok(*ledger, request(), false, "gen-1");
   fail_unless(out.result == ClaimResult::Claimed);
   fail_unless(out.claim.held());
@@ -155,7 +223,7 @@ GST_END_TEST;
 
 GST_START_TEST(test_users_external_id_is_sent) {
   TestDir t;
-  auto ledger = open_ok(t.path);
+  auto ledger = open_ok(t.journal);
   LedgerRequest r = request();
   r.request.external_task_id = "order-17";
   ClaimOutcome out = claim_ok(*ledger, r, false, "gen-1");
@@ -166,7 +234,7 @@ GST_END_TEST;
 
 GST_START_TEST(test_failed_or_refused_take_makes_a_new_one) {
   TestDir t;
-  auto ledger = open_ok(t.path);
+  auto ledger = open_ok(t.journal);
   create_ok(*ledger, request(), "task-1");
   std::optional<kirin::LedgerRow> row;
   std::string error;
@@ -186,7 +254,7 @@ GST_END_TEST;
 
 GST_START_TEST(test_dropped_claim_frees_the_request) {
   TestDir t;
-  auto ledger = open_ok(t.path);
+  auto ledger = open_ok(t.journal);
   {
     ClaimOutcome out = claim_ok(*ledger, request());
     fail_unless(out.result == ClaimResult::Claimed);
@@ -207,8 +275,8 @@ GST_END_TEST;
 // Two ledgers of one process on one file: two elements of one pipeline.
 GST_START_TEST(test_two_ledgers_of_one_process_exclude_each_other) {
   TestDir t;
-  auto a = open_ok(t.path);
-  auto b = open_ok(t.path);
+  auto a = open_ok(t.journal);
+  auto b = open_ok(t.journal);
   ClaimOutcome first = claim_ok(*a, request());
   fail_unless(first.result == ClaimResult::Claimed);
   fail_unless(claim_ok(*b, request()).result == ClaimResult::Busy);
@@ -274,7 +342,7 @@ GST_START_TEST(test_processes_race_for_one_claim) {
     if (pid == 0) {
       close(start[1]);
       close(results[0]);
-      racer(t.path, start[0], results[1]);
+      racer(t.journal, start[0], results[1]);
     }
   }
   close(start[0]);
@@ -317,14 +385,15 @@ GST_END_TEST;
 void check_taken_over_after(bool exit_at_once) {
   TestDir t;
   int report[2];
-  pid_t pid = start_claimer(t.path, false, exit_at_once, report);
+  pid_t pid = start_claimer(t.journal, false, exit_at_once, report);
   gint64 id = read_report(report[0]);
-  auto ledger = open_ok(t.path);
+  auto ledger = open_ok(t.journal);
   if (!exit_at_once) {
     fail_unless(claim_ok(*ledger, request()).result == ClaimResult::Busy, "the claimer lives");
     kill(pid, SIGKILL);
   }
   wait_child(pid);
+  wait_until_released(id, t.journal);
   ClaimOutcome out = claim_ok(*ledger, request());
   fail_unless(out.result == ClaimResult::Claimed, "result %d", (int)out.result);
   fail_unless_equals_int(out.row.id, id);
@@ -346,12 +415,13 @@ GST_END_TEST;
 GST_START_TEST(test_killed_sender_is_abandoned) {
   TestDir t;
   int report[2];
-  pid_t pid = start_claimer(t.path, true, false, report);
+  pid_t pid = start_claimer(t.journal, true, false, report);
   gint64 id = read_report(report[0]);
-  auto ledger = open_ok(t.path);
+  auto ledger = open_ok(t.journal);
   fail_unless(claim_ok(*ledger, request()).result == ClaimResult::Busy);
   kill(pid, SIGKILL);
   wait_child(pid);
+  wait_until_released(id, t.journal);
   for (int i = 0; i < 2; i++) {
     ClaimOutcome out = claim_ok(*ledger, request());
     fail_unless(out.result == ClaimResult::Abandoned, "result %d", (int)out.result);
@@ -586,6 +656,117 @@ GST_START_TEST(test_ledger_key_covers_every_field) {
 }
 GST_END_TEST;
 
+
+// Kept copies, evicted by their last use: the order is the journal's own, on either.
+GST_START_TEST(test_evict_media_by_last_use) {
+  TestDir t;
+  auto ledger = open_ok(t.journal);
+  std::string error, media = t.dir + "/media";
+  std::map<std::string, gint64> ids;
+  for (const char *prompt : {"a", "b", "c"}) {
+    create_ok(*ledger, request(prompt), prompt);
+    std::optional<kirin::LedgerRow> row;
+    fail_unless(ledger->lookup(request(prompt), row, error) && row);
+    ids[prompt] = row->id;
+    fail_unless(ledger->record_media(row->id, media + "/" + prompt + ".mp4", 10, error), "%s",
+                error.c_str());
+  }
+  // Replayed since: "c", then "a". "b" was used least recently.
+  fail_unless(ledger->touch_media(ids["c"], error) && ledger->touch_media(ids["a"], error));
+  std::vector<std::string> evicted;
+  fail_unless(ledger->evict_media(media, 25, evicted, error), "%s", error.c_str());
+  fail_unless_equals_int(evicted.size(), 1);
+  const std::string b_file = media + "/b.mp4", a_file = media + "/a.mp4";
+  fail_unless_equals_string(evicted[0].c_str(), b_file.c_str());
+  std::optional<kirin::LedgerRow> row;
+  fail_unless(ledger->lookup(request("b"), row, error) && row, "the row stays");
+  fail_unless_equals_string(row->media_file.c_str(), "");
+  fail_unless(ledger->lookup(request("a"), row, error) && row);
+  fail_unless_equals_string(row->media_file.c_str(), a_file.c_str());
+  fail_unless(ledger->forget_media(ids["a"], error));
+  fail_unless(ledger->lookup(request("a"), row, error) && row && row->media_file.empty());
+}
+GST_END_TEST;
+
+// What the in-memory ledger takes in from one that failed: the tasks this process paid
+// for, so that it pays once for each.
+GST_START_TEST(test_memory_adopts_the_known_rows) {
+  TestDir t;
+  auto ledger = open_ok(t.journal);
+  std::string error;
+  create_ok(*ledger, request("created"), "task-created");
+  ClaimOutcome sent = claim_ok(*ledger, request("sent"));
+  fail_unless(ledger->mark_sending(sent.claim, error));
+  ClaimOutcome unsent = claim_ok(*ledger, request("unsent"));
+  fail_unless(unsent.result == ClaimResult::Claimed);
+  auto rows = ledger->rows_known();
+  fail_unless_equals_int(rows.size(), 3);
+
+  auto memory = Ledger::open_memory(error);
+  fail_unless(memory != nullptr, "%s", error.c_str());
+  fail_unless(memory->adopt(rows, error), "%s", error.c_str());
+  ClaimOutcome created = claim_ok(*memory, request("created"));
+  fail_unless(created.result == ClaimResult::Recorded);
+  fail_unless_equals_string(created.row.task_id.c_str(), "task-created");
+  // Its create may have left: never sent again on its own.
+  fail_unless(claim_ok(*memory, request("sent")).result == ClaimResult::Abandoned);
+  // Not sent: the next run may create it.
+  fail_unless(claim_ok(*memory, request("unsent")).result == ClaimResult::Claimed);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_server_names_without_password) {
+  const std::pair<const char *, const char *> cases[] = {
+      {"postgresql://kirin:s3cret@db:5432/media?sslmode=require",
+       "postgresql://kirin@db:5432/media?sslmode=require"},
+      {"postgres://db/media?password=s3cret&connect_timeout=3",
+       "postgres://db/media?connect_timeout=3"},
+      {"postgresql://db/m?pass%77ord=s3cret", "postgresql://db/m"},
+      {"postgresql://u:a%40b@h", "postgresql://u@h"},
+      {"postgresql:///media", "postgresql:///media"},
+      {"/home/me/journal.db", "/home/me/journal.db"},
+  };
+  for (const auto &[journal, shown] : cases) {
+    const std::string name = kirin::journal_display_name(journal);
+    fail_unless_equals_string(name.c_str(), shown);
+  }
+  fail_unless(kirin::journal_on_server("postgres://h/d"));
+  fail_if(kirin::journal_on_server("/tmp/postgresql://x"));
+  fail_unless(kirin::journal_uri_readable("postgresql://u:p@h:5/d?sslmode=disable"));
+  fail_if(kirin::journal_uri_readable("postgresql://h/d?no_such_option=1"));
+}
+GST_END_TEST;
+
+// A server that is not there, or has a newer schema: the in-memory ledger, and a warning
+// that names the server without the password.
+GST_START_TEST(test_server_unusable_falls_back_to_memory) {
+  TestDir t;
+  std::string warning;
+  auto ledger = Ledger::open(t.journal, warning);
+  fail_unless(ledger && warning.empty(), "%s", warning.c_str());
+  ledger.reset();
+  std::string name = t.journal.substr(t.journal.rfind('/') + 1);
+  server->query_in(name, "UPDATE gst_kirin.schema_version SET version = 2");
+  ledger = Ledger::open(t.journal, warning);
+  fail_unless(ledger && ledger->path().empty());
+  fail_unless(warning.find("newer") != std::string::npos, "%s", warning.c_str());
+  fail_unless(warning.find(kirin::journal_display_name(t.journal)) != std::string::npos, "%s",
+              warning.c_str());
+  fail_unless(warning.find(server->password) == std::string::npos, "%s", warning.c_str());
+
+  // Nothing listens on the port. (The suite's server is not stopped here: a test's process
+  // is a fork, where GLib cannot wait for the programs that would stop and restart it.)
+  std::string absent = "postgresql://kirin:" + server->password + "@127.0.0.1:" +
+                       std::to_string(free_port()) + "/kirin";
+  ledger = Ledger::open(absent, warning);
+  fail_unless(ledger && ledger->path().empty());
+  fail_unless(warning.find(kirin::journal_display_name(absent)) != std::string::npos, "%s",
+              warning.c_str());
+  fail_unless(warning.find(server->password) == std::string::npos, "%s", warning.c_str());
+  g_print("%s\n", warning.c_str());
+}
+GST_END_TEST;
+
 static Suite *ledger_suite() {
   Suite *s = suite_create("ledger");
   TCase *tc = tcase_create("general");
@@ -606,6 +787,27 @@ static Suite *ledger_suite() {
   tcase_add_test(tc, test_disk_full_is_an_error_not_a_crash);
   tcase_add_test(tc, test_evict_media_least_recently_used);
   tcase_add_test(tc, test_ledger_key_covers_every_field);
+  tcase_add_test(tc, test_evict_media_by_last_use);
+  tcase_add_test(tc, test_server_names_without_password);
+
+  // The same rules on a server the fleet shares.
+  TCase *pg = tcase_create("server");
+  tcase_set_timeout(pg, 120);
+  tcase_add_unchecked_fixture(pg, start_server, stop_server);
+  tcase_add_checked_fixture(pg, use_server, nullptr);
+  suite_add_tcase(s, pg);
+  tcase_add_test(pg, test_claim_send_record_then_recorded);
+  tcase_add_test(pg, test_users_external_id_is_sent);
+  tcase_add_test(pg, test_failed_or_refused_take_makes_a_new_one);
+  tcase_add_test(pg, test_dropped_claim_frees_the_request);
+  tcase_add_test(pg, test_two_ledgers_of_one_process_exclude_each_other);
+  tcase_add_test(pg, test_processes_race_for_one_claim);
+  tcase_add_test(pg, test_exited_claimer_is_taken_over);
+  tcase_add_test(pg, test_killed_claimer_is_taken_over);
+  tcase_add_test(pg, test_killed_sender_is_abandoned);
+  tcase_add_test(pg, test_evict_media_by_last_use);
+  tcase_add_test(pg, test_memory_adopts_the_known_rows);
+  tcase_add_test(pg, test_server_unusable_falls_back_to_memory);
   return s;
 }
 

@@ -252,6 +252,16 @@ struct PgServer {
     return rows;
   }
 
+  // The same in another database of the server.
+  std::vector<std::vector<std::string>> query_in(const std::string &database,
+                                                 const std::string &sql) {
+    std::vector<std::vector<std::string>> rows;
+    std::string message;
+    bool done = execute(database, sql, message, {}, &rows);
+    fail_unless(done, "%s: %s", sql.c_str(), message.c_str());
+    return rows;
+  }
+
   // The client sessions open now with this application_name (the plugin's is gst-kirin).
   int connections(const std::string &application_name) {
     auto rows = query("SELECT count(*) FROM pg_stat_activity "

@@ -118,8 +118,8 @@ GST_START_TEST(test_nothing_left_behind) {
 }
 GST_END_TEST;
 
-static Suite *journal_server_suite() {
-  Suite *s = suite_create("journal-server");
+static Suite *pg_server_suite() {
+  Suite *s = suite_create("pg-server");
   TCase *tc = tcase_create("fixture");
   tcase_set_timeout(tc, 120);
   suite_add_tcase(s, tc);
@@ -132,6 +132,6 @@ static Suite *journal_server_suite() {
 }
 
 int main(int argc, char **argv) {
-  kirin_test_init(&argc, &argv, "journal-server");
-  return gst_check_run_suite(journal_server_suite(), "journal-server", __FILE__);
+  kirin_test_init(&argc, &argv, "pg-server");
+  return gst_check_run_suite(pg_server_suite(), "pg-server", __FILE__);
 }

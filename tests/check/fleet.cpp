@@ -1,0 +1,382 @@
+// The journal a fleet shares (journal=postgresql://...): processes with caches of their own
+// and one PostgreSQL server, started by the test on loopback in a directory of its own.
+// Claimers killed at the moments that matter, the server stopped in the middle of a run or
+// never there, and the password, which must never show.
+#include "common.h"
+
+#include "emulator-fixture.h"
+#include "pg-server.h"
+#include "program.h"
+
+#include <csignal>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+namespace {
+
+constexpr const char *kKey = "fleet-test-key";
+
+std::unique_ptr<PgServer> start_server() {
+  auto server = std::make_unique<PgServer>();
+  std::string error;
+  fail_unless(server->start(error), "PostgreSQL did not start: %s", error.c_str());
+  return server;
+}
+
+// A machine of the fleet: gst-launch-1.0 with a local cache of its own (XDG_CACHE_HOME),
+// the key in the environment and `journal` as given.
+std::unique_ptr<Program> machine(const kirin_emu::Emulator &emu, const std::string &journal,
+                                 const WorkDir &dir, const std::string &name,
+                                 const std::vector<std::string> &extra = {},
+                                 std::vector<std::pair<std::string, std::string>> env = {}) {
+  std::string cache = dir.file(name + "-cache");
+  g_mkdir_with_parents(cache.c_str(), 0700);
+  env.emplace_back("VTRIX_API_KEY", kKey);
+  env.emplace_back("XDG_CACHE_HOME", cache);
+  std::vector<std::string> args{"gst-launch-1.0",   "-m",
+                                "kirinextendsrc",   "api-url=" + emu.api_url(),
+                                "video-id=demo-5s", "poll-interval=50",
+                                "journal=" + journal};
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.insert(args.end(), {"!", "filesink", "location=" + dir.file(name + ".mp4")});
+  return kirin_test_spawn(args, dir, name, env);
+}
+
+void finish(Program &program) {
+  fail_unless(kirin_test_wait_up_to(program, 60), "it did not end within 60 s: %s",
+              program.both().c_str());
+}
+
+void kill_now(Program &program) {
+  g_subprocess_send_signal(program.process, SIGKILL);
+  kirin_test_wait_up_to(program, 10);
+}
+
+bool contains(const std::string &text, const std::string &part) {
+  return text.find(part) != std::string::npos;
+}
+
+std::string result_bytes(const kirin_emu::Emulator &emu, const std::string &task_id) {
+  std::string path = emu.task_result_path(task_id);
+  fail_if(path.empty(), "the emulator has no result for task '%s'", task_id.c_str());
+  return kirin_test_read_file(path);
+}
+
+// The newest row of the server's journal: status, task ID and external task ID.
+std::vector<std::string> newest_row(PgServer &server) {
+  auto rows = server.query("SELECT status, coalesce(task_id, ''), external_task_id FROM "
+                           "gst_kirin.tasks ORDER BY id DESC LIMIT 1");
+  return rows.empty() ? std::vector<std::string>{"", "", ""} : rows.front();
+}
+
+// Waits (bounded) until the newest row has `status`.
+bool wait_for_status(PgServer &server, const std::string &status) {
+  for (gint64 end = g_get_monotonic_time() + 30 * G_USEC_PER_SEC; g_get_monotonic_time() < end;
+       g_usleep(10 * 1000))
+    if (newest_row(server)[0] == status)
+      return true;
+  return false;
+}
+
+// Waits (bounded) until `count` processes are connected to the server's journal.
+bool wait_for_connections(PgServer &server, int count) {
+  for (gint64 end = g_get_monotonic_time() + 30 * G_USEC_PER_SEC; g_get_monotonic_time() < end;
+       g_usleep(10 * 1000))
+    if (server.connections("gst-kirin") >= count)
+      return true;
+  return false;
+}
+
+} // namespace
+
+// Six machines with caches of their own ask for the same extension at once: one pays, the
+// five others wait for it and attach, and all six save the same video.
+GST_START_TEST(test_six_processes_one_create) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  WorkDir dir;
+  constexpr int kMachines = 6;
+  // The create stays unanswered until all six are connected to the journal.
+  emu->hold(kirin_emu::Route::Create);
+  std::vector<std::unique_ptr<Program>> machines;
+  for (int i = 0; i < kMachines; i++)
+    machines.push_back(machine(*emu, server->uri(), dir, "machine-" + std::to_string(i)));
+  fail_unless_equals_int(emu->wait_held(kirin_emu::Route::Create, 1, 30000), 1);
+  fail_unless(wait_for_connections(*server, kMachines), "only %d of %d machines connected",
+              server->connections("gst-kirin"), kMachines);
+  fail_unless_equals_int(emu->create_count(), 1);
+  emu->release(kirin_emu::Route::Create);
+
+  for (auto &m : machines) {
+    finish(*m);
+    fail_unless(m->exit_status == 0, "exit %d: %s", m->exit_status, m->both().c_str());
+    fail_if(contains(m->out(), "in memory"), "a machine left the shared journal: %s",
+            m->out().c_str());
+  }
+  fail_unless_equals_int(emu->create_count(), 1);
+  std::string task_id = emu->requests().front().task_id;
+  std::string served = result_bytes(*emu, task_id);
+  for (int i = 0; i < kMachines; i++) {
+    std::string saved = kirin_test_read_file(dir.file("machine-" + std::to_string(i) + ".mp4"));
+    fail_unless(!saved.empty() && saved == served, "machine %d saved other bytes", i);
+  }
+  auto rows = server->query("SELECT status, task_id FROM gst_kirin.tasks");
+  fail_unless_equals_int(rows.size(), 1);
+  fail_unless_equals_string(rows[0][0].c_str(), "completed");
+  fail_unless_equals_string(rows[0][1].c_str(), task_id.c_str());
+  // The machines that waited said for whom.
+  int waited = 0;
+  for (auto &m : machines)
+    waited += contains(m->out(), "is creating the task") && contains(m->out(), " on ");
+  fail_unless(waited >= 1, "no machine said it waited for another");
+}
+GST_END_TEST;
+
+// The claimer is killed while its create waits for the provider's answer: the task may
+// exist, so the machine waiting for it stops with the error naming the external ID, within
+// about a second of the death.
+GST_START_TEST(test_claimer_killed_while_create_unanswered) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  WorkDir dir;
+  emu->hold(kirin_emu::Route::Create);
+  auto claimer = machine(*emu, server->uri(), dir, "claimer");
+  fail_unless_equals_int(emu->wait_held(kirin_emu::Route::Create, 1, 30000), 1);
+  fail_unless(wait_for_status(*server, "sending"));
+  const std::string external_id = newest_row(*server)[2];
+  auto waiter = machine(*emu, server->uri(), dir, "waiter");
+  fail_unless(wait_for_connections(*server, 2));
+  // The waiter asks again every second at most: let it find the claim busy first.
+  for (gint64 end = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+       !contains(waiter->out(), "is creating the task") && g_get_monotonic_time() < end;
+       g_usleep(10 * 1000))
+    ;
+  fail_unless(contains(waiter->out(), "is creating the task"), "%s", waiter->both().c_str());
+
+  gint64 killed_at = g_get_monotonic_time();
+  kill_now(*claimer);
+  finish(*waiter);
+  double after_s = (g_get_monotonic_time() - killed_at) / (double)G_USEC_PER_SEC;
+  g_print("the waiter stopped %.2f s after the claimer's death\n", after_s);
+  fail_unless(waiter->exit_status != 0, "the waiter did not fail: %s", waiter->both().c_str());
+  fail_unless(contains(waiter->both(), external_id) && contains(waiter->both(), "fresh=true"),
+              "the error does not name %s and fresh=true: %s", external_id.c_str(),
+              waiter->both().c_str());
+  fail_unless(after_s < 2.5, "the waiter took %.2f s after the death", after_s);
+  fail_unless_equals_int(emu->create_count(), 1);
+  emu->release(kirin_emu::Route::Create);
+}
+GST_END_TEST;
+
+// The claimer is killed while it waits for its task: the task was recorded, so the next
+// machine attaches to it, pays nothing, and saves its result.
+GST_START_TEST(test_claimer_killed_while_waiting_for_task) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  WorkDir dir;
+  // The task's final poll is held: the claimer is waiting for it when it dies.
+  kirin_emu::HoldFilter final_only;
+  final_only.only_final = true;
+  emu->hold(kirin_emu::Route::Poll, final_only);
+  auto claimer = machine(*emu, server->uri(), dir, "claimer");
+  fail_unless(emu->wait_held(kirin_emu::Route::Poll, 1, 30000) >= 1);
+  fail_unless(wait_for_status(*server, "created"));
+  const std::string task_id = newest_row(*server)[1];
+  gint64 killed_at = g_get_monotonic_time();
+  kill_now(*claimer);
+  emu->release(kirin_emu::Route::Poll);
+
+  auto next = machine(*emu, server->uri(), dir, "next");
+  finish(*next);
+  double after_s = (g_get_monotonic_time() - killed_at) / (double)G_USEC_PER_SEC;
+  g_print("the next machine saved the result %.2f s after the claimer's death\n", after_s);
+  fail_unless(next->exit_status == 0, "%s", next->both().c_str());
+  fail_unless_equals_int(emu->create_count(), 1);
+  fail_unless(kirin_test_read_file(dir.file("next.mp4")) == result_bytes(*emu, task_id));
+  fail_unless(contains(next->out(), task_id));
+  fail_unless_equals_string(newest_row(*server)[0].c_str(), "completed");
+}
+GST_END_TEST;
+
+// ---- the server gone, and the password ----
+
+struct InProcessRun {
+  std::string task_id, bus;
+  bool eos = false;
+  std::vector<std::string> warnings;
+};
+
+// kirinextendsrc ! fakesink in this process, with `journal`; `during` runs once the task is
+// created, before its final poll is answered.
+InProcessRun run_here(kirin_emu::Emulator &emu, const std::string &journal,
+                      const std::function<void()> &during = nullptr) {
+  if (during) {
+    kirin_emu::HoldFilter final_only;
+    final_only.only_final = true;
+    emu.hold(kirin_emu::Route::Poll, final_only);
+  }
+  GstElement *src = kirin_test_make_src(emu);
+  gst_object_ref(src);
+  g_object_set(src, "video-id", "demo-5s", "journal", journal.c_str(), nullptr);
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
+  fail_unless(gst_element_link(src, sink));
+  std::thread releaser;
+  if (during)
+    releaser = std::thread([&emu, during] {
+      emu.wait_held(kirin_emu::Route::Poll, 1, 30000);
+      during();
+      emu.release(kirin_emu::Route::Poll);
+    });
+  RunResult result;
+  kirin_test_run(pipeline, 60, result);
+  if (releaser.joinable())
+    releaser.join();
+  InProcessRun run;
+  run.eos = result.eos;
+  run.warnings = result.warnings;
+  for (const std::string &w : result.warnings)
+    run.bus += w + "\n";
+  for (const GstStructure *s : result.task_messages) {
+    g_autofree char *text = gst_structure_to_string(s);
+    run.bus += text;
+  }
+  for (const auto &p : result.progress)
+    run.bus += p.second + "\n";
+  if (result.error)
+    run.bus += std::string(result.error->message) + result.error_debug;
+  g_autofree char *task_id = nullptr;
+  g_object_get(src, "task-id", &task_id, nullptr);
+  run.task_id = task_id ? task_id : "";
+  g_autofree char *read_back = nullptr;
+  g_object_get(src, "journal", &read_back, nullptr);
+  run.bus += std::string("journal property: ") + (read_back ? read_back : "") + "\n";
+  gst_object_unref(src);
+  gst_object_unref(pipeline);
+  return run;
+}
+
+// One warning names the server, without the password.
+void assert_warned(const InProcessRun &run, const PgServer &server) {
+  bool named = false;
+  for (const std::string &w : run.warnings)
+    named |= contains(w, server.uri_without_password());
+  fail_unless(named, "no warning names %s: %s", server.uri_without_password().c_str(),
+              run.bus.c_str());
+  fail_if(contains(run.bus, server.password), "the password shows: %s", run.bus.c_str());
+}
+
+GST_START_TEST(test_server_stopped_in_the_middle_of_a_run) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  InProcessRun run = run_here(*emu, server->uri(), [&] { server->stop(); });
+  fail_unless(run.eos, "the run did not complete: %s", run.bus.c_str());
+  assert_warned(run, *server);
+  // The process goes on with its journal in memory: the same request replays, unpaid.
+  InProcessRun again = run_here(*emu, server->uri());
+  fail_unless(again.eos, "%s", again.bus.c_str());
+  fail_unless_equals_string(again.task_id.c_str(), run.task_id.c_str());
+  fail_unless_equals_int(emu->create_count(), 1);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_server_unreachable_from_the_start) {
+  auto server = start_server();
+  server->stop();
+  auto emu = kirin_test_start_emulator(kKey);
+  InProcessRun run = run_here(*emu, server->uri());
+  fail_unless(run.eos, "the run did not complete: %s", run.bus.c_str());
+  assert_warned(run, *server);
+  InProcessRun again = run_here(*emu, server->uri());
+  fail_unless(again.eos, "%s", again.bus.c_str());
+  fail_unless_equals_string(again.task_id.c_str(), run.task_id.c_str());
+  fail_unless_equals_int(emu->create_count(), 1);
+}
+GST_END_TEST;
+
+// ---- the password at GST_DEBUG=*:9 ----
+
+std::mutex captured_lock;
+std::string captured;
+
+void capture_debug(GstDebugCategory *category, GstDebugLevel, const gchar *file, const gchar *,
+                   gint, GObject *, GstDebugMessage *message, gpointer) {
+  const char *text = gst_debug_message_get(message);
+  std::lock_guard<std::mutex> guard(captured_lock);
+  captured += gst_debug_category_get_name(category);
+  captured += ' ';
+  captured += file;
+  captured += ' ';
+  captured += text ? text : "";
+  captured += '\n';
+}
+
+GST_START_TEST(test_password_never_shows_at_debug_9) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  gst_debug_remove_log_function(gst_debug_log_default);
+  gst_debug_add_log_function(capture_debug, nullptr, nullptr);
+  gst_debug_set_active(TRUE);
+  gst_debug_set_threshold_from_string("*:9", TRUE);
+  // A whole run on the server, then the server stopped in the middle of one, then absent.
+  InProcessRun paid = run_here(*emu, server->uri());
+  fail_unless(paid.eos, "%s", paid.bus.c_str());
+  InProcessRun fresh_run = run_here(*emu, server->uri() + "?application_name=gst-kirin",
+                                    [&] { server->stop(); });
+  InProcessRun absent = run_here(*emu, server->uri());
+  gst_debug_set_threshold_from_string("*:0", TRUE);
+  std::lock_guard<std::mutex> guard(captured_lock);
+  g_print("scanned %zu bytes of debug output\n", captured.size());
+  fail_unless(captured.size() > 100000, "only %zu bytes of debug output", captured.size());
+  fail_unless(contains(captured, server->uri_without_password()),
+              "the debug log never names the server");
+  for (const std::string &text : {captured, paid.bus, fresh_run.bus, absent.bus})
+    fail_if(contains(text, server->password), "the password shows: ...%s",
+            text.substr(text.find(server->password) > 200 ? text.find(server->password) - 200 : 0,
+                        400)
+                .c_str());
+}
+GST_END_TEST;
+
+// The password in PGPASSFILE rather than the URI, as the user guide advises for gst-launch.
+GST_START_TEST(test_password_from_pgpassfile) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  WorkDir dir;
+  std::string passfile = dir.file("pgpass");
+  std::string line = "127.0.0.1:" + std::to_string(server->port) + ":kirin:kirin:" +
+                     server->password + "\n";
+  fail_unless(g_file_set_contents(passfile.c_str(), line.c_str(), -1, nullptr));
+  g_chmod(passfile.c_str(), 0600);
+  auto m = machine(*emu, server->uri_without_password(), dir, "passfile", {},
+                   {{"PGPASSFILE", passfile}});
+  finish(*m);
+  fail_unless(m->exit_status == 0, "%s", m->both().c_str());
+  fail_if(contains(m->both(), "in memory"), "the journal was not used: %s", m->both().c_str());
+  fail_unless_equals_string(newest_row(*server)[0].c_str(), "completed");
+  g_unlink(passfile.c_str());
+}
+GST_END_TEST;
+
+static Suite *fleet_suite() {
+  Suite *s = suite_create("fleet");
+  TCase *tc = tcase_create("server");
+  tcase_set_timeout(tc, 240);
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_six_processes_one_create);
+  tcase_add_test(tc, test_claimer_killed_while_create_unanswered);
+  tcase_add_test(tc, test_claimer_killed_while_waiting_for_task);
+  tcase_add_test(tc, test_server_stopped_in_the_middle_of_a_run);
+  tcase_add_test(tc, test_server_unreachable_from_the_start);
+  tcase_add_test(tc, test_password_never_shows_at_debug_9);
+  tcase_add_test(tc, test_password_from_pgpassfile);
+  return s;
+}
+
+int main(int argc, char **argv) {
+  kirin_test_init(&argc, &argv, "fleet");
+  return gst_check_run_suite(fleet_suite(), "fleet", __FILE__);
+}
