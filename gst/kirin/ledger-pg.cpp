@@ -113,7 +113,8 @@ std::shared_ptr<PgConn> connect(const std::string &uri, std::string &error) {
   }
   // The server's notices ("schema already exists, skipping") are not the user's business:
   // libpq would print them on stderr.
-  PQsetNoticeProcessor(conn->conn, [](void *, const char *) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn->conn, [](void *, const char *) {}, nullptr);
   if (!pg_exec(*conn, "SET TIME ZONE 'UTC'", {}, error))
     return nullptr;
   return conn;

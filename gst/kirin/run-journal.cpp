@@ -122,7 +122,8 @@ void Run::wait_for_claimer(GstElement *element, const LedgerRow &row) {
     std::string text = "Another run (" + claimer_of(row) + ") is creating the task for video " +
                        row.request.request.video_id + " (external-task-id " + row.external_task_id +
                        "): waiting for it instead of paying twice";
-    GST_ELEMENT_INFO(element, RESOURCE, BUSY, ("%s", text.c_str()), (nullptr));
+    // The text twice: gst-launch-1.0 prints an info message's debug string only.
+    GST_ELEMENT_INFO(element, RESOURCE, BUSY, ("%s", text.c_str()), ("%s", text.c_str()));
   }
   // `timeout` bounds this wait as it bounds the wait for a task.
   if (settings_.timeout_s && now - waiting_since_us_ > settings_.timeout_s * G_USEC_PER_SEC) {

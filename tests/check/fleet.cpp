@@ -35,9 +35,9 @@ std::unique_ptr<Program> machine(const kirin_emu::Emulator &emu, const std::stri
   g_mkdir_with_parents(cache.c_str(), 0700);
   env.emplace_back("VTRIX_API_KEY", kKey);
   env.emplace_back("XDG_CACHE_HOME", cache);
-  std::vector<std::string> args{"gst-launch-1.0",   "-m",
-                                "kirinextendsrc",   "api-url=" + emu.api_url(),
-                                "video-id=demo-5s", "poll-interval=50",
+  std::vector<std::string> args{"gst-launch-1.0",    "-m",
+                                "kirinextendsrc",    "api-url=" + emu.api_url(),
+                                "video-id=demo-5s",  "poll-interval=50",
                                 "journal=" + journal};
   args.insert(args.end(), extra.begin(), extra.end());
   args.insert(args.end(), {"!", "filesink", "location=" + dir.file(name + ".mp4")});
@@ -324,8 +324,8 @@ GST_START_TEST(test_password_never_shows_at_debug_9) {
   // A whole run on the server, then the server stopped in the middle of one, then absent.
   InProcessRun paid = run_here(*emu, server->uri());
   fail_unless(paid.eos, "%s", paid.bus.c_str());
-  InProcessRun fresh_run = run_here(*emu, server->uri() + "?application_name=gst-kirin",
-                                    [&] { server->stop(); });
+  InProcessRun fresh_run =
+      run_here(*emu, server->uri() + "?application_name=gst-kirin", [&] { server->stop(); });
   InProcessRun absent = run_here(*emu, server->uri());
   gst_debug_set_threshold_from_string("*:0", TRUE);
   std::lock_guard<std::mutex> guard(captured_lock);
@@ -334,10 +334,10 @@ GST_START_TEST(test_password_never_shows_at_debug_9) {
   fail_unless(contains(captured, server->uri_without_password()),
               "the debug log never names the server");
   for (const std::string &text : {captured, paid.bus, fresh_run.bus, absent.bus})
-    fail_if(contains(text, server->password), "the password shows: ...%s",
-            text.substr(text.find(server->password) > 200 ? text.find(server->password) - 200 : 0,
-                        400)
-                .c_str());
+    fail_if(
+        contains(text, server->password), "the password shows: ...%s",
+        text.substr(text.find(server->password) > 200 ? text.find(server->password) - 200 : 0, 400)
+            .c_str());
 }
 GST_END_TEST;
 
@@ -347,8 +347,8 @@ GST_START_TEST(test_password_from_pgpassfile) {
   auto emu = kirin_test_start_emulator(kKey);
   WorkDir dir;
   std::string passfile = dir.file("pgpass");
-  std::string line = "127.0.0.1:" + std::to_string(server->port) + ":kirin:kirin:" +
-                     server->password + "\n";
+  std::string line =
+      "127.0.0.1:" + std::to_string(server->port) + ":kirin:kirin:" + server->password + "\n";
   fail_unless(g_file_set_contents(passfile.c_str(), line.c_str(), -1, nullptr));
   g_chmod(passfile.c_str(), 0600);
   auto m = machine(*emu, server->uri_without_password(), dir, "passfile", {},

@@ -167,8 +167,8 @@ void wait_until_released(gint64 row_id, const std::string &journal) {
   if (!on_server)
     return;
   std::string name = journal.substr(journal.rfind('/') + 1);
-  auto rows = server->query_in(
-      name, "SELECT request_key, take FROM gst_kirin.tasks WHERE id = " + std::to_string(row_id));
+  auto rows = server->query_in(name, "SELECT request_key, take FROM gst_kirin.tasks WHERE id = " +
+                                         std::to_string(row_id));
   fail_unless_equals_int(rows.size(), 1);
   std::string lock = std::to_string(kirin::take_lock_id(rows[0][0], std::stoll(rows[0][1])));
   // Blocks until the dead claimer's backend has ended; the lock goes with this connection.
@@ -186,8 +186,7 @@ GST_START_TEST(test_claim_send_record_then_recorded) {
     // Prompts and task IDs are the user's only.
     GStatBuf file, dir;
     fail_unless(g_stat(t.path.c_str(), &file) == 0 && (file.st_mode & 0777) == 0600);
-    fail_unless(g_stat((t.dir + "/gst-kirin").c_str(), &dir) == 0 &&
-                (dir.st_mode & 0777) == 0700);
+    fail_unless(g_stat((t.dir + "/gst-kirin").c_str(), &dir) == 0 && (dir.st_mode & 0777) == 0700);
   }
   ClaimOutcome out = claim_ok(*ledger, request(), false, "gen-1");
   fail_unless(out.result == ClaimResult::Claimed);
@@ -656,7 +655,6 @@ GST_START_TEST(test_ledger_key_covers_every_field) {
 }
 GST_END_TEST;
 
-
 // Kept copies, evicted by their last use: the order is the journal's own, on either.
 GST_START_TEST(test_evict_media_by_last_use) {
   TestDir t;
@@ -756,8 +754,8 @@ GST_START_TEST(test_server_unusable_falls_back_to_memory) {
 
   // Nothing listens on the port. (The suite's server is not stopped here: a test's process
   // is a fork, where GLib cannot wait for the programs that would stop and restart it.)
-  std::string absent = "postgresql://kirin:" + server->password + "@127.0.0.1:" +
-                       std::to_string(free_port()) + "/kirin";
+  std::string absent = "postgresql://kirin:" + server->password +
+                       "@127.0.0.1:" + std::to_string(free_port()) + "/kirin";
   ledger = Ledger::open(absent, warning);
   fail_unless(ledger && ledger->path().empty());
   fail_unless(warning.find(kirin::journal_display_name(absent)) != std::string::npos, "%s",
