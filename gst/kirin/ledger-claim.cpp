@@ -50,24 +50,12 @@ bool claim_new_take(const std::shared_ptr<LedgerDb> &ledger, const LedgerRequest
                     const std::string &key, gint64 take, const std::string &external_task_id,
                     Transaction &tx, ClaimOutcome &out, std::string &error) {
   sqlite3 *db = ledger->db;
-  const CreateRequest &r = request.request;
   Stmt s(db,
          "INSERT INTO tasks (request_key, take, step, extensions, api_url, model, video_id, "
          "prompt, negative_prompt, cfg_scale, user_external_task_id, external_task_id, "
          "status, claimed_at, updated_at, claimer_pid) "
          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'claimed', ?13, ?13, ?14)");
-  s.bind(1, key);
-  s.bind(2, take);
-  s.bind(3, (gint64)request.step);
-  s.bind(4, (gint64)request.extensions);
-  s.bind(5, request.api_url);
-  s.bind(6, r.model);
-  s.bind(7, r.video_id);
-  s.bind(8, r.prompt);
-  s.bind(9, r.negative_prompt);
-  s.bind(10, r.cfg_scale);
-  s.bind(11, r.external_task_id);
-  s.bind(12, external_task_id);
+  bind_request_columns(s, key, take, request, external_task_id);
   s.bind(13, now_seconds());
   s.bind(14, (gint64)getpid());
   std::optional<LedgerRow> row;

@@ -175,6 +175,23 @@ gint64 now_seconds() {
   return g_get_real_time() / G_USEC_PER_SEC;
 }
 
+void bind_request_columns(Stmt &s, const std::string &key, gint64 take,
+                          const LedgerRequest &request, const std::string &external_task_id) {
+  const CreateRequest &r = request.request;
+  s.bind(1, key);
+  s.bind(2, take);
+  s.bind(3, (gint64)request.step);
+  s.bind(4, (gint64)request.extensions);
+  s.bind(5, request.api_url);
+  s.bind(6, r.model);
+  s.bind(7, r.video_id);
+  s.bind(8, r.prompt);
+  s.bind(9, r.negative_prompt);
+  s.bind(10, r.cfg_scale);
+  s.bind(11, r.external_task_id);
+  s.bind(12, external_task_id);
+}
+
 LedgerRow read_row(const Stmt &s) {
   LedgerRow row;
   row.id = s.integer(0);

@@ -121,6 +121,12 @@ void lock_drop(const std::string &path, int &fd, bool unlink_file);
 
 gint64 now_seconds();
 
+// Binds ?1..?12 of an INSERT INTO tasks whose columns start request_key, take, step,
+// extensions, api_url, model, video_id, prompt, negative_prompt, cfg_scale,
+// user_external_task_id, external_task_id.
+void bind_request_columns(Stmt &s, const std::string &key, gint64 take,
+                          const LedgerRequest &request, const std::string &external_task_id);
+
 // A row from a statement that selected the columns of kRowColumns (ledger-db.cpp).
 LedgerRow read_row(const Stmt &s);
 // The one row `where` selects (`bind` sets its ?1), or nullopt.

@@ -60,6 +60,22 @@ constexpr const char *kSchemaLock = "7165396815361327150";
 // would hold them for the kernel's TCP timeout (minutes); PGCONNECT_TIMEOUT overrides it.
 constexpr const char *kConnectTimeoutS = "10";
 
+// libpq's messages span lines ("...failed: Connection refused\n\tIs the server running...");
+// a warning on the bus is one line.
+std::string one_line(const char *message) {
+  std::string text;
+  for (const char *c = message; *c; c++) {
+    bool space = *c == '\n' || *c == '\t' || *c == ' ';
+    if (!space)
+      text += *c;
+    else if (!text.empty() && text.back() != ' ')
+      text += ' ';
+  }
+  while (!text.empty() && text.back() == ' ')
+    text.pop_back();
+  return text;
+}
+
 std::string this_host() {
   return g_get_host_name();
 }
@@ -108,7 +124,7 @@ std::shared_ptr<PgConn> connect(const std::string &uri, std::string &error) {
   conn->host = this_host();
   conn->conn = PQconnectdbParams(keys.data(), values.data(), 1);
   if (!conn->conn || PQstatus(conn->conn) != CONNECTION_OK) {
-    error = conn->conn ? g_strchomp(PQerrorMessage(conn->conn)) : "out of memory";
+    error = conn->conn ? one_line(PQerrorMessage(conn->conn)) : "out of memory";
     return nullptr;
   }
   // The server's notices ("schema already exists, skipping") are not the user's business:
@@ -143,8 +159,7 @@ bool pg_exec(PgConn &conn, const char *sql, const PgParams &params, PgResult &re
   const char *message = answer ? PQresultErrorMessage(answer) : "";
   if (!*message)
     message = PQerrorMessage(conn.conn);
-  g_autofree char *text = g_strchomp(g_strdup(message));
-  error = text;
+  error = one_line(message);
   return false;
 }
 

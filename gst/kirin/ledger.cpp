@@ -441,7 +441,6 @@ bool FileLedger::adopt(const std::vector<LedgerRow> &rows, std::string &error) {
   for (const LedgerRow &row : rows) {
     if (row.status == "claimed")
       continue;
-    const CreateRequest &r = row.request.request;
     Stmt s(db_->db,
            "INSERT INTO tasks (request_key, take, step, extensions, api_url, model, video_id, "
            "prompt, negative_prompt, cfg_scale, user_external_task_id, external_task_id, task_id, "
@@ -454,18 +453,7 @@ bool FileLedger::adopt(const std::vector<LedgerRow> &rows, std::string &error) {
            "result_url = excluded.result_url, duration = excluded.duration, "
            "cost = excluded.cost, created_at = excluded.created_at, "
            "completed_at = excluded.completed_at, updated_at = excluded.updated_at");
-    s.bind(1, row.request_key);
-    s.bind(2, row.take);
-    s.bind(3, (gint64)row.request.step);
-    s.bind(4, (gint64)row.request.extensions);
-    s.bind(5, row.request.api_url);
-    s.bind(6, r.model);
-    s.bind(7, r.video_id);
-    s.bind(8, r.prompt);
-    s.bind(9, r.negative_prompt);
-    s.bind(10, r.cfg_scale);
-    s.bind(11, r.external_task_id);
-    s.bind(12, row.external_task_id);
+    bind_request_columns(s, row.request_key, row.take, row.request, row.external_task_id);
     s.bind(13, row.task_id);
     s.bind(14, row.status);
     s.bind(15, row.result_video_id);

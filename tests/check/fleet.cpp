@@ -4,6 +4,7 @@
 // never there, and the password, which must never show.
 #include "common.h"
 
+#include "debug-capture.h"
 #include "emulator-fixture.h"
 #include "pg-server.h"
 #include "program.h"
@@ -11,7 +12,6 @@
 #include <csignal>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 namespace {
@@ -78,6 +78,19 @@ bool wait_for_status(PgServer &server, const std::string &status) {
     if (newest_row(server)[0] == status)
       return true;
   return false;
+}
+
+// The backend holding the claim of the newest row, by docs/journal.md's query of the claims
+// in progress ("" when no one holds it).
+std::string claimer_backend(PgServer &server) {
+  auto rows = server.query(
+      "SELECT t.id, t.status, t.external_task_id, t.claimer_host, t.claimer_pid, l.pid AS backend "
+      "FROM gst_kirin.tasks t LEFT JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted "
+      "AND l.objsubid = 1 AND (l.classid::bigint << 32 | l.objid::bigint) = ('x' || "
+      "substr(encode(sha256(convert_to('kirin-take-' || t.request_key || '-' || t.take, "
+      "'UTF8')), 'hex'), 1, 16))::bit(64)::bigint WHERE t.status IN ('claimed', 'sending') "
+      "ORDER BY t.id DESC");
+  return rows.empty() ? "" : rows[0][5];
 }
 
 // Waits (bounded) until `count` processes are connected to the server's journal.
@@ -155,9 +168,11 @@ GST_START_TEST(test_claimer_killed_while_create_unanswered) {
     ;
   fail_unless(contains(waiter->out(), "is creating the task"), "%s", waiter->both().c_str());
 
+  fail_if(claimer_backend(*server).empty(), "the claim has no live holder");
   gint64 killed_at = g_get_monotonic_time();
   kill_now(*claimer);
   finish(*waiter);
+  fail_unless(claimer_backend(*server).empty(), "the dead claimer's claim is still held");
   double after_s = (g_get_monotonic_time() - killed_at) / (double)G_USEC_PER_SEC;
   g_print("the waiter stopped %.2f s after the claimer's death\n", after_s);
   fail_unless(waiter->exit_status != 0, "the waiter did not fail: %s", waiter->both().c_str());
@@ -200,7 +215,7 @@ GST_START_TEST(test_claimer_killed_while_waiting_for_task) {
 }
 GST_END_TEST;
 
-// ---- the server gone, and the password ----
+// ---- the server gone, silent, and the password ----
 
 struct InProcessRun {
   std::string task_id, bus;
@@ -208,10 +223,12 @@ struct InProcessRun {
   std::vector<std::string> warnings;
 };
 
-// kirinextendsrc ! fakesink in this process, with `journal`; `during` runs once the task is
-// created, before its final poll is answered.
+// kirinextendsrc ! fakesink in this process, with `journal` and `extensions` steps (paid
+// again with `fresh`); `during` runs once the task is created, before its final poll is
+// answered.
 InProcessRun run_here(kirin_emu::Emulator &emu, const std::string &journal,
-                      const std::function<void()> &during = nullptr) {
+                      const std::function<void()> &during = nullptr, guint extensions = 1,
+                      bool fresh = false) {
   if (during) {
     kirin_emu::HoldFilter final_only;
     final_only.only_final = true;
@@ -219,7 +236,8 @@ InProcessRun run_here(kirin_emu::Emulator &emu, const std::string &journal,
   }
   GstElement *src = kirin_test_make_src(emu);
   gst_object_ref(src);
-  g_object_set(src, "video-id", "demo-5s", "journal", journal.c_str(), nullptr);
+  g_object_set(src, "video-id", "demo-5s", "journal", journal.c_str(), "extensions", extensions,
+               "fresh", fresh, nullptr);
   GstElement *pipeline = gst_pipeline_new(nullptr);
   GstElement *sink = gst_element_factory_make("fakesink", nullptr);
   gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
@@ -269,17 +287,24 @@ void assert_warned(const InProcessRun &run, const PgServer &server) {
   fail_if(contains(run.bus, server.password), "the password shows: %s", run.bus.c_str());
 }
 
+// A run without its server: it completes, says so naming the server without the password,
+// and the process goes on with its journal in memory: the same request again replays the
+// task, unpaid.
+void assert_completed_then_paid_once(kirin_emu::Emulator &emu, const PgServer &server,
+                                     const InProcessRun &run) {
+  fail_unless(run.eos, "the run did not complete: %s", run.bus.c_str());
+  assert_warned(run, server);
+  InProcessRun again = run_here(emu, server.uri());
+  fail_unless(again.eos, "%s", again.bus.c_str());
+  fail_unless_equals_string(again.task_id.c_str(), run.task_id.c_str());
+  fail_unless_equals_int(emu.create_count(), 1);
+}
+
 GST_START_TEST(test_server_stopped_in_the_middle_of_a_run) {
   auto server = start_server();
   auto emu = kirin_test_start_emulator(kKey);
   InProcessRun run = run_here(*emu, server->uri(), [&] { server->stop(); });
-  fail_unless(run.eos, "the run did not complete: %s", run.bus.c_str());
-  assert_warned(run, *server);
-  // The process goes on with its journal in memory: the same request replays, unpaid.
-  InProcessRun again = run_here(*emu, server->uri());
-  fail_unless(again.eos, "%s", again.bus.c_str());
-  fail_unless_equals_string(again.task_id.c_str(), run.task_id.c_str());
-  fail_unless_equals_int(emu->create_count(), 1);
+  assert_completed_then_paid_once(*emu, *server, run);
 }
 GST_END_TEST;
 
@@ -288,47 +313,23 @@ GST_START_TEST(test_server_unreachable_from_the_start) {
   server->stop();
   auto emu = kirin_test_start_emulator(kKey);
   InProcessRun run = run_here(*emu, server->uri());
-  fail_unless(run.eos, "the run did not complete: %s", run.bus.c_str());
-  assert_warned(run, *server);
-  InProcessRun again = run_here(*emu, server->uri());
-  fail_unless(again.eos, "%s", again.bus.c_str());
-  fail_unless_equals_string(again.task_id.c_str(), run.task_id.c_str());
-  fail_unless_equals_int(emu->create_count(), 1);
+  assert_completed_then_paid_once(*emu, *server, run);
 }
 GST_END_TEST;
 
 // ---- the password at GST_DEBUG=*:9 ----
 
-std::mutex captured_lock;
-std::string captured;
-
-void capture_debug(GstDebugCategory *category, GstDebugLevel, const gchar *file, const gchar *,
-                   gint, GObject *, GstDebugMessage *message, gpointer) {
-  const char *text = gst_debug_message_get(message);
-  std::lock_guard<std::mutex> guard(captured_lock);
-  captured += gst_debug_category_get_name(category);
-  captured += ' ';
-  captured += file;
-  captured += ' ';
-  captured += text ? text : "";
-  captured += '\n';
-}
-
 GST_START_TEST(test_password_never_shows_at_debug_9) {
   auto server = start_server();
   auto emu = kirin_test_start_emulator(kKey);
-  gst_debug_remove_log_function(gst_debug_log_default);
-  gst_debug_add_log_function(capture_debug, nullptr, nullptr);
-  gst_debug_set_active(TRUE);
-  gst_debug_set_threshold_from_string("*:9", TRUE);
+  kirin_test_capture_debug_start();
   // A whole run on the server, then the server stopped in the middle of one, then absent.
   InProcessRun paid = run_here(*emu, server->uri());
   fail_unless(paid.eos, "%s", paid.bus.c_str());
   InProcessRun fresh_run =
       run_here(*emu, server->uri() + "?application_name=gst-kirin", [&] { server->stop(); });
   InProcessRun absent = run_here(*emu, server->uri());
-  gst_debug_set_threshold_from_string("*:0", TRUE);
-  std::lock_guard<std::mutex> guard(captured_lock);
+  const std::string captured = kirin_test_capture_debug_stop();
   g_print("scanned %zu bytes of debug output\n", captured.size());
   fail_unless(captured.size() > 100000, "only %zu bytes of debug output", captured.size());
   fail_unless(contains(captured, server->uri_without_password()),
@@ -361,6 +362,80 @@ GST_START_TEST(test_password_from_pgpassfile) {
 }
 GST_END_TEST;
 
+// A chain on the server: a row per step; the same chain again replays both steps, and
+// `fresh` pays for a new take of each.
+GST_START_TEST(test_chain_replay_and_fresh_on_the_server) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  InProcessRun paid = run_here(*emu, server->uri(), nullptr, 2);
+  fail_unless(paid.eos && paid.warnings.empty(), "%s", paid.bus.c_str());
+  fail_unless_equals_int(emu->create_count(), 2);
+  auto rows = server->query("SELECT step, take, status FROM gst_kirin.tasks ORDER BY id");
+  fail_unless_equals_int(rows.size(), 2);
+  for (int i = 0; i < 2; i++) {
+    fail_unless_equals_string(rows[i][0].c_str(), std::to_string(i + 1).c_str());
+    fail_unless_equals_string(rows[i][2].c_str(), "completed");
+  }
+  InProcessRun replayed = run_here(*emu, server->uri(), nullptr, 2);
+  fail_unless(replayed.eos, "%s", replayed.bus.c_str());
+  fail_unless_equals_int(emu->create_count(), 2);
+  fail_unless_equals_string(replayed.task_id.c_str(), paid.task_id.c_str());
+  fail_unless(contains(replayed.bus, "replayed"), "%s", replayed.bus.c_str());
+
+  InProcessRun fresh = run_here(*emu, server->uri(), nullptr, 2, true);
+  fail_unless(fresh.eos, "%s", fresh.bus.c_str());
+  fail_unless_equals_int(emu->create_count(), 4);
+  fail_if(fresh.task_id == paid.task_id);
+  // Step 1 again, as take 2; step 2 extends the new step 1's video: a request of its own.
+  rows = server->query("SELECT step, take FROM gst_kirin.tasks WHERE status = 'completed' "
+                       "ORDER BY id");
+  fail_unless_equals_int(rows.size(), 4);
+  fail_unless(rows[2] == (std::vector<std::string>{"1", "2"}));
+  fail_unless(rows[3] == (std::vector<std::string>{"2", "1"}));
+}
+GST_END_TEST;
+
+// A server that takes connections and never answers: the run that uses it waits, every
+// other run of the process goes on, and stopping the waiting one takes a moment, not the
+// connection's timeout.
+GST_START_TEST(test_silent_server_delays_only_its_own_run) {
+  auto emu = kirin_test_start_emulator(kKey);
+  // It listens on loopback and never accepts: the kernel completes the connection, and
+  // libpq waits for an answer that never comes.
+  g_autoptr(GSocketListener) silent = g_socket_listener_new();
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) any_port = g_inet_socket_address_new(loopback, 0);
+  g_autoptr(GSocketAddress) bound = nullptr;
+  fail_unless(g_socket_listener_add_address(silent, any_port, G_SOCKET_TYPE_STREAM,
+                                            G_SOCKET_PROTOCOL_TCP, nullptr, &bound, nullptr));
+  guint16 port = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
+  std::string journal =
+      "postgresql://kirin:never-shown@127.0.0.1:" + std::to_string(port) + "/kirin";
+
+  GstElement *waiting = gst_pipeline_new(nullptr);
+  GstElement *src = kirin_test_make_src(*emu);
+  g_object_set(src, "video-id", "demo-5s", "journal", journal.c_str(), "external-task-id", "silent",
+               nullptr);
+  GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+  gst_bin_add_many(GST_BIN(waiting), src, sink, nullptr);
+  fail_unless(gst_element_link(src, sink));
+  fail_if(gst_element_set_state(waiting, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE);
+
+  // Meanwhile a run on a file journal, in the same process, is not held up.
+  InProcessRun other = run_here(*emu, std::string(g_getenv("XDG_CACHE_HOME")) + "/other.db");
+  fail_unless(other.eos, "%s", other.bus.c_str());
+  fail_unless_equals_int(emu->create_count(), 1);
+
+  gint64 before = g_get_monotonic_time();
+  gst_element_set_state(waiting, GST_STATE_NULL);
+  double stop_s = (g_get_monotonic_time() - before) / (double)G_USEC_PER_SEC;
+  g_print("stopping the run whose server is silent took %.2f s\n", stop_s);
+  fail_unless(stop_s < 5, "stopping took %.2f s", stop_s);
+  fail_unless_equals_int(emu->create_count(), 1);
+  gst_object_unref(waiting);
+}
+GST_END_TEST;
+
 static Suite *fleet_suite() {
   Suite *s = suite_create("fleet");
   TCase *tc = tcase_create("server");
@@ -373,6 +448,8 @@ static Suite *fleet_suite() {
   tcase_add_test(tc, test_server_unreachable_from_the_start);
   tcase_add_test(tc, test_password_never_shows_at_debug_9);
   tcase_add_test(tc, test_password_from_pgpassfile);
+  tcase_add_test(tc, test_chain_replay_and_fresh_on_the_server);
+  tcase_add_test(tc, test_silent_server_delays_only_its_own_run);
   return s;
 }
 

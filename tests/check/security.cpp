@@ -2,47 +2,14 @@
 // goes only to the API host, and TLS is verified (with an opt-in extra CA, never a bypass).
 #include "common.h"
 
+#include "debug-capture.h"
 #include "emulator-fixture.h"
 
 #include <memory>
-#include <mutex>
 
 namespace {
 
 constexpr const char *kKey = "sk-live-7f3a9c1e5b-never-print-me";
-
-std::recursive_mutex captured_lock;
-std::string captured; // every debug line and GLib log line of the process
-
-void capture_debug(GstDebugCategory *category, GstDebugLevel level, const gchar *file,
-                   const gchar *function, gint line, GObject *object, GstDebugMessage *message,
-                   gpointer) {
-  const char *text = gst_debug_message_get(message);
-  std::lock_guard<std::recursive_mutex> guard(captured_lock);
-  captured += gst_debug_category_get_name(category);
-  captured += ' ';
-  captured += gst_debug_level_get_name(level);
-  captured += ' ';
-  captured += file;
-  captured += function;
-  captured += std::to_string(line);
-  // The object's name without taking a reference: a ref would log, and recurse here.
-  if (object && GST_IS_OBJECT(object) && GST_OBJECT_NAME(object))
-    captured += GST_OBJECT_NAME(object);
-  captured += text ? text : "";
-  captured += '\n';
-}
-
-GLogWriterOutput capture_glib(GLogLevelFlags, const GLogField *fields, gsize n_fields, gpointer) {
-  std::lock_guard<std::recursive_mutex> guard(captured_lock);
-  for (gsize i = 0; i < n_fields; i++) {
-    if (fields[i].length < 0)
-      captured += static_cast<const char *>(fields[i].value);
-    captured += ' ';
-  }
-  captured += '\n';
-  return G_LOG_WRITER_HANDLED;
-}
 
 // Runs kirinextendsrc ! filesink and keeps everything the bus said as text.
 void run(GstElement *src, RunResult &result, std::string &bus_text, std::string *output = nullptr) {
@@ -81,12 +48,7 @@ std::string self_signed_dir() {
 GST_START_TEST(test_key_never_printed_at_debug_9) {
   auto emu = kirin_test_start_emulator(kKey);
   g_setenv("VTRIX_API_KEY", kKey, TRUE);
-  gst_debug_remove_log_function(gst_debug_log_default);
-  gst_debug_add_log_function(capture_debug, nullptr, nullptr);
-  gst_debug_set_active(TRUE);
-  gst_debug_set_threshold_from_string("*:9", TRUE);
-  g_log_set_writer_func(capture_glib, nullptr, nullptr);
-  g_setenv("G_MESSAGES_DEBUG", "all", TRUE);
+  kirin_test_capture_debug_start();
 
   std::string bus_text, properties;
   // A full task, from creation to EOS, with the key from the environment.
@@ -123,8 +85,7 @@ GST_START_TEST(test_key_never_printed_at_debug_9) {
   run(src, refused, bus_text);
   fail_unless(refused.error != nullptr);
 
-  gst_debug_set_threshold_from_string("*:0", TRUE);
-  std::lock_guard<std::recursive_mutex> guard(captured_lock);
+  const std::string captured = kirin_test_capture_debug_stop();
   // The capture really saw the element and client at work.
   fail_unless(captured.find("kirinclient") != std::string::npos);
   fail_unless(captured.size() > 100000, "only %zu bytes of debug output", captured.size());
