@@ -32,9 +32,22 @@ except (ImportError, ValueError) as missing:
              'gir1.2-gstreamer-1.0, for /usr/bin/python3).'
              % (missing, sys.executable))
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+# The exit statuses of kirin-extend (tools/kirin-extend.1), which a script can tell apart.
+EXIT_FAILED = 1        # anything else: no plugin, the output cannot be written...
+EXIT_USAGE = 2         # the command line, or no VTRIX_API_KEY
+EXIT_SETTINGS = 3      # the element refused its settings (the message names which)
+EXIT_PROVIDER = 4      # the provider refused the task, or the task failed there
+EXIT_TIMEOUT = 5       # the wait ended first: the task ID is printed, to resume
+EXIT_ANSWER_LOST = 6   # the create's answer was lost: the task may exist
 EXIT_INTERRUPTED = 130  # what shells report for a command ended by SIGINT
+
+# The element's `error-kind` (docs/user-guide.md, "Errors") for each exit status.
+EXIT_BY_KIND = {
+    'settings': EXIT_SETTINGS, 'timeout': EXIT_TIMEOUT,
+    'ambiguous': EXIT_ANSWER_LOST, 'abandoned': EXIT_ANSWER_LOST,
+    'unauthorized': EXIT_PROVIDER, 'forbidden': EXIT_PROVIDER, 'rejected': EXIT_PROVIDER,
+    'not-found': EXIT_PROVIDER, 'task-failed': EXIT_PROVIDER, 'bad-response': EXIT_PROVIDER,
+}
 REDRAW_MS = 250
 BAR_WIDTH = 24
 
@@ -112,6 +125,7 @@ class Extension:
         self.last_task_failed = False
         self.succeeded = False
         self.interrupted = False
+        self.failure = EXIT_FAILED  # the exit status when it did not succeed
         self.loop = GLib.MainLoop()
 
         self.source = Gst.ElementFactory.make('kirinextendsrc', 'extend')
@@ -277,10 +291,14 @@ class Extension:
         error, _debug = message.parse_error()
         details = message.parse_error_details()
         task_id, code, http_status = self.task_id, '', 0
+        kind = 'settings' if error.matches(Gst.ResourceError.quark(),
+                                           Gst.ResourceError.SETTINGS) else ''
         if details is not None:
             task_id = details.get_string('task-id') or task_id
             code = details.get_string('kirin-error-code') or ''
             http_status = details.get_uint('http-status')[1]
+            kind = details.get_string('error-kind') or kind
+        self.failure = EXIT_BY_KIND.get(kind, EXIT_FAILED)
 
         self.end_line()
         err = sys.stderr
@@ -383,7 +401,7 @@ class Extension:
                 os.unlink(self.partial_path)
             except FileNotFoundError:
                 pass
-            status = EXIT_FAILED
+            status = self.failure
         if self.interrupted:
             self.end_line()
             status = EXIT_INTERRUPTED

@@ -16,7 +16,8 @@ void post_error(GstElement *element, GQuark domain, gint code, const std::string
                 const ErrorInfo &info, const char *file, const char *function, int line) {
   GstStructure *details = gst_structure_new(
       "details", "kirin-error-code", G_TYPE_STRING, info.error_code.c_str(), "http-status",
-      G_TYPE_UINT, info.http_status, "task-id", G_TYPE_STRING, info.task_id.c_str(), nullptr);
+      G_TYPE_UINT, info.http_status, "task-id", G_TYPE_STRING, info.task_id.c_str(), "error-kind",
+      G_TYPE_STRING, info.kind.c_str(), nullptr);
   gst_element_message_full_with_details(element, GST_MESSAGE_ERROR, domain, code,
                                         g_strdup(text.c_str()), g_strdup(info.debug.c_str()), file,
                                         function, line, details);
@@ -24,7 +25,9 @@ void post_error(GstElement *element, GQuark domain, gint code, const std::string
 
 void post_settings_error(GstElement *element, const std::string &text, const char *file,
                          const char *function, int line) {
-  post_error(element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS, text, {}, file, function,
+  ErrorInfo info;
+  info.kind = "settings";
+  post_error(element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS, text, info, file, function,
              line);
 }
 

@@ -25,6 +25,9 @@ struct ErrorInfo {
   guint http_status = 0;
   std::string error_code;
   std::string task_id;
+  // The details' `error-kind`: job_error_name()'s words ("timeout", "rejected", ...),
+  // "settings", "abandoned" or "result-url"; "" when none applies.
+  std::string kind;
 };
 
 // Posts an error with the caller's file, function and line, like GST_ELEMENT_ERROR.

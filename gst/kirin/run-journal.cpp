@@ -132,7 +132,8 @@ void Run::wait_for_claimer(GstElement *element, const LedgerRow &row) {
                    "another run (" + claimer_of(row) + ") to create the task for video " +
                    row.request.request.video_id + " (external-task-id " + row.external_task_id +
                    "), and it has not. Run again to wait more, or set fresh=true to pay for a "
-                   "new task.");
+                   "new task.",
+               {"", 0, {}, {}, "timeout"});
     return;
   }
   claim_retry_ms_ =
@@ -156,7 +157,8 @@ void Run::abandoned(GstElement *element, const LedgerRow &row) {
       {"journal: create sent, answer never recorded (" + journal_display_name(journal_path_) + ")",
        0,
        {},
-       {}});
+       {},
+       "abandoned"});
 }
 
 // The create may leave once the journal says so: from then on, should this process die,

@@ -288,7 +288,7 @@ bool Run::result_url_allowed(GstElement *element, const Task &task) {
   post_error(element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED,
              "Task " + task.id + " completed, but " + problem + " Resume with task-id=" + task.id +
                  " once that is resolved.",
-             {std::string("error kind: none"), 0, {}, task.id});
+             {std::string("error kind: none"), 0, {}, task.id, "result-url"});
   return false;
 }
 
@@ -310,7 +310,7 @@ void Run::post_outcome_error(GstElement *element, const JobOutcome &outcome) {
     break;
   }
   ErrorInfo info{std::string("error kind: ") + job_error_name(outcome.error), outcome.http_status,
-                 outcome.error_code, outcome.task_id};
+                 outcome.error_code, outcome.task_id, job_error_name(outcome.error)};
   post_error(element, GST_RESOURCE_ERROR, code, outcome.message + journal_outcome_note(outcome),
              info);
 }

@@ -1,4 +1,4 @@
-// The example applications (examples/kirin-extend and examples/kirin_extend.py) against the
+// The example applications (tools/kirin-extend and examples/kirin_extend.py) against the
 // emulator, run as a user runs them: their exit status, the file they save and what they
 // print. Each test runs once per application. The Python one runs through its own `#!` line,
 // so a missing python3-gi fails these tests rather than skipping them.
@@ -161,7 +161,7 @@ GST_START_TEST(test_failed_task_names_it) {
   const std::string output = dir.file("extended.mp4");
   Finished done =
       run(app, *emu, {"--poll-interval", "100", "--timeout", "60", "demo-5s", output}, dir);
-  fail_unless(done.exit_status == 1, "%s exited with %d:\n%s", app_name(app), done.exit_status,
+  fail_unless(done.exit_status == 4, "%s exited with %d:\n%s", app_name(app), done.exit_status,
               done.both().c_str());
   std::vector<std::string> ids = task_ids_in(done.out);
   fail_unless(ids.size() == 1, "%s", done.both().c_str());
@@ -254,6 +254,39 @@ GST_START_TEST(test_replay_and_resume_pay_nothing) {
 }
 GST_END_TEST;
 
+// A script tells the failures apart by the exit status (tools/kirin-extend.1): a setting
+// the element refused, a wait that ended first (its task ID printed, to resume), a create
+// whose answer was lost.
+GST_START_TEST(test_exit_status_says_why) {
+  const int app = __i__;
+  auto emu = kirin_test_start_emulator(kKey, 100, 60000);
+  WorkDir dir;
+  const std::string output = dir.file("extended.mp4");
+  Finished settings = run(app, *emu, {"--api-url", "ftp://127.0.0.1/", "demo-5s", output}, dir);
+  fail_unless(settings.exit_status == 3, "%s: a refused setting exited with %d:\n%s", app_name(app),
+              settings.exit_status, settings.both().c_str());
+  fail_unless(contains(settings.err, "api-url"), "%s", settings.both().c_str());
+
+  Finished timeout =
+      run(app, *emu, {"--poll-interval", "100", "--timeout", "1", "demo-5s", output}, dir);
+  fail_unless(timeout.exit_status == 5, "%s: a timeout exited with %d:\n%s", app_name(app),
+              timeout.exit_status, timeout.both().c_str());
+  std::vector<std::string> ids = task_ids_in(timeout.out + timeout.err);
+  fail_unless(ids.size() == 1 && contains(timeout.err, "--task-id " + ids[0]), "%s",
+              timeout.both().c_str());
+
+  // A 502 after the create left: the task may exist, and is not asked for again.
+  fail_unless(emu->push_fault(kirin_emu::Route::Create, "http:502"));
+  // (Another prompt: the journal would attach to the task the timeout left.)
+  Finished lost =
+      run(app, *emu, {"--poll-interval", "100", "--prompt", "lost", "demo-5s", output}, dir);
+  fail_unless(lost.exit_status == 6, "%s: a lost create answer exited with %d:\n%s", app_name(app),
+              lost.exit_status, lost.both().c_str());
+  fail_unless(contains(lost.err, "gst-kirin-"), "the external task ID is not named: %s",
+              lost.both().c_str());
+}
+GST_END_TEST;
+
 static Suite *examples_suite() {
   Suite *s = suite_create("examples");
   TCase *tc = tcase_create("general");
@@ -263,6 +296,7 @@ static Suite *examples_suite() {
   tcase_add_loop_test(tc, test_failed_task_names_it, 0, 2);
   tcase_add_loop_test(tc, test_interrupt_then_resume, 0, 2);
   tcase_add_loop_test(tc, test_replay_and_resume_pay_nothing, 0, 2);
+  tcase_add_loop_test(tc, test_exit_status_says_why, 0, 2);
   suite_add_tcase(s, tc);
   return s;
 }

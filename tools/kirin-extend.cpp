@@ -21,8 +21,13 @@
 
 namespace {
 
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
+// Exit codes a script can tell apart (also in --help and the man page).
+constexpr int kExitFailed = 1;        // anything else: no plugin, the output cannot be written...
+constexpr int kExitUsage = 2;         // the command line, or no VTRIX_API_KEY
+constexpr int kExitSettings = 3;      // the element refused its settings (the message names which)
+constexpr int kExitProvider = 4;      // the provider refused the task, or the task failed there
+constexpr int kExitTimeout = 5;       // the wait ended first: the task ID is printed, to resume
+constexpr int kExitAnswerLost = 6;    // the create's answer was lost: the task may exist
 constexpr int kExitInterrupted = 130; // what shells report for a command ended by SIGINT
 constexpr guint kRedrawMs = 250;
 constexpr int kBarWidth = 24;
@@ -97,6 +102,7 @@ struct App {
 
   bool succeeded = false;
   bool interrupted = false;
+  int failure = kExitFailed; // the exit status when it did not succeed
 };
 
 double elapsed_s(const App &app) {
@@ -281,6 +287,21 @@ void on_task_message(App &app, const GstStructure *s) {
   show_progress(app);
 }
 
+// The exit status for an error, from its `error-kind` (docs/user-guide.md, "Errors").
+int exit_status_of(const GError *error, const std::string &kind) {
+  if (kind == "settings" || g_error_matches(error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS))
+    return kExitSettings;
+  if (kind == "timeout")
+    return kExitTimeout;
+  if (kind == "ambiguous" || kind == "abandoned")
+    return kExitAnswerLost;
+  for (const char *refused :
+       {"unauthorized", "forbidden", "rejected", "not-found", "task-failed", "bad-response"})
+    if (kind == refused)
+      return kExitProvider;
+  return kExitFailed;
+}
+
 void on_error(App &app, GstMessage *message) {
   GError *error = nullptr;
   char *debug = nullptr;
@@ -289,6 +310,7 @@ void on_error(App &app, GstMessage *message) {
   gst_message_parse_error_details(message, &details);
   std::string task_id = details ? string_field(details, "task-id") : "";
   std::string code = details ? string_field(details, "kirin-error-code") : "";
+  app.failure = exit_status_of(error, details ? string_field(details, "error-kind") : "");
   guint http_status = 0;
   if (details)
     gst_structure_get_uint(details, "http-status", &http_status);
@@ -425,6 +447,18 @@ bool parse_options(int argc, char **argv, Options &options) {
                                         "kirin_duration_extension model and saves the result.\n"
                                         "The API key is read from the environment variable "
                                         "VTRIX_API_KEY.");
+  g_option_context_set_description(
+      context, "Exit status:\n"
+               "  0    the result is saved\n"
+               "  1    another failure (no kirinextendsrc, the output cannot be written, ...)\n"
+               "  2    a wrong command line, or VTRIX_API_KEY is not set\n"
+               "  3    the element refused a setting (the message names it)\n"
+               "  4    the provider refused the task, or the task failed there\n"
+               "  5    the wait ended first (a task's ID is printed: resume it), also when\n"
+               "       the provider could not be reached in that time\n"
+               "  6    the answer to the create was lost: the task may exist (its external\n"
+               "       task ID is printed)\n"
+               "  130  interrupted (Ctrl-C); a created task goes on, and its ID is printed\n");
   g_option_context_add_main_entries(context, entries, nullptr);
   g_option_context_add_group(context, gst_init_get_option_group());
   g_autoptr(GError) error = nullptr;
@@ -544,7 +578,7 @@ int main(int argc, char **argv) {
     print_summary(app);
   } else {
     g_unlink(app.partial_path.c_str());
-    status = kExitFailed;
+    status = app.failure;
   }
   if (app.interrupted) {
     end_line(app);
