@@ -45,17 +45,6 @@ void stop_server() {
   server = nullptr;
 }
 
-// A loopback port nothing listens on (it was free a moment ago).
-int free_port() {
-  g_autoptr(GSocket) socket =
-      g_socket_new(G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, nullptr);
-  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
-  g_autoptr(GSocketAddress) any = g_inet_socket_address_new(loopback, 0);
-  fail_unless(socket && g_socket_bind(socket, any, FALSE, nullptr));
-  g_autoptr(GSocketAddress) bound = g_socket_get_local_address(socket, nullptr);
-  return g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
-}
-
 struct TestDir {
   std::string dir, path;
   std::string journal; // what Ledger::open is given: `path`, or the test's database
@@ -707,7 +696,7 @@ GST_START_TEST(test_server_unusable_falls_back_to_memory) {
 
   // Nothing listens on the port.
   std::string absent = "postgresql://kirin:" + server->password +
-                       "@127.0.0.1:" + std::to_string(free_port()) + "/kirin";
+                       "@127.0.0.1:" + std::to_string(kirin_test_free_port()) + "/kirin";
   ledger = Ledger::open(absent, warning);
   fail_unless(ledger && ledger->path().empty());
   fail_unless(warning.find(kirin::journal_display_name(absent)) != std::string::npos, "%s",
