@@ -139,9 +139,8 @@ std::shared_ptr<Run> stop_run(GstKirinExtendSrc *self) {
 void stop_finished(const std::shared_ptr<Run> &run) {
   if (!run || !run->uses_journal())
     return;
-  file_work_flush(); // the kept copy, which hands its record to a server's worker
-  if (journal_on_server(run->journal()))
-    journal_flush(run->journal());
+  file_work_flush(); // the kept copy (which hands its record to a server's worker)
+  journal_flush(run->journal());
 }
 
 } // namespace

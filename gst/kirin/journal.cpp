@@ -106,11 +106,8 @@ void journal_work(const std::string &journal, std::function<void()> work) {
 }
 
 void journal_flush(const std::string &journal) {
-  if (!journal_on_server(journal)) {
-    file_work_flush();
-    return;
-  }
-  serial_flush(server_worker(journal), kServerFlushUs);
+  if (journal_on_server(journal))
+    serial_flush(server_worker(journal), kServerFlushUs);
 }
 
 std::string media_file_name(const LedgerRow &row) {
@@ -137,7 +134,8 @@ JournalAnswer journal_claim(const JournalQuestion &question) {
   answer.result = outcome.result;
   answer.row = outcome.row;
   if (outcome.result == ClaimResult::Claimed)
-    // Whichever thread lets go of it last, its end (which may write) runs on the file worker.
+    // Whichever thread lets go of it last, its end (which may write) runs on the journal's
+    // worker.
     answer.claim = std::shared_ptr<Claim>(new Claim(std::move(outcome.claim)),
                                           [journal = question.journal](Claim *claim) {
                                             journal_work(journal, [claim] { delete claim; });

@@ -36,8 +36,9 @@ struct JournalAnswer {
 // the server's own for a server, so that a slow or unreachable server delays only the runs
 // that use it. A journal's work runs in order, one piece at a time.
 void journal_work(const std::string &journal, std::function<void()> work);
-// Waits until what was handed to the journal's worker before is done; for a server, 2 s
-// at most (its writes go on after, unless the process ends).
+// For a server's journal: waits until what was handed to its worker before is done, 2 s at
+// most (its writes go on after, unless the process ends). A file's journal is the file
+// worker's (file_work_flush).
 void journal_flush(const std::string &journal);
 
 JournalAnswer journal_claim(const JournalQuestion &question);

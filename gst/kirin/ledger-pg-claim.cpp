@@ -5,6 +5,8 @@
 // connection ends, whether its process exited, was killed, or its machine went away.
 #include "ledger-pg.h"
 
+#include "ledger-db.h"
+
 #include <unistd.h>
 
 namespace kirin {
@@ -105,10 +107,9 @@ bool contest(const std::shared_ptr<PgConn> &conn, const LedgerRow &row, PgTransa
   }
   // Claimed by a process that died before sending: ours now, with the lock we hold.
   PgResult result;
-  std::string sql = "UPDATE gst_kirin.tasks SET claimer_host = $2, claimer_pid = $3, "
+  const char *sql = "UPDATE gst_kirin.tasks SET claimer_host = $2, claimer_pid = $3, "
                     "claimed_at = now(), updated_at = now() WHERE id = $1";
-  if (!pg_exec(*conn, sql.c_str(), {std::to_string(row.id), conn->host, std::to_string(getpid())},
-               error) ||
+  if (!pg_exec(*conn, sql, {std::to_string(row.id), conn->host, std::to_string(getpid())}, error) ||
       !tx.commit(error)) {
     drop_take_lock(*conn, lock_id);
     return false;
@@ -210,7 +211,7 @@ bool PgLedger::record_task_id(Claim &claim, const std::string &task_id, std::str
   LedgerRow &known = conn_->known[claim.row_id()];
   known.status = "created";
   known.task_id = task_id;
-  known.created_at = now_unix();
+  known.created_at = now_seconds();
   if (!update_task(claim.row_id(),
                    "UPDATE gst_kirin.tasks SET status = 'created', task_id = $2, created_at = "
                    "now(), updated_at = now() WHERE id = $1",

@@ -1,5 +1,7 @@
 #include "ledger-pg.h"
 
+#include "ledger-db.h"
+
 #include <cstring>
 
 namespace kirin {
@@ -302,7 +304,7 @@ bool PgLedger::record_completed(gint64 id, const std::string &result_url,
     row.result_video_id = result_video_id;
     row.duration = duration;
     row.cost = cost;
-    row.completed_at = now_unix();
+    row.completed_at = now_seconds();
   }
   char number[G_ASCII_DTOSTR_BUF_SIZE];
   std::optional<std::string> seconds;
@@ -361,10 +363,6 @@ std::vector<LedgerRow> PgLedger::rows_known() const {
 bool PgLedger::adopt(const std::vector<LedgerRow> &, std::string &error) {
   error = "a server's journal takes in no rows";
   return false;
-}
-
-gint64 now_unix() {
-  return g_get_real_time() / G_USEC_PER_SEC;
 }
 
 bool PgLedger::evict_media(const std::string &dir, guint64 max_bytes,

@@ -80,8 +80,6 @@ private:
 std::string request_lock_id(const std::string &request_key);
 gint64 take_lock_id(const std::string &request_key, gint64 take);
 
-gint64 now_unix();
-
 // What pg_read_row reads, in its order; `$1` in it is this machine's host.
 extern const char *const kPgRowSelect;
 LedgerRow pg_read_row(const PgResult &result, int row);

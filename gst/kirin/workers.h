@@ -5,10 +5,11 @@
 //   jobs' answers arrive, so no decision waits for a hand-over between threads. It posts
 //   bus messages, so an application's sync handler may run on it; it never does file I/O
 //   and never waits on the network. Only after client_load() succeeded.
-// - the file worker: the journal's reads and writes and the kept download's writes and
-//   commit (fsync, rename). A GThreadPool limited to one thread, made on first use: its
-//   work runs in order, never concurrently. It never calls into an element or an
-//   application, so waiting for it cannot deadlock.
+// - the file worker: a file journal's reads and writes and the kept download's writes and
+//   commit (fsync, rename); a server's journal has a serial worker of its own (journal.h). A
+//   GThreadPool limited to one thread, made on first use: its work runs in order, never
+//   concurrently. It never calls into an element or an application, so waiting for it cannot
+//   deadlock.
 #pragma once
 
 #include <glib.h>

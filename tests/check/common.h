@@ -194,6 +194,13 @@ inline guint kirin_test_free_port() {
   return port;
 }
 
+// How much slower the sanitizers make every instruction (their test setup says: meson.build,
+// KIRIN_TEST_SLOWDOWN); 1 otherwise. Time bounds asserted by tests are multiplied by it.
+inline double kirin_test_slowdown() {
+  const char *factor = g_getenv("KIRIN_TEST_SLOWDOWN");
+  return factor ? MAX(g_ascii_strtod(factor, nullptr), 1.0) : 1.0;
+}
+
 inline std::string kirin_test_read_file(const std::string &path) {
   g_autofree char *data = nullptr;
   gsize length = 0;

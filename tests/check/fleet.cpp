@@ -54,12 +54,6 @@ void kill_now(Program &program) {
   kirin_test_wait_up_to(program, 10);
 }
 
-// Time bounds grow with the sanitizers' slowness (KIRIN_TEST_SLOWDOWN, meson.build).
-double slowdown() {
-  const char *factor = g_getenv("KIRIN_TEST_SLOWDOWN");
-  return factor ? MAX(g_ascii_strtod(factor, nullptr), 1.0) : 1.0;
-}
-
 bool contains(const std::string &text, const std::string &part) {
   return text.find(part) != std::string::npos;
 }
@@ -185,7 +179,8 @@ GST_START_TEST(test_claimer_killed_while_create_unanswered) {
   fail_unless(contains(waiter->both(), external_id) && contains(waiter->both(), "fresh=true"),
               "the error does not name %s and fresh=true: %s", external_id.c_str(),
               waiter->both().c_str());
-  fail_unless(after_s < 2.5 * slowdown(), "the waiter took %.2f s after the death", after_s);
+  fail_unless(after_s < 2.5 * kirin_test_slowdown(), "the waiter took %.2f s after the death",
+              after_s);
   fail_unless_equals_int(emu->create_count(), 1);
   emu->release(kirin_emu::Route::Create);
 }
@@ -436,7 +431,7 @@ GST_START_TEST(test_silent_server_delays_only_its_own_run) {
   gst_element_set_state(waiting, GST_STATE_NULL);
   double stop_s = (g_get_monotonic_time() - before) / (double)G_USEC_PER_SEC;
   g_print("stopping the run whose server is silent took %.2f s\n", stop_s);
-  fail_unless(stop_s < 5 * slowdown(), "stopping took %.2f s", stop_s);
+  fail_unless(stop_s < 5 * kirin_test_slowdown(), "stopping took %.2f s", stop_s);
   fail_unless_equals_int(emu->create_count(), 1);
   gst_object_unref(waiting);
 }

@@ -114,9 +114,7 @@ GST_START_TEST(test_stop_from_every_phase_1000_times) {
           slowest_cycle_us / 1000.0);
   fail_unless(all_finalized(cycles), "%d of %d elements finalized", finalized.load(), cycles);
   // The sanitizers make every instruction slower: their test setup says by how much.
-  const char *slowdown = g_getenv("KIRIN_TEST_SLOWDOWN");
-  const gint64 bound_us =
-      100 * 1000 * (slowdown ? MAX(g_ascii_strtoll(slowdown, nullptr, 10), 1) : 1);
+  const gint64 bound_us = (gint64)(100 * 1000 * kirin_test_slowdown());
   fail_unless(slowest_stop_us < bound_us, "a stop took %.1f ms", slowest_stop_us / 1000.0);
   fail_unless(slowest_cycle_us < bound_us, "a cycle took %.1f ms", slowest_cycle_us / 1000.0);
 }
