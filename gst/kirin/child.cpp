@@ -161,6 +161,42 @@ GstPadProbeReturn ChildWatch::on_event(GstPad *pad, GstEvent *event) {
   return GST_PAD_PROBE_DROP;
 }
 
+// The stream's ID: the same for every run of the same request, whatever URL its result
+// came from (a new task, a refreshed URL, the kept copy). A source names its stream after
+// its URI, which changes with each of those; applications that find a stream again by its ID
+// in a later run (GStreamer Editing Services matches the clip's discovered streams when it
+// renders) would otherwise find nothing.
+std::string stream_id_of(const Settings &s, guint step) {
+  std::string request = s.task_id.empty() ? ledger_key(journal_request(s, 1, ""))
+                                          : "task " + s.api_url + " " + s.task_id;
+  std::string text = "kirin " + request + " step " + std::to_string(step);
+  g_autofree char *digest = g_compute_checksum_for_string(G_CHECKSUM_SHA256, text.c_str(), -1);
+  return digest;
+}
+
+// Renames each stream-start the child sends (also when it sends it again after a flush).
+GstPadProbeReturn name_stream(GstPad *, GstPadProbeInfo *info, gpointer data) {
+  GstEvent *event = GST_PAD_PROBE_INFO_EVENT(info);
+  if (GST_EVENT_TYPE(event) != GST_EVENT_STREAM_START)
+    return GST_PAD_PROBE_OK;
+  const auto *stream_id = static_cast<const std::string *>(data);
+  const gchar *current = nullptr;
+  gst_event_parse_stream_start(event, &current);
+  if (*stream_id == (current ? current : ""))
+    return GST_PAD_PROBE_OK;
+  GstEvent *named = gst_event_new_stream_start(stream_id->c_str());
+  guint group_id;
+  if (gst_event_parse_group_id(event, &group_id))
+    gst_event_set_group_id(named, group_id);
+  GstStreamFlags flags = GST_STREAM_FLAG_NONE;
+  gst_event_parse_stream_flags(event, &flags);
+  gst_event_set_stream_flags(named, flags);
+  gst_event_set_seqnum(named, gst_event_get_seqnum(event));
+  gst_event_unref(event);
+  GST_PAD_PROBE_INFO_DATA(info) = named;
+  return GST_PAD_PROBE_OK;
+}
+
 // The HTTP (or file) source of one result, configured and announced with source-setup.
 // Null, with `error` set, when no element handles the URL.
 GstElement *make_source(GstKirinExtendSrc *self, const Run &run, const Exposure &exposure,
@@ -203,6 +239,9 @@ void attach_source(GstKirinExtendSrc *self, const std::shared_ptr<Run> &run,
   remove_source(self);
   gst_bin_add(GST_BIN(self), source);
   GstPad *pad = gst_element_get_static_pad(source, "src");
+  gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, name_stream,
+                    new std::string(stream_id_of(run->settings(), exposure.step)),
+                    [](gpointer data) { delete static_cast<std::string *>(data); });
   gst_pad_add_probe(pad,
                     (GstPadProbeType)(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST |
                                       GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
@@ -248,7 +287,7 @@ void expose_next(GstElement *element, gpointer) {
     post_error(element, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN,
                "No element can download the result of task " + exposure.task_id + " (" +
                    exposure.url + "): install souphttpsrc (gst-plugins-good).",
-               {error ? error->message : "", 0, {}, exposure.task_id});
+               {error ? error->message : "", 0, {}, exposure.task_id, ""});
   g_clear_error(&error);
 }
 

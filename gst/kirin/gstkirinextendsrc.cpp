@@ -286,7 +286,7 @@ static void gst_kirin_extend_src_handle_message(GstBin *bin, GstMessage *message
                "Could not download the result of task " + task_id +
                    (refreshed ? " (even from a freshly polled URL)" : "") + ": " +
                    sentence(error->message) + " Resume with task-id=" + task_id + ".",
-               {debug ? debug : "", http_status, {}, task_id});
+               {debug ? debug : "", http_status, {}, task_id, ""});
   }
   g_error_free(error);
   g_free(debug);

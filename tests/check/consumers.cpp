@@ -10,8 +10,10 @@
 
 #include <gst/pbutils/pbutils.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
+#include <vector>
 
 namespace {
 
@@ -226,6 +228,45 @@ GST_START_TEST(test_discoverer_api_describes) {
 }
 GST_END_TEST;
 
+// The video stream's ID as GstDiscoverer reports it for `uri`.
+std::string discovered_stream_id(GstDiscoverer *discoverer, const char *uri) {
+  GError *error = nullptr;
+  GstDiscovererInfo *info = gst_discoverer_discover_uri(discoverer, uri, &error);
+  fail_unless(info != nullptr, "%s: %s", uri, error ? error->message : "");
+  GList *videos = gst_discoverer_info_get_video_streams(info);
+  fail_unless_equals_int(g_list_length(videos), 1);
+  const gchar *id =
+      gst_discoverer_stream_info_get_stream_id(GST_DISCOVERER_STREAM_INFO(videos->data));
+  std::string stream_id = id ? id : "";
+  gst_discoverer_stream_info_list_free(videos);
+  gst_discoverer_info_unref(info);
+  return stream_id;
+}
+
+// Applications find a stream again in a later run by its ID (GES does, between discovery and
+// render): the same request gives the same ID, although each run here is a new task whose
+// result has another URL, and another request gives another ID.
+GST_START_TEST(test_stream_id_follows_the_request) {
+  auto emu = start();
+  GstDiscoverer *discoverer = gst_discoverer_new(60 * GST_SECOND, nullptr);
+  const std::string first = discovered_stream_id(discoverer, "kirin://demo-5s?fresh=true");
+  const std::string again = discovered_stream_id(discoverer, "kirin://demo-5s?fresh=true");
+  const std::string other =
+      discovered_stream_id(discoverer, "kirin://demo-5s?fresh=true&prompt=another");
+  g_object_unref(discoverer);
+  fail_unless_equals_int(emu->create_count(), 3);
+  std::vector<std::string> downloads;
+  for (const auto &request : emu->requests())
+    if (request.route == kirin_emu::Route::Download &&
+        std::find(downloads.begin(), downloads.end(), request.path) == downloads.end())
+      downloads.push_back(request.path);
+  fail_unless_equals_int(downloads.size(), 3);
+  fail_if(first.empty());
+  assert_same_text(again, first);
+  fail_if(other == first, "another request has the same stream ID %s", other.c_str());
+}
+GST_END_TEST;
+
 static Suite *consumers_suite() {
   Suite *s = suite_create("consumers");
   TCase *tc = tcase_create("consumers");
@@ -239,6 +280,7 @@ static Suite *consumers_suite() {
   tcase_add_test(tc, test_gst_play_plays);
   tcase_add_test(tc, test_gst_discoverer_describes);
   tcase_add_test(tc, test_discoverer_api_describes);
+  tcase_add_test(tc, test_stream_id_follows_the_request);
   return s;
 }
 

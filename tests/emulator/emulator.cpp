@@ -41,6 +41,7 @@ constexpr const char *kFilesPath = "/files";
 constexpr double kExtensionSeconds = 5.0;
 constexpr double kMaxVideoSeconds = 180.0; // the provider's 3-minute limit
 constexpr int kFrameRate = 25;
+constexpr int kAudioRate = 48000;
 constexpr glong kMaxPromptChars = 2500;
 // How often status changes are noticed (to start renders and send callbacks). Polls compute
 // the status from the clock themselves, so this only delays those side effects.
@@ -1608,11 +1609,18 @@ void Emulator::Impl::render(const std::string &task_id) {
   }
   // qtmux, not mp4mux: GStreamer 1.22's mp4mux does not take JPEG. Both write the same box
   // layout (ftyp, mdat, then moov at the end), which is what the client has to cope with.
+  // The sound, when asked for, is a buffer of 48 kHz samples per video frame: both tracks
+  // last exactly `seconds`.
+  const long frames = std::lround(seconds * kFrameRate);
+  g_autofree char *audio_branch =
+      options.audio ? g_strdup_printf(" audiotestsrc num-buffers=%ld samplesperbuffer=%d"
+                                      " ! audio/x-raw,format=S16LE,rate=%d,channels=2 ! mux.",
+                                      frames, kAudioRate / kFrameRate, kAudioRate)
+                    : g_strdup("");
   g_autofree char *video_pipeline = g_strdup_printf(
       "videotestsrc num-buffers=%ld pattern=smpte ! video/x-raw,width=%u,height=%u,framerate=%d/1"
-      " ! jpegenc quality=%u ! qtmux ! filesink name=sink",
-      std::lround(seconds * kFrameRate), options.width, options.height, kFrameRate,
-      options.jpeg_quality);
+      " ! jpegenc quality=%u ! qtmux name=mux ! filesink name=sink%s",
+      frames, options.width, options.height, kFrameRate, options.jpeg_quality, audio_branch);
   const char *cover_pipeline = "videotestsrc num-buffers=1 pattern=smpte ! "
                                "video/x-raw,width=160,height=120 ! jpegenc ! filesink name=sink";
   std::string error;

@@ -21,6 +21,7 @@ struct Options {
   std::string no_balance_key = "broke-key"; // accepted as a key, but answered with 403
   guint pending_ms = 500, processing_ms = 2000;
   guint width = 320, height = 240, jpeg_quality = 85; // of rendered results
+  bool audio = false;    // rendered results also carry a sound track (a tone, 16-bit PCM)
   std::string media_dir; // empty = a temporary dir, removed on destruction
   bool quiet = true;     // false = one line per request on stderr
   // PEM files; both set = HTTPS (and https:// URLs), both empty = plain HTTP.

@@ -64,7 +64,7 @@ int main(int argc, char **argv) {
   g_autofree char *media_dir = nullptr, *video_size = nullptr;
   g_autofree char *tls_cert = nullptr, *tls_key = nullptr;
   g_auto(GStrv) faults = nullptr;
-  gboolean quiet = FALSE;
+  gboolean quiet = FALSE, audio = FALSE;
   const GOptionEntry entries[] = {
       {"port", 0, 0, G_OPTION_ARG_INT, &port, "Port to listen on (0 = pick a free one)", "N"},
       {"host", 0, 0, G_OPTION_ARG_STRING, &host, "Address to listen on (default 127.0.0.1)", "IP"},
@@ -81,6 +81,8 @@ int main(int argc, char **argv) {
        "Size of rendered results (default 320x240)", "WxH"},
       {"jpeg-quality", 0, 0, G_OPTION_ARG_INT, &jpeg_quality,
        "JPEG quality of rendered results, 1-100 (default 85)", "Q"},
+      {"audio", 0, 0, G_OPTION_ARG_NONE, &audio,
+       "Rendered results also carry a sound track (a tone, 16-bit PCM)", nullptr},
       {"fault", 0, 0, G_OPTION_ARG_STRING_ARRAY, &faults,
        "Queue a one-shot fault, e.g. poll=http429:1 or task=fail:014002095 (repeatable)",
        "ROUTE=SPEC"},
@@ -115,6 +117,7 @@ int main(int argc, char **argv) {
   options.processing_ms = guint(processing_ms);
   options.jpeg_quality = guint(jpeg_quality);
   options.quiet = quiet;
+  options.audio = audio;
   if (host)
     options.host = host;
   if (api_key)
