@@ -29,8 +29,8 @@ struct Clip {
   GstClockTime inpoint, duration;
 };
 
-std::unique_ptr<kirin_emu::Emulator> start() {
-  kirin_emu::Options options = kirin_test_emulator_options(kKey);
+std::unique_ptr<kirin_emu::Emulator> start(guint processing_ms = 300) {
+  kirin_emu::Options options = kirin_test_emulator_options(kKey, 100, processing_ms);
   options.audio = true;
   auto emu = kirin_test_start_emulator(options);
   kirin_test_export_emulator(*emu);
@@ -158,7 +158,7 @@ GST_END_TEST;
 // composition set them up. GES finds a track's stream by the ID discovery saw: the element
 // names its streams after the request, not after the result's URL.
 GST_START_TEST(test_results_from_other_urls_than_discovery) {
-  auto emu = start();
+  auto emu = start(2000);
   render_and_check({{"kirin://demo-5s?fresh=true", 1 * GST_SECOND, 2 * GST_SECOND}},
                    2 * GST_SECOND);
   fail_unless_equals_int(emu->create_count(), 3);
