@@ -1,6 +1,7 @@
 #include "job.h"
 
 #include "client-thread.h"
+#include "poll-schedule.h"
 #include "request.h"
 
 #include <algorithm>
@@ -15,6 +16,8 @@ namespace kirin {
 using module::ClientThread;
 using module::http_error_text;
 using module::poll_delay_ms;
+using module::poll_schedule_add;
+using module::poll_schedule_delay;
 using module::Request;
 using module::Response;
 
@@ -26,6 +29,25 @@ constexpr guint kCreateConnectAttempts = 4;
 constexpr guint kStatusTooManyRequests = 429;
 // How much slower polls run when callbacks announce changes.
 constexpr guint kCallbackPollSlowdown = 4;
+
+// How a running task is polled. Predict is the element's; the other two exist so that the
+// benchmark (tests/bench) can measure them beside it in one run, chosen by the environment
+// variable KIRIN_BENCH_POLL_POLICY ("backoff" or "fixed").
+enum class PollPolicy {
+  Predict, // the growing schedule, or just after the completion that progress predicts
+  Backoff, // the growing schedule alone
+  Fixed    // every poll-interval, as the provider's command-line client
+};
+
+PollPolicy poll_policy() {
+  static const PollPolicy policy = [] {
+    const char *name = g_getenv("KIRIN_BENCH_POLL_POLICY");
+    return !g_strcmp0(name, "backoff") ? PollPolicy::Backoff
+           : !g_strcmp0(name, "fixed") ? PollPolicy::Fixed
+                                       : PollPolicy::Predict;
+  }();
+  return policy;
+}
 
 // Jobs waiting for their task, by task ID, for callbacks to wake. Client thread only.
 std::map<std::string, std::weak_ptr<Job>> &jobs_by_task() {
@@ -85,6 +107,7 @@ private:
   void send_poll();
   void on_poll_response(Response &response);
   void handle_task(Task task);
+  guint next_poll_delay(const Task &task);
   void retry_poll(guint retry_after_ms, const std::string &why);
   void finish(JobError error, std::string message, guint http_status = 0,
               std::string error_code = {});
@@ -106,6 +129,7 @@ private:
   Task last_task_;
   guint poll_attempt_ = 0;
   guint create_attempt_ = 0;
+  module::PollSchedule schedule_; // the progress answers report, for predicted polls
 };
 
 Job::Job(JobConfig config, JobCallbacks callbacks)
@@ -423,12 +447,33 @@ void Job::handle_task(Task task) {
            task.error_code);
     return;
   }
-  default: {
-    guint delay = poll_delay_ms(config_.poll_interval_ms, poll_attempt_++, 0) *
-                  (config_.use_callbacks ? kCallbackPollSlowdown : 1);
-    schedule(delay, [](Job &job) { job.send_poll(); });
+  default:
+    schedule(next_poll_delay(task), [](Job &job) { job.send_poll(); });
   }
+}
+
+// The growing schedule, slowed down when callbacks announce changes; without callbacks, the
+// poll comes earlier when the task's progress predicts its completion before it.
+guint Job::next_poll_delay(const Task &task) {
+  const guint interval = config_.poll_interval_ms;
+  const guint fallback = poll_delay_ms(interval, poll_attempt_++, 0);
+  if (config_.use_callbacks)
+    return fallback * kCallbackPollSlowdown;
+  switch (poll_policy()) {
+  case PollPolicy::Fixed:
+    return interval;
+  case PollPolicy::Backoff:
+    return fallback;
+  case PollPolicy::Predict:
+    break;
   }
+  const gint64 now_ms = g_get_monotonic_time() / 1000;
+  poll_schedule_add(schedule_, now_ms, task.progress, task.status == TaskStatus::Processing);
+  const double margin = g_random_double_range(module::kPollMarginMin, module::kPollMarginMax);
+  const guint delay = poll_schedule_delay(schedule_, now_ms, interval, fallback, margin);
+  if (delay < fallback)
+    GST_LOG("task %s: completion expected in %u ms, polling then", task_id_.c_str(), delay);
+  return delay;
 }
 
 void Job::finish(JobError error, std::string message, guint http_status, std::string error_code) {
