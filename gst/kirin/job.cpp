@@ -1,6 +1,7 @@
 #include "job.h"
 
 #include "client-thread.h"
+#include "poll-schedule.h"
 #include "request.h"
 
 #include <algorithm>
@@ -15,6 +16,8 @@ namespace kirin {
 using module::ClientThread;
 using module::http_error_text;
 using module::poll_delay_ms;
+using module::poll_schedule_add;
+using module::poll_schedule_delay;
 using module::Request;
 using module::Response;
 
@@ -26,6 +29,33 @@ constexpr guint kCreateConnectAttempts = 4;
 constexpr guint kStatusTooManyRequests = 429;
 // How much slower polls run when callbacks announce changes.
 constexpr guint kCallbackPollSlowdown = 4;
+
+// How a running task is polled. Predict is the element's; the other two exist so that the
+// benchmark (tests/bench) can measure them beside it in one run, chosen by the environment
+// variable KIRIN_BENCH_POLL_POLICY ("backoff" or "fixed"). Whenever that variable is set
+// ("predict" too), the n-th job of a process draws the same jitter in every process, so that
+// the policies compare on equal draws.
+enum class PollPolicy {
+  Predict, // the growing schedule, or just after the completion that progress predicts
+  Backoff, // the growing schedule alone
+  Fixed    // every poll-interval, as the provider's command-line client
+};
+
+PollPolicy poll_policy() {
+  static const PollPolicy policy = [] {
+    const char *name = g_getenv("KIRIN_BENCH_POLL_POLICY");
+    return !g_strcmp0(name, "backoff") ? PollPolicy::Backoff
+           : !g_strcmp0(name, "fixed") ? PollPolicy::Fixed
+                                       : PollPolicy::Predict;
+  }();
+  return policy;
+}
+
+// The seed of a job's jitter: random, or the job's number in the benchmark (see above).
+guint32 jitter_seed() {
+  static std::atomic<guint32> jobs{0};
+  return g_getenv("KIRIN_BENCH_POLL_POLICY") ? jobs++ : g_random_int();
+}
 
 // Jobs waiting for their task, by task ID, for callbacks to wake. Client thread only.
 std::map<std::string, std::weak_ptr<Job>> &jobs_by_task() {
@@ -85,6 +115,7 @@ private:
   void send_poll();
   void on_poll_response(Response &response);
   void handle_task(Task task);
+  guint next_poll_delay(const Task &task);
   void retry_poll(guint retry_after_ms, const std::string &why);
   void finish(JobError error, std::string message, guint http_status = 0,
               std::string error_code = {});
@@ -95,7 +126,8 @@ private:
   // its own reference (see notify()).
   std::shared_ptr<const JobCallbacks> callbacks_;
   std::atomic<bool> cancelled_{false};
-  GTlsDatabase *ca_database_ = nullptr; // the extra CAs of config_.ca_file
+  GTlsDatabase *ca_database_ = nullptr;                 // the extra CAs of config_.ca_file
+  GRand *jitter_ = g_rand_new_with_seed(jitter_seed()); // the poll schedule's jitter
 
   // Client thread only.
   Request *in_flight_ = nullptr; // at most one request at a time
@@ -106,6 +138,8 @@ private:
   Task last_task_;
   guint poll_attempt_ = 0;
   guint create_attempt_ = 0;
+  module::PollSchedule schedule_; // the progress answers report, for predicted polls
+  gint64 poll_sent_ms_ = 0;       // when the last poll was sent (monotonic)
 };
 
 Job::Job(JobConfig config, JobCallbacks callbacks)
@@ -123,6 +157,7 @@ Job::Job(JobConfig config, JobCallbacks callbacks)
 
 Job::~Job() {
   g_clear_object(&ca_database_);
+  g_rand_free(jitter_);
   // The key is a secret: do not leave it in freed memory.
   std::fill(config_.api_key.begin(), config_.api_key.end(), '\0');
 }
@@ -358,11 +393,13 @@ void Job::send_poll() {
     return;
   }
   GST_LOG("polling task %s", task_id_.c_str());
+  poll_sent_ms_ = g_get_monotonic_time() / 1000;
   send(msg, &Job::on_poll_response);
 }
 
 void Job::retry_poll(guint retry_after_ms, const std::string &why) {
-  guint delay = poll_delay_ms(config_.poll_interval_ms, poll_attempt_++, retry_after_ms);
+  guint delay = poll_delay_ms(config_.poll_interval_ms, poll_attempt_++, retry_after_ms,
+                              g_rand_double_range(jitter_, 0.9, 1.1));
   GST_WARNING("poll of task %s failed (%s); retrying in %u ms", task_id_.c_str(), why.c_str(),
               delay);
   schedule(delay, [](Job &job) { job.send_poll(); });
@@ -423,12 +460,37 @@ void Job::handle_task(Task task) {
            task.error_code);
     return;
   }
-  default: {
-    guint delay = poll_delay_ms(config_.poll_interval_ms, poll_attempt_++, 0) *
-                  (config_.use_callbacks ? kCallbackPollSlowdown : 1);
-    schedule(delay, [](Job &job) { job.send_poll(); });
+  default:
+    schedule(next_poll_delay(task), [](Job &job) { job.send_poll(); });
   }
+}
+
+// The growing schedule, slowed down when callbacks announce changes; without callbacks, the
+// poll comes earlier when the task's progress predicts its completion before it.
+guint Job::next_poll_delay(const Task &task) {
+  const guint interval = config_.poll_interval_ms;
+  const guint fallback =
+      poll_delay_ms(interval, poll_attempt_++, 0, g_rand_double_range(jitter_, 0.9, 1.1));
+  if (config_.use_callbacks)
+    return fallback * kCallbackPollSlowdown;
+  switch (poll_policy()) {
+  case PollPolicy::Fixed:
+    return interval;
+  case PollPolicy::Backoff:
+    return fallback;
+  case PollPolicy::Predict:
+    break;
   }
+  // The provider measured the progress between the poll's sending and its answer: the
+  // middle is closer than either end when answers are slow.
+  const gint64 now_ms = g_get_monotonic_time() / 1000;
+  const gint64 measured_ms = poll_sent_ms_ ? (poll_sent_ms_ + now_ms) / 2 : now_ms;
+  poll_schedule_add(schedule_, measured_ms, task.progress, task.status == TaskStatus::Processing);
+  const double margin = g_random_double_range(module::kPollMarginMin, module::kPollMarginMax);
+  const guint delay = poll_schedule_delay(schedule_, now_ms, interval, fallback, margin);
+  if (delay < fallback)
+    GST_LOG("task %s: completion expected in %u ms, polling then", task_id_.c_str(), delay);
+  return delay;
 }
 
 void Job::finish(JobError error, std::string message, guint http_status, std::string error_code) {
@@ -480,10 +542,10 @@ const char *job_error_name(JobError error) {
   return "unknown";
 }
 
-guint poll_delay_ms(guint poll_interval_ms, guint attempt, guint retry_after_ms) {
+guint poll_delay_ms(guint poll_interval_ms, guint attempt, guint retry_after_ms, double jitter) {
   double base = poll_interval_ms * std::pow(1.5, MIN(attempt, 8u));
   base = MIN(base, 4.0 * poll_interval_ms);
-  double jittered = base * g_random_double_range(0.9, 1.1);
+  double jittered = base * jitter;
   return MAX((guint)jittered, retry_after_ms);
 }
 

@@ -5,7 +5,7 @@
 //   kirin-bench fetch --source element|souphttpsrc --url URL [--api-url URL --api-key KEY]
 //   kirin-bench first-byte --reps N [--poll-interval MS] [--callback yes]
 //   kirin-bench wait --api-url URL --api-key KEY --seconds S
-//   kirin-bench scale --url URL --sha256 HEX --count N [--sample-ms MS]
+//   kirin-bench scale --url URL --sha256 HEX --count N [--sample-ms MS] [--journal none|PATH]
 //   kirin-bench emulator (the scale run's helper: commands on stdin)
 #include "emulator.h"
 
@@ -288,6 +288,10 @@ private:
 
 // ---- pipelines ----
 
+// The elements' `journal` ("": the default, in XDG_CACHE_HOME). `scale --journal none` shows
+// what the journal's share of starting 1000 elements is.
+std::string journal_setting;
+
 GstElement *make_extend_src(const std::string &api_url, const std::string &api_key) {
   GstElement *src = gst_element_factory_make("kirinextendsrc", nullptr);
   if (!src) {
@@ -300,6 +304,8 @@ GstElement *make_extend_src(const std::string &api_url, const std::string &api_k
   std::string external_id = "bench-" + std::to_string(getpid()) + "-" + std::to_string(made++);
   g_object_set(src, "api-url", api_url.c_str(), "api-key", api_key.c_str(), "video-id", kVideoId,
                "external-task-id", external_id.c_str(), nullptr);
+  if (!journal_setting.empty())
+    g_object_set(src, "journal", journal_setting.c_str(), nullptr);
   return src;
 }
 
@@ -837,6 +843,8 @@ int run_scale(const Args &args) {
   const std::string result_url = args.get("url"), expected_sha256 = args.get("sha256");
   const gint64 sample_us = args.number("sample-ms", 5000) * 1000;
   const double max_seconds = double(args.number("max-seconds", 240));
+  journal_setting = args.get("journal");
+  std::vector<gint64> waiting_at; // when each element had its task, in order
   ScaleState state;
   scale_state = &state;
 
@@ -901,6 +909,7 @@ int run_scale(const Args &args) {
       case BranchEvent::Waiting:
         if (!branch.waiting) {
           branch.waiting = true;
+          waiting_at.push_back(now - start);
           if (++waiting == count)
             all_waiting_us = now;
         }
@@ -982,6 +991,12 @@ int run_scale(const Args &args) {
   out.integer("ended", ended).integer("identical", identical).integer("errors", errors);
   out.raw("error_samples", json_array(error_samples));
   out.num("seconds_to_all_waiting", all_waiting_us ? (all_waiting_us - start) / 1e6 : -1);
+  // When the first, the 10th, 50th and 90th percentile element had its task.
+  for (const auto &[name, share] :
+       {std::pair<const char *, double>{"first", 0}, {"p10", 0.1}, {"p50", 0.5}, {"p90", 0.9}})
+    if (!waiting_at.empty())
+      out.num(std::string("seconds_to_waiting_") + name,
+              waiting_at[size_t(share * double(waiting_at.size() - 1))] / 1e6);
   out.integer("threads_before", threads_before).integer("threads_waiting", max_threads_waiting);
   out.raw("new_threads_waiting", names_waiting.empty() ? "[]" : names_waiting);
   out.raw("threads_waiting_each_second", json_array(threads_timeline));

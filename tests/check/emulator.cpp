@@ -7,6 +7,7 @@
 #include <json-glib/json-glib.h>
 #include <libsoup/soup.h>
 
+#include <algorithm>
 #include <memory>
 #include <thread>
 
@@ -108,6 +109,52 @@ std::string create_task(const kirin_emu::Emulator &emu, const char *external_tas
 
 std::string poll_url(const kirin_emu::Emulator &emu, const std::string &task_id) {
   return emu.api_url() + "/task/" + task_id;
+}
+
+// A number member of a JSON object; -1 when absent.
+double number_member(const std::string &json, const char *name) {
+  g_autoptr(JsonParser) parser = json_parser_new();
+  if (!json_parser_load_from_data(parser, json.data(), json.size(), nullptr))
+    return -1;
+  JsonNode *root = json_parser_get_root(parser);
+  if (!root || !JSON_NODE_HOLDS_OBJECT(root))
+    return -1;
+  return json_object_get_double_member_with_default(json_node_get_object(root), name, -1);
+}
+
+// The progress of each answer of a task polled until it completed (-1: absent); the last
+// one is the completed answer's.
+struct ProgressSeen {
+  std::string shape;
+  std::string task_id;
+  gint64 created_us = 0; // when the create request was sent
+  gint64 completed_us = 0;
+  std::vector<double> progress;
+};
+
+// Polls every task in turn until all completed. The polls are spaced by 20 ms only to keep
+// their number down: what each answer says does not depend on it.
+void poll_until_completed(const kirin_emu::Emulator &emu, std::vector<ProgressSeen> &tasks) {
+  const gint64 give_up = g_get_monotonic_time() + gint64(kWaitMs) * 1000;
+  for (size_t open = tasks.size(); open > 0 && g_get_monotonic_time() < give_up;) {
+    open = 0;
+    for (ProgressSeen &task : tasks) {
+      if (task.completed_us)
+        continue;
+      Answer polled = send("GET", poll_url(emu, task.task_id));
+      fail_unless_equals_int(polled.status, 200);
+      task.progress.push_back(number_member(polled.body, "progress"));
+      if (member(polled.body, "status") == "completed")
+        task.completed_us = g_get_monotonic_time();
+      else
+        open++;
+    }
+    g_usleep(20000);
+  }
+}
+
+bool never_goes_back(const std::vector<double> &values) {
+  return std::is_sorted(values.begin(), values.end());
 }
 
 size_t count_status(const std::vector<kirin_emu::RequestRecord> &records, Route route,
@@ -368,6 +415,75 @@ GST_START_TEST(test_held_answers_of_gone_clients) {
 }
 GST_END_TEST;
 
+// The progress shapes of the `progress:` task fault, and the processing time it carries.
+GST_START_TEST(test_progress_shapes) {
+  auto emu = kirin_test_start_emulator(kKey, 0, 1000);
+  const std::pair<const char *, guint> shapes[] = {
+      {"linear", 1500}, {"steps", 1500}, {"none", 1500}, {"stall", 1500}, {"back", 6000}};
+  std::vector<ProgressSeen> tasks;
+  for (const auto &[shape, length_ms] : shapes) {
+    const std::string spec = std::string("progress:") + shape + ":" + std::to_string(length_ms);
+    fail_unless(emu->push_fault(Route::Task, spec), "%s refused", spec.c_str());
+    ProgressSeen seen{shape};
+    seen.created_us = g_get_monotonic_time();
+    seen.task_id = create_task(*emu, shape);
+    tasks.push_back(seen);
+  }
+  poll_until_completed(*emu, tasks);
+  for (size_t i = 0; i < tasks.size(); i++) {
+    const ProgressSeen &task = tasks[i];
+    const char *shape = task.shape.c_str();
+    fail_unless(task.completed_us, "%s: not completed", shape);
+    fail_unless(task.completed_us - task.created_us >= gint64(shapes[i].second) * 1000,
+                "%s: completed before its processing time", shape);
+    std::vector<double> running(task.progress.begin(), task.progress.end() - 1);
+    const double last = task.progress.back();
+    fail_unless(running.size() >= 3, "%s: only %zu answers while running", shape, running.size());
+    if (task.shape == "none") {
+      fail_unless(
+          std::all_of(task.progress.begin(), task.progress.end(), [](double p) { return p == -1; }),
+          "none: a progress member");
+      continue;
+    }
+    fail_unless(last == 1, "%s: completed with progress %g", shape, last);
+    fail_unless(
+        std::all_of(running.begin(), running.end(), [](double p) { return p >= 0 && p <= 0.99; }),
+        "%s: progress absent or out of range", shape);
+    if (task.shape == "steps")
+      fail_unless(
+          std::all_of(running.begin(), running.end(),
+                      [](double p) { return p == 0 || p == 0.25 || p == 0.5 || p == 0.75; }),
+          "steps: a value between steps");
+    if (task.shape == "stall")
+      fail_unless(running.back() == 0.2 && std::all_of(running.begin(), running.end(),
+                                                       [](double p) { return p <= 0.2; }),
+                  "stall: not stuck at 0.2 before completing");
+    if (task.shape == "back") {
+      fail_if(never_goes_back(running), "back: no step back");
+      for (size_t k = 1; k < running.size(); k++)
+        fail_unless(running[k] >= running[k - 1] - 0.1 - 1e-9, "back: more than 0.1 back");
+    } else {
+      fail_unless(never_goes_back(running), "%s: progress went back", shape);
+      std::vector<double> distinct = running;
+      distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+      fail_unless(distinct.size() >= 2, "%s: progress never moved", shape);
+    }
+  }
+}
+GST_END_TEST;
+
+GST_START_TEST(test_progress_fault_specs) {
+  auto emu = kirin_test_start_emulator(kKey, 0, 0);
+  for (const char *spec : {"progress:linear", "progress:steps:4000", "progress:none:1",
+                           "progress:stall:30000", "progress:back"})
+    fail_unless(emu->push_fault(Route::Task, spec), "%s refused", spec);
+  for (const char *spec : {"progress", "progress:", "progress:zigzag", "progress:linear:0",
+                           "progress:linear:-5", "progress:linear:ms", "progress:steps:10:2"})
+    fail_if(emu->push_fault(Route::Task, spec), "%s accepted", spec);
+  fail_if(emu->push_fault(Route::Poll, "progress:linear"), "a task fault on the poll route");
+}
+GST_END_TEST;
+
 static Suite *emulator_suite() {
   Suite *s = suite_create("emulator");
   TCase *tc = tcase_create("emulator");
@@ -378,6 +494,8 @@ static Suite *emulator_suite() {
   tcase_add_test(tc, test_request_log);
   tcase_add_test(tc, test_destroy_with_held_answers);
   tcase_add_test(tc, test_held_answers_of_gone_clients);
+  tcase_add_test(tc, test_progress_shapes);
+  tcase_add_test(tc, test_progress_fault_specs);
   return s;
 }
 

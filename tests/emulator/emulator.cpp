@@ -71,14 +71,46 @@ enum class FaultKind {
   Fail,
   FailText,
   Stuck,
-  Url
+  Url,
+  Progress
 };
+
+// How a processing task's progress moves (the `progress:` task fault).
+enum class ProgressShape { Linear, Steps, None, Stall, Back };
 
 struct Fault {
   FaultKind kind = FaultKind::Http;
   gint64 number = 0; // HTTP status, Retry-After seconds or byte count
   std::string text;  // task error code (Fail), message, result URL (Url) or body (Json)
+  ProgressShape shape =
+      ProgressShape::Linear; // Progress; `number` is its length in ms (0: default)
 };
+
+std::optional<ProgressShape> progress_shape(const std::string &name) {
+  static const std::pair<const char *, ProgressShape> shapes[] = {{"linear", ProgressShape::Linear},
+                                                                  {"steps", ProgressShape::Steps},
+                                                                  {"none", ProgressShape::None},
+                                                                  {"stall", ProgressShape::Stall},
+                                                                  {"back", ProgressShape::Back}};
+  for (const auto &[shape_name, shape] : shapes)
+    if (name == shape_name)
+      return shape;
+  return std::nullopt;
+}
+
+// `progress:<shape>` or `progress:<shape>:<ms>`.
+std::optional<Fault> parse_progress_fault(const std::string &arg) {
+  const auto colon = arg.find(':');
+  const auto shape = progress_shape(arg.substr(0, colon));
+  Fault fault;
+  fault.kind = FaultKind::Progress;
+  if (!shape ||
+      (colon != std::string::npos && !g_ascii_string_to_signed(arg.c_str() + colon + 1, 10, 1,
+                                                               G_MAXUINT, &fault.number, nullptr)))
+    return std::nullopt;
+  fault.shape = *shape;
+  return fault;
+}
 
 std::optional<Fault> parse_fault(const std::string &spec) {
   struct Syntax {
@@ -113,6 +145,8 @@ std::optional<Fault> parse_fault(const std::string &spec) {
     fault.text = arg;
     return arg.empty() ? std::nullopt : std::optional<Fault>(fault);
   }
+  if (kind == "progress")
+    return parse_progress_fault(arg);
   if (kind == "fail") {
     fault.kind = FaultKind::Fail;
     fault.text = arg;
@@ -135,7 +169,8 @@ std::optional<Fault> parse_fault(const std::string &spec) {
 
 bool is_task_fault(const Fault &fault) {
   return fault.kind == FaultKind::Fail || fault.kind == FaultKind::FailText ||
-         fault.kind == FaultKind::Stuck || fault.kind == FaultKind::Url;
+         fault.kind == FaultKind::Stuck || fault.kind == FaultKind::Url ||
+         fault.kind == FaultKind::Progress;
 }
 
 bool fault_fits_route(const Fault &fault, Route route) {
@@ -223,6 +258,7 @@ struct Task {
   guint pending_ms = 0, processing_ms = 0;
   double result_seconds = 0;
   bool stuck = false;
+  ProgressShape shape = ProgressShape::Linear;
   bool forced = false;            // complete_now(): the clock no longer matters
   std::optional<TaskError> error; // set once the task is bound to fail
   Render render = Render::NotStarted;
@@ -233,14 +269,31 @@ struct Task {
 
 struct Phase {
   std::string status;
-  double progress = 0;
+  double progress = 0; // < 0: not reported
 };
+
+// The progress reported at `done` (0..1) of the processing time; < 0: none.
+double shaped_progress(ProgressShape shape, double done) {
+  switch (shape) {
+  case ProgressShape::Linear:
+    break;
+  case ProgressShape::Steps: // 0, 0.25, 0.5, 0.75
+    return std::floor(done * 4) / 4;
+  case ProgressShape::None:
+    return -1;
+  case ProgressShape::Stall: // stays at 0.2 from a fifth of the time on, then completes
+    return std::min(done, 0.2);
+  case ProgressShape::Back: // 0.1 back during the seventh tenth of the time
+    return done >= 0.6 && done < 0.7 ? done - 0.1 : std::min(0.99, done);
+  }
+  return std::min(0.99, done);
+}
 
 bool is_final(const std::string &status) {
   return status == "completed" || status == "failed";
 }
 
-Phase phase_of(const Task &task, gint64 now_us) {
+Phase timed_phase_of(const Task &task, gint64 now_us) {
   if (task.stuck && !task.forced)
     return {"pending", 0};
   if (!task.forced) {
@@ -249,14 +302,22 @@ Phase phase_of(const Task &task, gint64 now_us) {
       return {"pending", 0};
     const gint64 processing_ms = elapsed_ms - task.pending_ms;
     if (processing_ms < task.processing_ms)
-      return {"processing", std::min(0.99, double(processing_ms) / task.processing_ms)};
+      return {"processing",
+              shaped_progress(task.shape, double(processing_ms) / task.processing_ms)};
   }
   if (task.error)
     return {"failed", 0};
   if (task.render == Render::Done || !task.url_override.empty())
     return {"completed", 1};
   // The time is up but the result is not rendered yet.
-  return {"processing", 0.99};
+  return {"processing", shaped_progress(task.shape, 0.99)};
+}
+
+Phase phase_of(const Task &task, gint64 now_us) {
+  Phase phase = timed_phase_of(task, now_us);
+  if (task.shape == ProgressShape::None)
+    phase.progress = -1;
+  return phase;
 }
 
 std::string task_json(const Task &task, const Phase &phase, const std::string &base_url) {
@@ -267,7 +328,7 @@ std::string task_json(const Task &task, const Phase &phase, const std::string &b
   set_string(b, "model", kModel);
   json_builder_set_member_name(b, "created_at");
   json_builder_add_int_value(b, task.created_unix);
-  if (phase.status != "failed") {
+  if (phase.status != "failed" && phase.progress >= 0) {
     json_builder_set_member_name(b, "progress");
     json_builder_add_double_value(b, phase.progress);
   }
@@ -971,6 +1032,7 @@ std::string Emulator::Impl::apply_fault(SoupServerMessage *msg, const Fault &fau
   case FaultKind::FailText:
   case FaultKind::Stuck:
   case FaultKind::Url:
+  case FaultKind::Progress:
     break;
   }
   respond_json(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, message_json("fault not applicable"));
@@ -1214,7 +1276,10 @@ std::string Emulator::Impl::handle_create(SoupServerMessage *msg, Exchange &exch
   task.created_monotonic_us = g_get_monotonic_time();
   task.created_unix = g_get_real_time() / G_USEC_PER_SEC;
   task.pending_ms = options.pending_ms;
-  task.processing_ms = options.processing_ms;
+  task.processing_ms = options.processing_max_ms > options.processing_ms
+                           ? guint(g_random_int_range(gint32(options.processing_ms),
+                                                      gint32(options.processing_max_ms) + 1))
+                           : options.processing_ms;
   // Whole frames, so the reported duration is the rendered one.
   task.result_seconds =
       std::round((video->second + kExtensionSeconds) * kFrameRate) / double(kFrameRate);
@@ -1232,6 +1297,11 @@ std::string Emulator::Impl::handle_create(SoupServerMessage *msg, Exchange &exch
   task.stuck = fault && fault->kind == FaultKind::Stuck;
   if (fault && fault->kind == FaultKind::Url)
     task.url_override = fault->text;
+  if (fault && fault->kind == FaultKind::Progress) {
+    task.shape = fault->shape;
+    if (fault->number > 0)
+      task.processing_ms = guint(fault->number);
+  }
   if (task.error || !task.url_override.empty())
     task.render = Render::NotNeeded;
   const Phase phase = phase_of(task, task.created_monotonic_us);
@@ -1772,6 +1842,7 @@ void Emulator::set_timing(guint pending_ms, guint processing_ms) {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   impl_->options.pending_ms = pending_ms;
   impl_->options.processing_ms = processing_ms;
+  impl_->options.processing_max_ms = 0;
 }
 
 void Emulator::complete_now(const std::string &task_id) {

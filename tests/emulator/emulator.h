@@ -20,6 +20,9 @@ struct Options {
   std::string api_key = "test-key";
   std::string no_balance_key = "broke-key"; // accepted as a key, but answered with 403
   guint pending_ms = 500, processing_ms = 2000;
+  // Above processing_ms: each task's processing time is drawn from [processing_ms,
+  // processing_max_ms] (uniformly, in whole ms).
+  guint processing_max_ms = 0;
   guint width = 320, height = 240, jpeg_quality = 85; // of rendered results
   bool audio = false;    // rendered results also carry a sound track (a tone, 16-bit PCM)
   std::string media_dir; // empty = a temporary dir, removed on destruction
@@ -29,7 +32,7 @@ struct Options {
 };
 
 // Where a one-shot fault applies. Create/Poll/Download: the next request on that route.
-// Task: the next task created (fail:<code>, stuck).
+// Task: the next task created (fail:<code>, stuck, progress:<shape>[:<ms>]).
 enum class Route { Create, Poll, Download, Task };
 
 // Which answers hold() keeps back. Every condition set must match.
@@ -99,7 +102,7 @@ public:
   // "pending", "processing", "completed", "failed"; "" for an unknown task.
   std::string task_status(const std::string &task_id) const;
 
-  // Applies to tasks created afterwards.
+  // Applies to tasks created afterwards; a fixed processing time (ends a range).
   void set_timing(guint pending_ms, guint processing_ms);
   // Skips the waiting: renders the result (blocking until done), then the task reports its
   // final status. Also releases a task held by the `stuck` fault.

@@ -59,6 +59,7 @@ int main(int argc, char **argv) {
   kirin_emu::Options options;
   options.quiet = false;
   gint port = 0, pending_ms = gint(options.pending_ms), processing_ms = gint(options.processing_ms);
+  gint processing_max_ms = 0;
   gint jpeg_quality = gint(options.jpeg_quality);
   g_autofree char *host = nullptr, *api_key = nullptr, *no_balance_key = nullptr;
   g_autofree char *media_dir = nullptr, *video_size = nullptr;
@@ -75,6 +76,8 @@ int main(int argc, char **argv) {
       {"pending-ms", 0, 0, G_OPTION_ARG_INT, &pending_ms, "Time a task stays pending (500)", "MS"},
       {"processing-ms", 0, 0, G_OPTION_ARG_INT, &processing_ms,
        "Time a task stays processing (2000)", "MS"},
+      {"processing-max-ms", 0, 0, G_OPTION_ARG_INT, &processing_max_ms,
+       "Draw each task's processing time from --processing-ms to this (default: no range)", "MS"},
       {"media-dir", 0, 0, G_OPTION_ARG_FILENAME, &media_dir,
        "Where results are written (default: a temporary directory, removed on exit)", "DIR"},
       {"video-size", 0, 0, G_OPTION_ARG_STRING, &video_size,
@@ -104,8 +107,8 @@ int main(int argc, char **argv) {
 
   if (port < 0 || port > 65535)
     return usage_error("--port out of range: %s", std::to_string(port).c_str());
-  if (pending_ms < 0 || processing_ms < 0)
-    return usage_error("%s", "--pending-ms and --processing-ms cannot be negative");
+  if (pending_ms < 0 || processing_ms < 0 || processing_max_ms < 0)
+    return usage_error("%s", "--pending-ms and --processing-(max-)ms cannot be negative");
   if (jpeg_quality < 1 || jpeg_quality > 100)
     return usage_error("--jpeg-quality out of range: %s", std::to_string(jpeg_quality).c_str());
   if (!tls_cert != !tls_key)
@@ -115,6 +118,7 @@ int main(int argc, char **argv) {
   options.port = guint(port);
   options.pending_ms = guint(pending_ms);
   options.processing_ms = guint(processing_ms);
+  options.processing_max_ms = guint(processing_max_ms);
   options.jpeg_quality = guint(jpeg_quality);
   options.quiet = quiet;
   options.audio = audio;
