@@ -301,6 +301,8 @@ GST_END_TEST;
       break;
     }
   }
+  if (kind == "error")
+    g_printerr("racer %d: %s\n", (int)getpid(), error.c_str());
   std::string line = kind + " " + task_id + " " + std::to_string(busy) + "\n";
   _exit(write(out, line.data(), line.size()) == (ssize_t)line.size() ? 0 : 3);
 }
