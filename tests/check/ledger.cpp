@@ -298,6 +298,7 @@ GST_END_TEST;
           kind = "claimed";
       }
     } else {
+      error = "the claim was abandoned";
       break;
     }
   }
