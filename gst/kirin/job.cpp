@@ -116,6 +116,8 @@ private:
   void on_poll_response(Response &response);
   void handle_task(Task task);
   guint next_poll_delay(const Task &task);
+  double take_jitter();
+  double peek_jitter();
   void retry_poll(guint retry_after_ms, const std::string &why);
   void finish(JobError error, std::string message, guint http_status = 0,
               std::string error_code = {});
@@ -128,6 +130,7 @@ private:
   std::atomic<bool> cancelled_{false};
   GTlsDatabase *ca_database_ = nullptr;                 // the extra CAs of config_.ca_file
   GRand *jitter_ = g_rand_new_with_seed(jitter_seed()); // the poll schedule's jitter
+  double peeked_jitter_ = 0; // the next slot's, drawn ahead by peek_jitter (0: none yet)
 
   // Client thread only.
   Request *in_flight_ = nullptr; // at most one request at a time
@@ -398,8 +401,8 @@ void Job::send_poll() {
 }
 
 void Job::retry_poll(guint retry_after_ms, const std::string &why) {
-  guint delay = poll_delay_ms(config_.poll_interval_ms, poll_attempt_++, retry_after_ms,
-                              g_rand_double_range(jitter_, 0.9, 1.1));
+  guint delay =
+      poll_delay_ms(config_.poll_interval_ms, poll_attempt_++, retry_after_ms, take_jitter());
   GST_WARNING("poll of task %s failed (%s); retrying in %u ms", task_id_.c_str(), why.c_str(),
               delay);
   schedule(delay, [](Job &job) { job.send_poll(); });
@@ -465,12 +468,26 @@ void Job::handle_task(Task task) {
   }
 }
 
+// Each slot of the growing schedule draws its jitter once and in order, whether it is taken
+// now or looked at ahead (a predicted poll may skip a slot: next_poll_delay).
+double Job::take_jitter() {
+  const double jitter = peeked_jitter_ ? peeked_jitter_ : g_rand_double_range(jitter_, 0.9, 1.1);
+  peeked_jitter_ = 0;
+  return jitter;
+}
+
+double Job::peek_jitter() {
+  if (!peeked_jitter_)
+    peeked_jitter_ = g_rand_double_range(jitter_, 0.9, 1.1);
+  return peeked_jitter_;
+}
+
 // The growing schedule, slowed down when callbacks announce changes; without callbacks, the
-// poll comes earlier when the task's progress predicts its completion before it.
+// poll comes just after the completion that the task's progress predicts, when that is
+// before the schedule's poll after next.
 guint Job::next_poll_delay(const Task &task) {
   const guint interval = config_.poll_interval_ms;
-  const guint fallback =
-      poll_delay_ms(interval, poll_attempt_++, 0, g_rand_double_range(jitter_, 0.9, 1.1));
+  const guint fallback = poll_delay_ms(interval, poll_attempt_++, 0, take_jitter());
   if (config_.use_callbacks)
     return fallback * kCallbackPollSlowdown;
   switch (poll_policy()) {
@@ -486,9 +503,15 @@ guint Job::next_poll_delay(const Task &task) {
   const gint64 now_ms = g_get_monotonic_time() / 1000;
   const gint64 measured_ms = poll_sent_ms_ ? (poll_sent_ms_ + now_ms) / 2 : now_ms;
   poll_schedule_add(schedule_, measured_ms, task.progress, task.status == TaskStatus::Processing);
+  const guint then = poll_delay_ms(interval, poll_attempt_, 0, peek_jitter());
   const double margin = g_random_double_range(module::kPollMarginMin, module::kPollMarginMax);
-  const guint delay = poll_schedule_delay(schedule_, now_ms, interval, fallback, margin);
-  if (delay < fallback)
+  const guint delay = poll_schedule_delay(schedule_, now_ms, interval, fallback, then, margin);
+  if (delay > fallback) {
+    // The schedule's next poll is skipped: the one after this comes from the slot after it.
+    poll_attempt_++;
+    take_jitter();
+  }
+  if (delay != fallback)
     GST_LOG("task %s: completion expected in %u ms, polling then", task_id_.c_str(), delay);
   return delay;
 }
@@ -540,13 +563,6 @@ const char *job_error_name(JobError error) {
     return "timeout";
   }
   return "unknown";
-}
-
-guint poll_delay_ms(guint poll_interval_ms, guint attempt, guint retry_after_ms, double jitter) {
-  double base = poll_interval_ms * std::pow(1.5, MIN(attempt, 8u));
-  base = MIN(base, 4.0 * poll_interval_ms);
-  double jittered = base * jitter;
-  return MAX((guint)jittered, retry_after_ms);
 }
 
 JobHandle job_start(JobConfig config, JobCallbacks callbacks) {

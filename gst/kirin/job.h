@@ -13,11 +13,6 @@ JobHandle job_start(JobConfig config, JobCallbacks callbacks);
 void job_cancel(const JobHandle &job);
 const char *job_error_name(JobError error);
 
-// How long to wait before poll number `attempt` (0-based): poll-interval, growing by half
-// each time up to four times poll-interval, times `jitter` (drawn from 0.9-1.1); never below
-// `retry_after_ms`.
-guint poll_delay_ms(guint poll_interval_ms, guint attempt, guint retry_after_ms, double jitter);
-
 // A provider callback said `task_id` changed: its job, if one that uses callbacks waits for
 // it, polls now instead of at its next timer. Client thread only.
 void poll_task_now(const std::string &task_id);

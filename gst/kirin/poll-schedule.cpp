@@ -49,6 +49,13 @@ bool keeps_pace(const std::vector<ProgressSample> &samples, const ProgressSample
 
 } // namespace
 
+guint poll_delay_ms(guint poll_interval_ms, guint attempt, guint retry_after_ms, double jitter) {
+  double base = poll_interval_ms * std::pow(1.5, MIN(attempt, 8u));
+  base = MIN(base, 4.0 * poll_interval_ms);
+  double jittered = base * jitter;
+  return MAX((guint)jittered, retry_after_ms);
+}
+
 void poll_schedule_add(PollSchedule &schedule, gint64 at_ms, double progress, bool processing) {
   auto &samples = schedule.samples;
   if (!processing || progress < 0 || progress >= 1) {
@@ -77,14 +84,17 @@ bool poll_schedule_estimate(const PollSchedule &schedule, gint64 &done_at_ms) {
 }
 
 guint poll_schedule_delay(const PollSchedule &schedule, gint64 now_ms, guint poll_interval_ms,
-                          guint fallback_ms, double margin) {
+                          guint wait_ms, guint then_ms, double margin) {
   gint64 done_at_ms = 0;
   if (!poll_schedule_estimate(schedule, done_at_ms))
-    return fallback_ms;
+    return wait_ms;
   const double floor_ms = kPollFloorFraction * poll_interval_ms;
   const double wanted = double(done_at_ms - now_ms) + margin * poll_interval_ms;
   const double delay = std::max(wanted, floor_ms);
-  return delay < fallback_ms ? guint(std::lround(delay)) : fallback_ms;
+  // A predicted poll takes the place of the schedule's poll that would find the task
+  // completed; the one before it, which would find it still processing, is saved. So a
+  // prediction that misses by a little costs no more polls than the schedule made.
+  return delay < double(wait_ms) + double(then_ms) ? guint(std::lround(delay)) : wait_ms;
 }
 
 } // namespace module

@@ -301,8 +301,9 @@ void install_properties(GObjectClass *gobject_class) {
                         "Milliseconds before the first poll; later waits grow by half each "
                         "poll up to 4x this, with +-10% jitter, and honour Retry-After. While "
                         "the task's progress rises at a steady pace, the poll comes instead "
-                        "just after the completion it predicts, but never sooner than a "
-                        "quarter of this after the last answer",
+                        "just after the completion it predicts when that is before the poll "
+                        "after next, but never sooner than a quarter of this after the last "
+                        "answer",
                         1, G_MAXUINT, kDefaultPollIntervalMs, rw));
   g_object_class_install_property(
       gobject_class, PROP_TIMEOUT,

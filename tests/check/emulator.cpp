@@ -424,7 +424,8 @@ GST_START_TEST(test_progress_shapes) {
   for (const auto &[shape, length_ms] : shapes) {
     const std::string spec = std::string("progress:") + shape + ":" + std::to_string(length_ms);
     fail_unless(emu->push_fault(Route::Task, spec), "%s refused", spec.c_str());
-    ProgressSeen seen{shape};
+    ProgressSeen seen;
+    seen.shape = shape;
     seen.created_us = g_get_monotonic_time();
     seen.task_id = create_task(*emu, shape);
     tasks.push_back(seen);

@@ -32,10 +32,11 @@ GST_START_TEST(test_linear_progress_predicts_completion) {
   fail_unless(poll_schedule_estimate(s, done));
   fail_unless(done >= 61000 && done <= 61001, "estimated %" G_GINT64_FORMAT, done);
   // Far from completion: the growing schedule's wait, which comes earlier.
-  fail_unless_equals_int(poll_schedule_delay(s, 11000, kInterval, kFallback, 0.05), kFallback);
+  fail_unless_equals_int(poll_schedule_delay(s, 11000, kInterval, kFallback, kFallback, 0.05),
+                         kFallback);
   // Close to it: just after the estimated moment.
   poll_schedule_add(s, 59000, 58000.0 / 60000, true);
-  const guint delay = poll_schedule_delay(s, 59000, kInterval, kFallback, 0.05);
+  const guint delay = poll_schedule_delay(s, 59000, kInterval, kFallback, kFallback, 0.05);
   fail_unless(delay >= 2050 && delay <= 2052, "delay %u", delay);
 }
 GST_END_TEST;
@@ -56,7 +57,7 @@ GST_END_TEST;
 GST_START_TEST(test_floor_bounds_a_wrong_estimate) {
   // The estimate says the task completed already: still no poll before the floor.
   PollSchedule s = linear_task(0, 10000, {2000, 4000, 6000});
-  fail_unless_equals_int(poll_schedule_delay(s, 20000, kInterval, kFallback, 0.05), 250);
+  fail_unless_equals_int(poll_schedule_delay(s, 20000, kInterval, kFallback, kFallback, 0.05), 250);
 }
 GST_END_TEST;
 
@@ -66,7 +67,7 @@ GST_START_TEST(test_no_progress_keeps_the_schedule) {
     poll_schedule_add(s, t, -1, true);
   gint64 done = 0;
   fail_if(poll_schedule_estimate(s, done));
-  fail_unless_equals_int(poll_schedule_delay(s, 4000, kInterval, 1500, 0.05), 1500);
+  fail_unless_equals_int(poll_schedule_delay(s, 4000, kInterval, 1500, 2250, 0.05), 1500);
 }
 GST_END_TEST;
 
@@ -90,7 +91,8 @@ GST_START_TEST(test_stuck_progress_falls_back) {
   poll_schedule_add(s, 4000, 0.3, true);
   gint64 done = 0;
   fail_if(poll_schedule_estimate(s, done));
-  fail_unless_equals_int(poll_schedule_delay(s, 4000, kInterval, kFallback, 0.05), kFallback);
+  fail_unless_equals_int(poll_schedule_delay(s, 4000, kInterval, kFallback, kFallback, 0.05),
+                         kFallback);
 }
 GST_END_TEST;
 
@@ -118,6 +120,24 @@ GST_START_TEST(test_progress_of_one_while_running_falls_back) {
 }
 GST_END_TEST;
 
+// The schedule's next poll would come before the estimated completion and find the task still
+// processing: the predicted poll takes the place of that one and the one after it.
+GST_START_TEST(test_prediction_saves_the_poll_before_completion) {
+  PollSchedule s = linear_task(0, 20000, {2000, 6000, 10000});
+  // Completion in 10 s, beyond the schedule's next two waits (4 s + 4 s): its next poll.
+  fail_unless_equals_int(poll_schedule_delay(s, 10000, kInterval, kFallback, kFallback, 0.05),
+                         kFallback);
+  // Completion in 6 s, between the next poll (4 s) and the one after (8 s): at 6.05 s.
+  poll_schedule_add(s, 14000, 0.7, true);
+  fail_unless_equals_int(poll_schedule_delay(s, 14000, kInterval, kFallback, kFallback, 0.05),
+                         6050);
+  // Completion in 2 s, before the next poll: at 2.05 s.
+  poll_schedule_add(s, 18000, 0.9, true);
+  fail_unless_equals_int(poll_schedule_delay(s, 18000, kInterval, kFallback, kFallback, 0.05),
+                         2050);
+}
+GST_END_TEST;
+
 static Suite *poll_schedule_suite() {
   Suite *s = suite_create("poll-schedule");
   TCase *tc = tcase_create("general");
@@ -130,6 +150,7 @@ static Suite *poll_schedule_suite() {
   tcase_add_test(tc, test_stuck_progress_falls_back);
   tcase_add_test(tc, test_steps_back_and_jumps_fall_back);
   tcase_add_test(tc, test_progress_of_one_while_running_falls_back);
+  tcase_add_test(tc, test_prediction_saves_the_poll_before_completion);
   return s;
 }
 

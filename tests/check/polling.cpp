@@ -5,6 +5,7 @@
 #include "common.h"
 
 #include "emulator-fixture.h"
+#include "poll-schedule.h"
 
 #include <string>
 #include <vector>
@@ -57,11 +58,21 @@ void assert_spacing(const Polled &polled, double min_gap_ms, const char *what) {
   }
 }
 
+// The most polls the growing schedule (poll-schedule.h) makes for a task that completes `due_ms`
+// after its create, with every wait at its shortest (10 % below its nominal length).
+size_t most_scheduled_polls(gint64 due_ms) {
+  size_t polls = 0;
+  for (double at = 0; at < due_ms; polls++)
+    at += kirin::module::poll_delay_ms(kIntervalMs, guint(polls), 0, 0.9);
+  return polls;
+}
+
 } // namespace
 
 // Linear progress over 8 s, polled at 1 s growing to 4 s: the poll that finds the task
 // completed comes within a quarter of the interval after completion (the growing schedule
-// alone would come anywhere up to 4 intervals after it).
+// alone would come anywhere up to 4 intervals after it), with no more polls than that
+// schedule.
 GST_START_TEST(test_linear_progress_is_noticed_at_completion) {
   const Polled polled = run_task("progress:linear:8000", 8000);
   const gint64 late = polled.polls.back() - polled.due_us;
@@ -70,6 +81,9 @@ GST_START_TEST(test_linear_progress_is_noticed_at_completion) {
   fail_unless(late <= gint64(kIntervalMs * 250 * kirin_test_slowdown()),
               "completion noticed %" G_GINT64_FORMAT " us late", late);
   assert_spacing(polled, kIntervalMs / 4.0, "linear");
+  const size_t most = most_scheduled_polls(kPendingMs + 8000);
+  fail_unless(polled.polls.size() <= most, "%zu polls, the growing schedule makes at most %zu",
+              polled.polls.size(), most);
 }
 GST_END_TEST;
 
