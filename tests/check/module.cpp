@@ -2,7 +2,10 @@
 // another version (or one that is not a client module at all) refuses it with an error
 // that says so, and does not crash. Each case copies the plugin and a module into a
 // directory of their own and runs the pipeline in a child process (this program again),
-// since a process loads the module once.
+// since a process loads the module once. The ledger module, which alone links libpq, is
+// loaded by a server journal only, and its absence makes such a journal one in memory with
+// a warning that says why. (This program links no libpq: whether it is mapped in the child
+// tells whether the plugin loaded it.)
 #include "common.h"
 
 #include "client.h"
