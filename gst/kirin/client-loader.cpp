@@ -2,76 +2,30 @@
 // plugin's own directory when an element first needs it, and forwards every call to it.
 #include "client.h"
 
-#include <dlfcn.h>
-#include <gmodule.h>
+#include "modules.h"
 
+#include <cstddef>
 #include <mutex>
 
 namespace kirin {
 namespace {
 
-constexpr const char *kModuleFile = "libgstkirin-client.module";
-constexpr guint32 kUnversionedAbove = 4096;
+// Version 1 of the table had no version field.
+const ModuleSpec kClientModule = {"libgstkirin-client.module", kClientApiSymbol, kClientAbiVersion,
+                                  sizeof(ClientApi), true};
+
+// The loader reads the table's head as a ModuleTableHead.
+static_assert(offsetof(ClientApi, abi_version) == offsetof(ModuleTableHead, abi_version) &&
+                  offsetof(ClientApi, size) == offsetof(ModuleTableHead, size),
+              "ClientApi must start with a ModuleTableHead's fields");
 
 std::once_flag load_once;
 const ClientApi *client_api = nullptr;
 std::string client_load_error;
 
-// Why the module found in `dir` cannot be used, and what to do.
-std::string refusal(const char *dir, const std::string &why) {
-  return std::string(kModuleFile) + " at " + dir + " " + why + ": install matching files";
-}
-
-// The table's version and size are read before anything else in it: a module of another
-// build may lay the rest out differently. "" when the table is the plugin's own kind.
-std::string check_table(const ClientApi *table, const char *dir) {
-  if (!table)
-    return refusal(dir, std::string("returned no table from ") + kClientApiSymbol);
-  const std::string needed = ", the plugin needs version " + std::to_string(kClientAbiVersion);
-  if (table->abi_version != kClientAbiVersion) {
-    // Version 1 had no version field: there, the first field is half a function pointer,
-    // which is never a small number.
-    std::string version = table->abi_version < kUnversionedAbove
-                              ? std::to_string(table->abi_version)
-                              : "1 (from before the version was recorded)";
-    return refusal(dir, "is version " + version + needed);
-  }
-  if (table->size != sizeof(ClientApi))
-    return refusal(dir, "is version " + std::to_string(table->abi_version) + " with a table of " +
-                            std::to_string(table->size) + " bytes, the plugin needs " +
-                            std::to_string(sizeof(ClientApi)));
-  return {};
-}
-
-// Next to the plugin file, wherever it was installed or built: the module is not a
-// plugin, and its suffix keeps GStreamer's registry scan from trying to load it.
 void load_module() {
-  Dl_info self = {};
-  if (!dladdr(reinterpret_cast<void *>(&load_module), &self) || !self.dli_fname) {
-    client_load_error = "cannot tell where the plugin file is";
-    return;
-  }
-  gchar *dir = g_path_get_dirname(self.dli_fname);
-  gchar *path = g_build_filename(dir, kModuleFile, nullptr);
-  // Local binding keeps its libraries' symbols to itself.
-  GModule *module = g_module_open(path, G_MODULE_BIND_LOCAL);
-  gpointer symbol = nullptr;
-  if (!module) {
-    client_load_error = std::string("cannot load ") + path + ": " + g_module_error();
-  } else if (!g_module_symbol(module, kClientApiSymbol, &symbol)) {
-    client_load_error = refusal(dir, std::string("has no ") + kClientApiSymbol);
-    g_module_close(module);
-  } else {
-    // Never unloaded, also when it is refused below: the client thread it starts lives
-    // until the process exits, and a refused module's code has run.
-    g_module_make_resident(module);
-    const ClientApi *table = reinterpret_cast<ClientApiFunction>(symbol)();
-    client_load_error = check_table(table, dir);
-    if (client_load_error.empty())
-      client_api = table;
-  }
-  g_free(path);
-  g_free(dir);
+  client_api =
+      reinterpret_cast<const ClientApi *>(load_sibling_module(kClientModule, client_load_error));
 }
 
 const ClientApi *api() {

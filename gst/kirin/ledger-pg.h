@@ -1,10 +1,12 @@
 // The ledger in a PostgreSQL database that a fleet of machines shares (docs/journal.md,
 // "A journal for a fleet"). The same rules as a file's ledger; a claim's lock is a
 // session-level advisory lock of the claimer's connection, which the server lets go when
-// the claimer's process or machine dies. Internal to ledger*.cpp.
+// the claimer's process or machine dies. Internal to ledger-pg*.cpp, which are built into
+// libgstkirin-ledger-pg.module (ledger-server.h), the only file of the plugin's that links
+// libpq; the tests of the ledger link them directly.
 #pragma once
 
-#include "ledger.h"
+#include "ledger-server.h"
 
 #include <libpq-fe.h>
 
@@ -126,9 +128,5 @@ private:
 
   std::shared_ptr<PgConn> conn_;
 };
-
-// Connects to the server `uri` names and makes its schema on first use; nullptr with
-// libpq's or the server's reason (which never holds the password).
-std::unique_ptr<Ledger> open_pg_ledger(const std::string &uri, std::string &error);
 
 } // namespace kirin

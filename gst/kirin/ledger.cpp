@@ -1,7 +1,7 @@
 #include "ledger.h"
 
 #include "ledger-db.h"
-#include "ledger-pg.h"
+#include "ledger-server.h"
 
 #include <glib/gstdio.h>
 

@@ -44,7 +44,9 @@ std::string default_ledger_path();
 bool journal_on_server(const std::string &journal);
 // The journal for messages and property reads: a path as it is, a URI without its password.
 std::string journal_display_name(const std::string &journal);
-// libpq can read the server's URI (it says nothing yet of the server).
+// libpq can read the server's URI (it says nothing yet of the server). Implemented in
+// ledger-pg.cpp, which the plugin loads as a module (ledger-server.h); in the plugin, true
+// when that module cannot be loaded (Ledger::open's warning then says why).
 bool journal_uri_readable(const std::string &uri);
 
 // One row: one take of one step.
@@ -132,16 +134,17 @@ enum class ClaimRule {
 ClaimRule claim_rule(const std::optional<LedgerRow> &newest, bool fresh);
 
 // A ledger: a SQLite file on this machine (ledger-db.h), the process's in-memory one, or a
-// PostgreSQL database a fleet shares (ledger-pg.h). The same rules hold for each.
+// PostgreSQL database a fleet shares (ledger-pg.h, in a module of its own that the plugin
+// loads for such a journal only: ledger-server.h). The same rules hold for each.
 class Ledger {
 public:
   // Opens or creates the ledger `journal` names: a file path (its directory too, 0700), a
   // postgresql:// URI, or "" for the in-memory ledger (without warning). Never fails for
-  // want of a file or a server: when `journal` cannot be used the ledger is the process's
-  // in-memory one, and a corrupt file is moved aside to `<path>.corrupt-<unix time>` and
-  // replaced; both say what happened in `warning` ("" otherwise), naming the file or the
-  // server (never its password). Returns nullptr only when not even the in-memory ledger
-  // opens.
+  // want of a file, a server or the module that reaches one: when `journal` cannot be used the
+  // ledger is the process's in-memory one, and a corrupt file is moved aside to
+  // `<path>.corrupt-<unix time>` and replaced; both say what happened in `warning` ("" otherwise),
+  // naming the file or the server (never its password). Returns nullptr only when not even the
+  // in-memory ledger opens.
   static std::unique_ptr<Ledger> open(const std::string &journal, std::string &warning);
   // The in-memory ledger shared by the whole process (for a caller whose journal stopped
   // taking writes: see the methods' errors).
