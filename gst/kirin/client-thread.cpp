@@ -28,9 +28,9 @@ gpointer ClientThread::run(gpointer data) {
   // Proxy lookups go through the proxy cache (proxy-cache.h), so a burst of new connections
   // costs one system lookup, not one pooled thread each.
   GProxyResolver *proxies = proxy_cache_new(kConnectionIdleSeconds);
-  SoupSession *session =
-      soup_session_new_with_options("idle-timeout", kConnectionIdleSeconds, "max-conns", 128,
-                                    "max-conns-per-host", 64, "proxy-resolver", proxies, nullptr);
+  SoupSession *session = soup_session_new_with_options(
+      "idle-timeout", kConnectionIdleSeconds, "max-conns", 128, "max-conns-per-host",
+      kMaxConnsPerHost, "proxy-resolver", proxies, nullptr);
   g_object_unref(proxies);
   GMainLoop *loop = g_main_loop_new(self->context_, FALSE);
   {

@@ -18,6 +18,9 @@ namespace module {
 
 // How long an idle connection stays open; the proxy cache keeps its answers as long.
 constexpr guint kConnectionIdleSeconds = 60;
+// Connections to one host at once; also how many requests to one host are handed to the
+// session at once (request.h).
+constexpr guint kMaxConnsPerHost = 64;
 
 // Started on first use, it lives for the rest of the process, like GStreamer's own task
 // pools.

@@ -3,6 +3,10 @@
 #include "client-thread.h"
 #include "task.h"
 
+#include <algorithm>
+#include <deque>
+#include <map>
+
 #define GST_CAT_DEFAULT kirin_client_debug
 
 namespace kirin {
@@ -50,6 +54,25 @@ bool is_connect_phase_error(const GError *error) {
   }
 }
 
+// The requests to one origin: how many the session has, and those waiting for their turn,
+// oldest first. Client thread only.
+struct Origin {
+  guint handed_over = 0;
+  std::deque<Request *> waiting;
+};
+
+std::map<std::string, Origin> &origins() {
+  static auto *by_origin = new std::map<std::string, Origin>();
+  return *by_origin;
+}
+
+std::string origin_of(SoupMessage *msg) {
+  GUri *uri = soup_message_get_uri(msg);
+  const char *host = g_uri_get_host(uri);
+  return std::string(g_uri_get_scheme(uri)) + "://" + (host ? host : "") + ":" +
+         std::to_string(g_uri_get_port(uri));
+}
+
 } // namespace
 
 Request::Request(SoupMessage *msg, guint timeout_s, Done done)
@@ -73,8 +96,10 @@ Request *Request::send(SoupMessage *msg, guint timeout_s, GTlsDatabase *extra_ca
       request->timeout_,
       [](gpointer data) -> gboolean {
         auto *timed_out = static_cast<Request *>(data);
-        timed_out->timed_out_ = true;
-        g_cancellable_cancel(timed_out->cancellable_);
+        if (!timed_out->ending_) {
+          timed_out->timed_out_ = true;
+          timed_out->cancel();
+        }
         return G_SOURCE_REMOVE;
       },
       request, nullptr);
@@ -89,9 +114,63 @@ Request *Request::send(SoupMessage *msg, guint timeout_s, GTlsDatabase *extra_ca
   if (extra_cas)
     g_signal_connect(msg, "accept-certificate", G_CALLBACK(&Request::accept_certificate),
                      extra_cas);
-  soup_session_send_async(ClientThread::get().session(), msg, G_PRIORITY_DEFAULT,
-                          request->cancellable_, &Request::on_sent, request);
+  request->origin_ = origin_of(msg);
+  Origin &origin = origins()[request->origin_];
+  if (origin.handed_over < kMaxConnsPerHost)
+    request->hand_over();
+  else
+    origin.waiting.push_back(request);
   return request;
+}
+
+void Request::hand_over() {
+  handed_over_ = true;
+  origins()[origin_].handed_over++;
+  soup_session_send_async(ClientThread::get().session(), msg_, G_PRIORITY_DEFAULT, cancellable_,
+                          &Request::on_sent, this);
+}
+
+void Request::cancel() {
+  g_cancellable_cancel(cancellable_);
+  if (!handed_over_ && !ending_)
+    end_unsent();
+}
+
+// Out of the queue at once, so it never takes a turn; its `done` runs from the client
+// thread's loop, as it would after a cancelled exchange.
+void Request::end_unsent() {
+  ending_ = true;
+  auto found = origins().find(origin_);
+  auto &waiting = found->second.waiting;
+  waiting.erase(std::find(waiting.begin(), waiting.end(), this));
+  if (waiting.empty() && found->second.handed_over == 0)
+    origins().erase(found);
+  GSource *idle = g_idle_source_new();
+  g_source_set_callback(
+      idle,
+      [](gpointer data) -> gboolean {
+        GError *cancelled = g_error_new_literal(G_IO_ERROR, G_IO_ERROR_CANCELLED, "Cancelled");
+        static_cast<Request *>(data)->complete(cancelled);
+        g_error_free(cancelled);
+        return G_SOURCE_REMOVE;
+      },
+      this, nullptr);
+  g_source_attach(idle, ClientThread::get().context());
+  g_source_unref(idle);
+}
+
+// One of the origin's requests left the session: the oldest waiting one takes its turn.
+void Request::end_turn(const std::string &origin) {
+  auto found = origins().find(origin);
+  Origin &turns = found->second;
+  turns.handed_over--;
+  if (!turns.waiting.empty()) {
+    Request *next = turns.waiting.front();
+    turns.waiting.pop_front();
+    next->hand_over();
+  } else if (turns.handed_over == 0) {
+    origins().erase(found);
+  }
 }
 
 void Request::complete(GError *error) {
@@ -104,6 +183,9 @@ void Request::complete(GError *error) {
                                ? "no complete answer within " + std::to_string(timeout_s_) + " s"
                                : error->message;
   }
+  // Before `done`, which may send again: the requests already waiting go first.
+  if (handed_over_)
+    end_turn(origin_);
   done_(*this, response_);
   delete this;
 }

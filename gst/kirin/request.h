@@ -32,6 +32,14 @@ struct Response {
 
 // The request's state lives on the heap, owned by its async chain: a late libsoup callback
 // after a cancel still finds it alive. It frees itself once `done` returned.
+//
+// At most kMaxConnsPerHost requests to one host are handed to the session at once; the
+// others wait, in the order sent, until one of those ends. libsoup walks its whole queue of
+// messages at every change of every message and connection, so a thousand creates queued in
+// it at once (a thousand elements started together) kept the client thread busy for seconds
+// on that walk alone; queued here, they cost nothing until their turn. A request that waits
+// here was not sent: its time limit runs from send(), and when it expires the request ends
+// unsent (retryable_unsent), so a create is retried.
 class Request {
 public:
   using Done = std::function<void(Request &request, Response &response)>;
@@ -43,12 +51,16 @@ public:
   // given, instead.
   static Request *send(SoupMessage *msg, guint timeout_s, GTlsDatabase *extra_cas, Done done);
 
-  void cancel() { g_cancellable_cancel(cancellable_); }
+  // Client thread only. `done` runs later, never from inside this call.
+  void cancel();
 
 private:
   Request(SoupMessage *msg, guint timeout_s, Done done);
   ~Request();
 
+  void hand_over();
+  void end_unsent();
+  static void end_turn(const std::string &origin);
   void complete(GError *error);
   static gboolean accept_certificate(SoupMessage *msg, GTlsCertificate *certificate,
                                      GTlsCertificateFlags errors, gpointer data);
@@ -64,6 +76,9 @@ private:
   GOutputStream *sink_ = nullptr;
   gulong wrote_headers_handler_ = 0;
   Response response_;
+  std::string origin_;       // scheme, host and port: requests to it are admitted in turn
+  bool handed_over_ = false; // to the session; until then it waits in its origin's queue
+  bool ending_ = false;      // cancelled while waiting: its completion is on its way
 };
 
 // "HTTP <status> <reason>", with what the error body says, if anything. `code` receives the
