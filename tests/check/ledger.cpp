@@ -149,8 +149,11 @@ void wait_until_released(gint64 row_id, const std::string &journal) {
                                          std::to_string(row_id));
   fail_unless_equals_int(rows.size(), 1);
   std::string lock = std::to_string(kirin::take_lock_id(rows[0][0], std::stoll(rows[0][1])));
-  // Blocks until the dead claimer's backend has ended; the lock goes with this connection.
-  server->query_in(name, "SELECT pg_advisory_lock(" + lock + ")");
+  // Blocks until the dead claimer's backend has ended, then lets go at once: left to the end
+  // of this connection, the lock would go only once its backend exits, a moment after the
+  // connection closed, and the next claim could find it held.
+  server->query_in(name, "DO $$BEGIN PERFORM pg_advisory_lock(" + lock +
+                             "); PERFORM pg_advisory_unlock(" + lock + "); END$$");
 }
 
 } // namespace
