@@ -3,6 +3,12 @@
 // request take turns, on every machine), with a session-level advisory lock per claimed
 // take that says whether its claimer still lives: the server drops it when the claimer's
 // connection ends, whether its process exited, was killed, or its machine went away.
+//
+// A claimer settles its row (created or failed) and lets its take's lock go inside the
+// request's turn, so a claimer that read the row in its turn never sees the lock gone with
+// the row unsettled: it would take a settled take for an abandoned one. No deadlock: the
+// settler holds the take's lock and waits for the turn, but a claimer holding the turn
+// only tries take locks, without waiting.
 #include "ledger-pg.h"
 
 #include "ledger-db.h"
@@ -187,6 +193,27 @@ bool PgLedger::held(const Claim &claim, std::string &error) const {
   return false;
 }
 
+bool PgLedger::settle(Claim &claim, const char *sql, PgParams params, std::string &error) {
+  // Only this ledger's claims are held on its connection, and they are all PgClaimHolds.
+  auto *hold = static_cast<PgClaimHold *>(claim.hold_on(conn_.get()));
+  PgTransaction tx(*conn_);
+  if (!tx.begin(error) ||
+      !pg_exec(*conn_, "SELECT pg_advisory_xact_lock($1::bigint)",
+               {request_lock_id(hold->request_key)}, error) ||
+      !update_task(claim.row_id(), sql, std::move(params), error))
+    return false; // rolled back, the lock still held: the claim stands
+  // Before the commit, in the turn: the next claimer reads the settled row, with no lock.
+  // (Should the commit fail, the row stays "sending" without its lock: abandoned, as if this
+  // process had died.)
+  drop_take_lock(*conn_, take_lock_id(hold->request_key, hold->take));
+  if (!tx.commit(error))
+    return false;
+  claim.settle(); // the lock is gone already: dropping it again does nothing
+  return true;
+}
+
+// mark_sending needs no turn: from "claimed" to "sending" the lock stays held, so a claimer
+// that read either finds its claimer alive (Busy) whichever it read.
 bool PgLedger::mark_sending(Claim &claim, std::string &error) {
   if (!held(claim, error))
     return false;
@@ -212,25 +239,19 @@ bool PgLedger::record_task_id(Claim &claim, const std::string &task_id, std::str
   known.status = "created";
   known.task_id = task_id;
   known.created_at = now_seconds();
-  if (!update_task(claim.row_id(),
-                   "UPDATE gst_kirin.tasks SET status = 'created', task_id = $2, created_at = "
-                   "now(), updated_at = now() WHERE id = $1",
-                   {task_id}, error))
-    return false;
-  claim.settle();
-  return true;
+  return settle(claim,
+                "UPDATE gst_kirin.tasks SET status = 'created', task_id = $2, created_at = now(), "
+                "updated_at = now() WHERE id = $1",
+                {task_id}, error);
 }
 
 bool PgLedger::record_create_refused(Claim &claim, std::string &error) {
   if (!held(claim, error))
     return false;
   conn_->known[claim.row_id()].status = "failed";
-  if (!update_task(claim.row_id(),
-                   "UPDATE gst_kirin.tasks SET status = 'failed', updated_at = now() WHERE id = $1",
-                   {}, error))
-    return false;
-  claim.settle();
-  return true;
+  return settle(claim,
+                "UPDATE gst_kirin.tasks SET status = 'failed', updated_at = now() WHERE id = $1",
+                {}, error);
 }
 
 } // namespace kirin

@@ -125,6 +125,8 @@ public:
 private:
   bool held(const Claim &claim, std::string &error) const;
   bool update_task(gint64 id, const char *sql, PgParams params, std::string &error);
+  // Runs `sql` on the claim's row and lets the claim go, both in the request's turn.
+  bool settle(Claim &claim, const char *sql, PgParams params, std::string &error);
 
   std::shared_ptr<PgConn> conn_;
 };

@@ -13,10 +13,12 @@
 #include <csignal>
 #include <cstring>
 #include <ftw.h>
+#include <atomic>
 #include <map>
 #include <string>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 using kirin::ClaimOutcome;
@@ -147,8 +149,11 @@ void wait_until_released(gint64 row_id, const std::string &journal) {
                                          std::to_string(row_id));
   fail_unless_equals_int(rows.size(), 1);
   std::string lock = std::to_string(kirin::take_lock_id(rows[0][0], std::stoll(rows[0][1])));
-  // Blocks until the dead claimer's backend has ended; the lock goes with this connection.
-  server->query_in(name, "SELECT pg_advisory_lock(" + lock + ")");
+  // Blocks until the dead claimer's backend has ended, then lets go at once: left to the end
+  // of this connection, the lock would go only once its backend exits, a moment after the
+  // connection closed, and the next claim could find it held.
+  server->query_in(name, "DO $$BEGIN PERFORM pg_advisory_lock(" + lock +
+                             "); PERFORM pg_advisory_unlock(" + lock + "); END$$");
 }
 
 } // namespace
@@ -356,6 +361,85 @@ GST_START_TEST(test_processes_race_for_one_claim) {
   fail_unless(busy_total > 0, "no racer found the claim busy");
   for (char **line = lines; *line; line++)
     fail_unless(strstr(*line, winner.c_str()) != nullptr, "%s: not %s", *line, winner.c_str());
+}
+GST_END_TEST;
+
+// A connection of the test's own to its server, which plays another claimer.
+struct TestConn {
+  PGconn *conn;
+  TestConn() : conn(PQconnectdb(server->uri().c_str())) {
+    fail_unless(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+  }
+  ~TestConn() { PQfinish(conn); }
+  // The first column of the first row of `sql`, with $1 bound to `param` when given.
+  std::string value(const std::string &sql, const char *param = nullptr) {
+    PGresult *result =
+        PQexecParams(conn, sql.c_str(), param ? 1 : 0, nullptr, &param, nullptr, nullptr, 0);
+    ExecStatusType status = PQresultStatus(result);
+    fail_unless(status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK, "%s: %s", sql.c_str(),
+                PQresultErrorMessage(result));
+    std::string text = PQntuples(result) > 0 ? PQgetvalue(result, 0, 0) : "";
+    PQclear(result);
+    return text;
+  }
+};
+
+// A claimer that read "sending" in the request's turn must not then find the take's lock
+// gone while the row is unsettled, or it would take a created task for an abandoned one:
+// the owner settles its row and lets the lock go only in the request's turn.
+GST_START_TEST(test_owner_settles_in_the_requests_turn) {
+  TestDir t;
+  auto a = open_ok(t.journal);
+  ClaimOutcome claim = claim_ok(*a, request());
+  fail_unless(claim.result == ClaimResult::Claimed);
+  std::string error;
+  fail_unless(a->mark_sending(claim.claim, error), "%s", error.c_str());
+  const std::string key = claim.row.request_key;
+  const std::string turn = kirin::request_lock_id(key);
+  const std::string take = std::to_string(kirin::take_lock_id(key, claim.row.take));
+  const std::string id = std::to_string(claim.row.id);
+
+  // Another claimer in its turn, having just read the row "sending".
+  TestConn waiter;
+  waiter.value("BEGIN");
+  waiter.value("SELECT pg_advisory_xact_lock($1::bigint)", turn.c_str());
+  fail_unless_equals_string(
+      waiter.value("SELECT status FROM gst_kirin.tasks WHERE id = $1", id.c_str()).c_str(),
+      "sending");
+
+  std::atomic<bool> done{false};
+  bool recorded = false;
+  std::string record_error;
+  std::thread owner([&] {
+    recorded = a->record_task_id(claim.claim, "task-a", record_error);
+    done = true;
+  });
+  // The owner waits for the turn: polls until its backend waits on an advisory lock.
+  bool waiting = false;
+  for (gint64 end = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
+       !done && g_get_monotonic_time() < end; g_usleep(2000)) {
+    if (waiter.value("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                     "AND pid <> pg_backend_pid()") != "0") {
+      waiting = true;
+      break;
+    }
+  }
+  // What the waiter sees next, in its turn: the take's lock, then the row.
+  bool lock_free = waiter.value("SELECT pg_try_advisory_lock($1::bigint)", take.c_str()) == "t";
+  std::string status = waiter.value("SELECT status FROM gst_kirin.tasks WHERE id = $1", id.c_str());
+  waiter.value("COMMIT");
+  owner.join();
+  fail_unless(waiting, "the owner settled its row outside the request's turn (now %s, lock %s)",
+              status.c_str(), lock_free ? "free" : "held");
+  fail_if(lock_free, "the take's lock went while the waiter held the turn");
+  fail_unless_equals_string(status.c_str(), "sending");
+  fail_unless(recorded, "%s", record_error.c_str());
+  fail_if(claim.claim.held(), "recording the task ID lets the claim go");
+
+  auto b = open_ok(t.journal);
+  ClaimOutcome after = claim_ok(*b, request());
+  fail_unless(after.result == ClaimResult::Recorded, "result %d", (int)after.result);
+  fail_unless_equals_string(after.row.task_id.c_str(), "task-a");
 }
 GST_END_TEST;
 
@@ -742,6 +826,7 @@ static Suite *ledger_suite() {
   tcase_add_test(pg, test_dropped_claim_frees_the_request);
   tcase_add_test(pg, test_two_ledgers_of_one_process_exclude_each_other);
   tcase_add_test(pg, test_processes_race_for_one_claim);
+  tcase_add_test(pg, test_owner_settles_in_the_requests_turn);
   tcase_add_test(pg, test_exited_claimer_is_taken_over);
   tcase_add_test(pg, test_killed_claimer_is_taken_over);
   tcase_add_test(pg, test_killed_sender_is_abandoned);
