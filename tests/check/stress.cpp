@@ -155,6 +155,73 @@ GST_START_TEST(test_two_hundred_elements_at_once) {
 }
 GST_END_TEST;
 
+// `count` elements in one pipeline, each with a request of its own, on the journal of none
+// (the creates are what is counted here).
+GstElement *many_elements(const kirin_emu::Emulator &emu, int count) {
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  for (int i = 0; i < count; i++) {
+    GstElement *src = kirin_test_make_src(emu, 200, 120);
+    g_object_set(src, "video-id", "demo-5s", "journal", "none", "external-task-id",
+                 ("turn-" + std::to_string(i)).c_str(), nullptr);
+    GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+    gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
+    fail_unless(gst_element_link(src, sink));
+  }
+  return pipeline;
+}
+
+size_t creates_sent(const kirin_emu::Emulator &emu) {
+  size_t creates = 0;
+  for (const kirin_emu::RequestRecord &r : emu.requests())
+    creates += r.route == kirin_emu::Route::Create;
+  return creates;
+}
+
+// A hundred creates at once: 64 reach the provider (the connections the client opens to one
+// host) and the others wait their turn in the client, each sent when an answer frees one.
+GST_START_TEST(test_creates_wait_their_turn) {
+  auto emu = small_results_emulator(100, 300);
+  emu->hold(kirin_emu::Route::Create);
+  GstElement *pipeline = many_elements(*emu, 100);
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  fail_unless_equals_int(emu->wait_held(kirin_emu::Route::Create, 64, 20000), 64);
+  // More would arrive within this bound if the client sent them (a hundred at once did).
+  fail_unless_equals_int(emu->wait_held(kirin_emu::Route::Create, 65, 1000), 64);
+  fail_unless(emu->release_one(kirin_emu::Route::Create));
+  fail_unless_equals_int(emu->wait_held(kirin_emu::Route::Create, 64, 20000), 64);
+  fail_unless_equals_int(creates_sent(*emu), 65);
+  emu->release(kirin_emu::Route::Create);
+  GstBus *bus = gst_element_get_bus(pipeline);
+  GstMessage *end = gst_bus_timed_pop_filtered(bus, 120 * GST_SECOND,
+                                               GstMessageType(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  fail_unless(end && GST_MESSAGE_TYPE(end) == GST_MESSAGE_EOS, "not all elements reached EOS");
+  gst_message_unref(end);
+  gst_object_unref(bus);
+  fail_unless_equals_int(emu->create_count(), 100);
+  fail_unless_equals_int(creates_sent(*emu), 100);
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(pipeline);
+}
+GST_END_TEST;
+
+// Stopped while creates wait their turn: those are never sent (nothing was paid for them),
+// and the stop does not wait for the held ones.
+GST_START_TEST(test_stop_sends_no_waiting_create) {
+  auto emu = small_results_emulator(100, 300);
+  emu->hold(kirin_emu::Route::Create);
+  GstElement *pipeline = many_elements(*emu, 100);
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  fail_unless_equals_int(emu->wait_held(kirin_emu::Route::Create, 64, 20000), 64);
+  const gint64 stop_start = g_get_monotonic_time();
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  const double stop_ms = (g_get_monotonic_time() - stop_start) / 1000.0;
+  gst_object_unref(pipeline);
+  emu->release(kirin_emu::Route::Create);
+  fail_unless_equals_int(creates_sent(*emu), 64);
+  fail_unless(stop_ms < 2000 * kirin_test_slowdown(), "stopping took %.0f ms", stop_ms);
+}
+GST_END_TEST;
+
 static Suite *stress_suite() {
   Suite *s = suite_create("stress");
   TCase *tc = tcase_create("stress");
@@ -162,6 +229,8 @@ static Suite *stress_suite() {
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_stop_from_every_phase_1000_times);
   tcase_add_test(tc, test_two_hundred_elements_at_once);
+  tcase_add_test(tc, test_creates_wait_their_turn);
+  tcase_add_test(tc, test_stop_sends_no_waiting_create);
   return s;
 }
 
