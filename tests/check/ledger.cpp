@@ -403,9 +403,9 @@ GST_START_TEST(test_owner_settles_in_the_requests_turn) {
   TestConn waiter;
   waiter.value("BEGIN");
   waiter.value("SELECT pg_advisory_xact_lock($1::bigint)", turn.c_str());
-  fail_unless_equals_string(
-      waiter.value("SELECT status FROM gst_kirin.tasks WHERE id = $1", id.c_str()).c_str(),
-      "sending");
+  const std::string read =
+      waiter.value("SELECT status FROM gst_kirin.tasks WHERE id = $1", id.c_str());
+  fail_unless_equals_string(read.c_str(), "sending");
 
   std::atomic<bool> done{false};
   bool recorded = false;
