@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <map>
 
 #define GST_CAT_DEFAULT kirin_client_debug
