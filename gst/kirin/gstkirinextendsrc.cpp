@@ -280,12 +280,21 @@ static void gst_kirin_extend_src_handle_message(GstBin *bin, GstMessage *message
     const GstStructure *child_details = nullptr;
     gst_message_parse_error_details(message, &child_details);
     guint http_status = 0;
-    if (child_details)
+    gint flow = GST_FLOW_OK;
+    if (child_details) {
       gst_structure_get_uint(child_details, "http-status-code", &http_status);
+      gst_structure_get_int(child_details, "flow-return", &flow);
+    }
+    // A flow error ("Internal data stream error") says that downstream stopped taking the
+    // data (not linked, or failed itself): the download was not what failed.
+    std::string what =
+        flow != GST_FLOW_OK
+            ? "Streaming the result of task " + task_id + " stopped, downstream answered " +
+                  gst_flow_get_name(GstFlowReturn(flow)) + ": "
+            : "Could not download the result of task " + task_id +
+                  (refreshed ? " (even from a freshly polled URL)" : "") + ": ";
     post_error(GST_ELEMENT(self), error->domain, error->code,
-               "Could not download the result of task " + task_id +
-                   (refreshed ? " (even from a freshly polled URL)" : "") + ": " +
-                   sentence(error->message) + " Resume with task-id=" + task_id + ".",
+               what + sentence(error->message) + " Resume with task-id=" + task_id + ".",
                {debug ? debug : "", http_status, {}, task_id, ""});
   }
   g_error_free(error);

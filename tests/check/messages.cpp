@@ -154,6 +154,36 @@ GST_START_TEST(test_canceled_progress_names_task) {
 }
 GST_END_TEST;
 
+// Downstream that stops taking the result (here: nothing linked after an identity) is not a
+// failed download: the error says where the data stopped, and names the task to resume.
+GST_START_TEST(test_downstream_not_linked_is_not_a_download_failure) {
+  auto emu = kirin_test_start_emulator(kKey);
+  GstElement *src = kirin_test_make_src(*emu);
+  g_object_set(src, "video-id", "demo-5s", nullptr);
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  GstElement *dangling = gst_element_factory_make("identity", nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), src, dangling, nullptr);
+  fail_unless(gst_element_link(src, dangling));
+  RunResult result;
+  kirin_test_run(pipeline, 30, result);
+  g_autofree char *task_id = nullptr;
+  g_object_get(src, "task-id", &task_id, nullptr);
+  gst_object_unref(pipeline);
+  fail_unless(result.error != nullptr, "no error");
+  const std::string text = result.error->message;
+  fail_unless(task_id && *task_id, "no task");
+  fail_unless(contains(text, std::string("Streaming the result of task ") + task_id +
+                                 " stopped, downstream answered not-linked"),
+              "%s", text.c_str());
+  fail_unless(contains(text, std::string("Resume with task-id=") + task_id), "%s", text.c_str());
+  fail_if(contains(text, "Could not download"), "%s", text.c_str());
+  fail_unless(result.error->domain == GST_STREAM_ERROR);
+  assert_same_text(result.detail("task-id"), task_id);
+  // The result was there to download: one task, its download answered.
+  fail_unless_equals_int(emu->create_count(), 1);
+}
+GST_END_TEST;
+
 static Suite *messages_suite() {
   Suite *s = suite_create("messages");
   TCase *tc = tcase_create("general");
@@ -162,6 +192,7 @@ static Suite *messages_suite() {
   tcase_add_test(tc, test_create_400_is_refused);
   tcase_add_test(tc, test_journal_task_unknown_to_provider);
   tcase_add_test(tc, test_canceled_progress_names_task);
+  tcase_add_test(tc, test_downstream_not_linked_is_not_a_download_failure);
   suite_add_tcase(s, tc);
   return s;
 }
