@@ -287,12 +287,12 @@ static void gst_kirin_extend_src_handle_message(GstBin *bin, GstMessage *message
     }
     // A flow error ("Internal data stream error") says that downstream stopped taking the
     // data (not linked, or failed itself): the download was not what failed.
-    std::string what =
-        flow != GST_FLOW_OK
-            ? "Streaming the result of task " + task_id + " stopped, downstream answered " +
-                  gst_flow_get_name(GstFlowReturn(flow)) + ": "
-            : "Could not download the result of task " + task_id +
-                  (refreshed ? " (even from a freshly polled URL)" : "") + ": ";
+    std::string what = flow != GST_FLOW_OK
+                           ? "Streaming the result of task " + task_id +
+                                 " stopped, downstream answered " +
+                                 gst_flow_get_name(GstFlowReturn(flow)) + ": "
+                           : "Could not download the result of task " + task_id +
+                                 (refreshed ? " (even from a freshly polled URL)" : "") + ": ";
     post_error(GST_ELEMENT(self), error->domain, error->code,
                what + sentence(error->message) + " Resume with task-id=" + task_id + ".",
                {debug ? debug : "", http_status, {}, task_id, ""});
