@@ -26,7 +26,7 @@ struct ErrorInfo {
   std::string error_code;
   std::string task_id;
   // The details' `error-kind`: job_error_name()'s words ("timeout", "rejected", ...),
-  // "settings", "abandoned" or "result-url"; "" when none applies.
+  // "settings", "abandoned", "journal" or "result-url"; "" when none applies.
   std::string kind;
 };
 

@@ -165,14 +165,32 @@ void Run::abandoned(GstElement *element, const LedgerRow &row) {
 // others see the create as possibly made rather than free to send again.
 void Run::send_create() {
   journal_work(journal_path_, [weak = weak_from_this(), ledger = ledger_, claim = claim_] {
-    std::string warning = journal_sending(*ledger, *claim);
-    decide_for(weak, [warning](Run &run) {
-      if (!warning.empty())
-        if (ElementRef el = run.element())
-          GST_ELEMENT_WARNING(el.element, RESOURCE, WRITE, ("%s", warning.c_str()), (nullptr));
-      run.start_job(run.plan_, false);
+    std::string failure = journal_sending(*ledger, *claim);
+    decide_for(weak, [failure](Run &run) {
+      if (failure.empty())
+        run.start_job(run.plan_, false);
+      else
+        run.sending_not_recorded(failure);
     });
   });
+}
+
+// The journal could not record that the create is leaving. Sent anyway, it could be paid
+// twice: a server's journal lost this claim with the connection, so another machine may
+// take the row (still "claimed") and create too, and with any journal a death before the
+// task ID is recorded leaves the row free to be created again. So it is not sent.
+void Run::sending_not_recorded(const std::string &failure) {
+  ElementRef el = element();
+  if (!el || stopped())
+    return;
+  let_claim_go();
+  std::string text = "The create request for video " + plan_.request.video_id +
+                     " was not sent, so no task was created and nothing was paid: the journal "
+                     "could not record that it was leaving (" +
+                     failure + "). Run again.";
+  progress(el.element, GST_PROGRESS_TYPE_ERROR, text);
+  post_error(el.element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_WRITE, text,
+             {"journal: create not marked as sending", 0, {}, {}, "journal"});
 }
 
 // ---- after (decider thread; the journal on its worker) ----

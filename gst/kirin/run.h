@@ -107,6 +107,7 @@ private:
   void wait_for_claimer(GstElement *element, const LedgerRow &row);
   void abandoned(GstElement *element, const LedgerRow &row);
   void send_create();
+  void sending_not_recorded(const std::string &failure);
   void record_task_id(const std::string &task_id);
   void record_outcome(const JobOutcome &outcome);
   void let_claim_go();

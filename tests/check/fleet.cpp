@@ -437,6 +437,59 @@ GST_START_TEST(test_silent_server_delays_only_its_own_run) {
 }
 GST_END_TEST;
 
+// The connection to the server is lost after the claim, before the create is marked as
+// sending (at the "Extending video" progress, which the element posts in between): the lock
+// that kept the claim went with it, so another machine may take the row. The run does not
+// send, says that nothing was paid, and the next machine pays once.
+GST_START_TEST(test_connection_lost_before_sending_sends_nothing) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  GstElement *src = kirin_test_make_src(*emu);
+  g_object_set(src, "video-id", "demo-5s", "journal", server->uri().c_str(), nullptr);
+  GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
+  fail_unless(gst_element_link(src, sink));
+  GstBus *bus = gst_element_get_bus(pipeline);
+  gst_bus_set_sync_handler(
+      bus,
+      [](GstBus *, GstMessage *message, gpointer data) {
+        GstProgressType type;
+        g_autofree char *text = nullptr;
+        if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_PROGRESS) {
+          gst_message_parse_progress(message, &type, nullptr, &text);
+          if (type == GST_PROGRESS_TYPE_START && g_str_has_prefix(text, "Extending video"))
+            static_cast<PgServer *>(data)->query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'gst-kirin'");
+        }
+        return GST_BUS_PASS;
+      },
+      server.get(), nullptr);
+  gst_object_unref(bus);
+  RunResult result;
+  kirin_test_run(pipeline, 60, result);
+  gst_object_unref(pipeline);
+  fail_unless(result.error != nullptr, "the run did not fail");
+  const std::string text = result.error->message;
+  fail_unless(contains(text, "was not sent") && contains(text, "nothing was paid"), "%s",
+              text.c_str());
+  fail_unless(contains(text, server->uri_without_password()), "%s", text.c_str());
+  fail_if(contains(text, server->password), "the password shows: %s", text.c_str());
+  assert_same_text(result.detail("error-kind"), "journal");
+  fail_unless_equals_int(emu->create_count(), 0);
+  const std::string status = newest_row(*server)[0];
+  fail_unless_equals_string(status.c_str(), "claimed");
+
+  // Another machine finds the claim without its holder, takes it, and pays once.
+  WorkDir dir;
+  auto next = machine(*emu, server->uri(), dir, "next");
+  finish(*next);
+  fail_unless(next->exit_status == 0, "%s", next->both().c_str());
+  fail_unless_equals_int(emu->create_count(), 1);
+}
+GST_END_TEST;
+
 static Suite *fleet_suite() {
   Suite *s = suite_create("fleet");
   TCase *tc = tcase_create("server");
@@ -451,6 +504,7 @@ static Suite *fleet_suite() {
   tcase_add_test(tc, test_password_from_pgpassfile);
   tcase_add_test(tc, test_chain_replay_and_fresh_on_the_server);
   tcase_add_test(tc, test_silent_server_delays_only_its_own_run);
+  tcase_add_test(tc, test_connection_lost_before_sending_sends_nothing);
   return s;
 }
 
