@@ -4,33 +4,15 @@
 
 #include "modules.h"
 
-#include <cstddef>
-#include <mutex>
-
 namespace kirin {
 namespace {
 
 // Version 1 of the table had no version field.
-const ModuleSpec kClientModule = {"libgstkirin-client.module", kClientApiSymbol, kClientAbiVersion,
-                                  sizeof(ClientApi), true};
-
-// The loader reads the table's head as a ModuleTableHead.
-static_assert(offsetof(ClientApi, abi_version) == offsetof(ModuleTableHead, abi_version) &&
-                  offsetof(ClientApi, size) == offsetof(ModuleTableHead, size),
-              "ClientApi must start with a ModuleTableHead's fields");
-
-std::once_flag load_once;
-const ClientApi *client_api = nullptr;
-std::string client_load_error;
-
-void load_module() {
-  client_api =
-      reinterpret_cast<const ClientApi *>(load_sibling_module(kClientModule, client_load_error));
-}
+LazyModule<ClientApi> client_module({"libgstkirin-client.module", kClientApiSymbol,
+                                     kClientAbiVersion, sizeof(ClientApi), true});
 
 const ClientApi *api() {
-  std::call_once(load_once, load_module);
-  return client_api;
+  return client_module.get();
 }
 
 } // namespace
@@ -38,7 +20,7 @@ const ClientApi *api() {
 bool client_load(std::string &error) {
   if (api())
     return true;
-  error = client_load_error;
+  error = client_module.load_error();
   return false;
 }
 

@@ -6,32 +6,14 @@
 
 #include "modules.h"
 
-#include <cstddef>
-#include <mutex>
-
 namespace kirin {
 namespace {
 
-const ModuleSpec kServerModule = {"libgstkirin-ledger-pg.module", kLedgerServerApiSymbol,
-                                  kLedgerServerAbiVersion, sizeof(LedgerServerApi)};
-
-// The loader reads the table's head as a ModuleTableHead.
-static_assert(offsetof(LedgerServerApi, abi_version) == offsetof(ModuleTableHead, abi_version) &&
-                  offsetof(LedgerServerApi, size) == offsetof(ModuleTableHead, size),
-              "LedgerServerApi must start with a ModuleTableHead's fields");
-
-std::once_flag load_once;
-const LedgerServerApi *server_api = nullptr;
-std::string server_load_error;
-
-void load_module() {
-  server_api = reinterpret_cast<const LedgerServerApi *>(
-      load_sibling_module(kServerModule, server_load_error));
-}
+LazyModule<LedgerServerApi> server_module({"libgstkirin-ledger-pg.module", kLedgerServerApiSymbol,
+                                           kLedgerServerAbiVersion, sizeof(LedgerServerApi)});
 
 const LedgerServerApi *api() {
-  std::call_once(load_once, load_module);
-  return server_api;
+  return server_module.get();
 }
 
 } // namespace
@@ -41,7 +23,7 @@ const LedgerServerApi *api() {
 std::unique_ptr<Ledger> open_pg_ledger(const std::string &uri, std::string &error) {
   if (api())
     return api()->open(uri, error);
-  error = "the plugin's PostgreSQL support is missing: " + server_load_error;
+  error = "the plugin's PostgreSQL support is missing: " + server_module.load_error();
   return nullptr;
 }
 

@@ -44,7 +44,10 @@ const ModuleTableHead *open_module(const ModuleSpec &spec, const char *dir, cons
   // Local binding keeps its libraries' symbols to itself.
   GModule *module = g_module_open(path, G_MODULE_BIND_LOCAL);
   if (!module) {
-    error = std::string("cannot load ") + path + ": " + g_module_error();
+    // dlopen's message names the file already, when it could not be opened.
+    std::string why = g_module_error();
+    error = "cannot load " + (why.find(path) == std::string::npos ? path + std::string(": ") : "") +
+            why;
     return nullptr;
   }
   gpointer symbol = nullptr;

@@ -7,6 +7,8 @@
 
 #include <glib.h>
 
+#include <cstddef>
+#include <mutex>
 #include <string>
 
 namespace kirin {
@@ -34,5 +36,35 @@ struct ModuleSpec {
 // plugin's version and size; nullptr with `error` set (naming the file, its directory and
 // what is wrong) otherwise. Call it once per module per process.
 const ModuleTableHead *load_sibling_module(const ModuleSpec &spec, std::string &error);
+
+// One module's table of type `Table`, loaded on first use, once per process, from any
+// thread.
+template <typename Table> class LazyModule {
+  // The loader reads the table's head as a ModuleTableHead.
+  static_assert(offsetof(Table, abi_version) == offsetof(ModuleTableHead, abi_version) &&
+                    offsetof(Table, size) == offsetof(ModuleTableHead, size),
+                "a module's table must start with a ModuleTableHead's fields");
+
+public:
+  explicit LazyModule(const ModuleSpec &spec) : spec_(spec) {}
+
+  // The table, or nullptr when the module cannot be used (load_error() says why).
+  const Table *get() {
+    std::call_once(once_, [this] {
+      table_ = reinterpret_cast<const Table *>(load_sibling_module(spec_, error_));
+    });
+    return table_;
+  }
+  const std::string &load_error() {
+    get();
+    return error_;
+  }
+
+private:
+  const ModuleSpec spec_;
+  std::once_flag once_;
+  const Table *table_ = nullptr;
+  std::string error_;
+};
 
 } // namespace kirin

@@ -324,8 +324,10 @@ GST_START_TEST(test_missing_ledger_module_falls_back) {
       run_beside(built("libgstkirin-client.module"), nullptr, {network_run(kServerJournal)});
   assert_ran(error);
   std::string warning = server_journal_warning(error);
-  fail_unless(warning.find("libgstkirin-ledger-pg.module") != std::string::npos, "'%s'",
-              warning.c_str());
+  const size_t named = warning.find("libgstkirin-ledger-pg.module");
+  fail_unless(named != std::string::npos, "'%s'", warning.c_str());
+  fail_unless(warning.find("libgstkirin-ledger-pg.module", named + 1) == std::string::npos,
+              "'%s' names the file twice", warning.c_str());
   fail_unless(warning.find(error.dir) != std::string::npos, "'%s' does not name %s",
               warning.c_str(), error.dir.c_str());
   fail_unless(error.libpq.size() == 1 && !error.libpq[0], "libpq was loaded");
