@@ -96,7 +96,7 @@ Request *Request::send(SoupMessage *msg, guint timeout_s, GTlsDatabase *extra_ca
       request->timeout_,
       [](gpointer data) -> gboolean {
         auto *timed_out = static_cast<Request *>(data);
-        if (!timed_out->ending_) {
+        if (timed_out->stage_ != Stage::Ending) {
           timed_out->timed_out_ = true;
           timed_out->cancel();
         }
@@ -124,7 +124,7 @@ Request *Request::send(SoupMessage *msg, guint timeout_s, GTlsDatabase *extra_ca
 }
 
 void Request::hand_over() {
-  handed_over_ = true;
+  stage_ = Stage::HandedOver;
   origins()[origin_].handed_over++;
   soup_session_send_async(ClientThread::get().session(), msg_, G_PRIORITY_DEFAULT, cancellable_,
                           &Request::on_sent, this);
@@ -132,14 +132,14 @@ void Request::hand_over() {
 
 void Request::cancel() {
   g_cancellable_cancel(cancellable_);
-  if (!handed_over_ && !ending_)
+  if (stage_ == Stage::Waiting)
     end_unsent();
 }
 
 // Out of the queue at once, so it never takes a turn; its `done` runs from the client
 // thread's loop, as it would after a cancelled exchange.
 void Request::end_unsent() {
-  ending_ = true;
+  stage_ = Stage::Ending;
   auto found = origins().find(origin_);
   auto &waiting = found->second.waiting;
   waiting.erase(std::find(waiting.begin(), waiting.end(), this));
@@ -184,7 +184,7 @@ void Request::complete(GError *error) {
                                : error->message;
   }
   // Before `done`, which may send again: the requests already waiting go first.
-  if (handed_over_)
+  if (stage_ == Stage::HandedOver)
     end_turn(origin_);
   done_(*this, response_);
   delete this;

@@ -76,9 +76,13 @@ private:
   GOutputStream *sink_ = nullptr;
   gulong wrote_headers_handler_ = 0;
   Response response_;
-  std::string origin_;       // scheme, host and port: requests to it are admitted in turn
-  bool handed_over_ = false; // to the session; until then it waits in its origin's queue
-  bool ending_ = false;      // cancelled while waiting: its completion is on its way
+  std::string origin_; // scheme, host and port: requests to it are admitted in turn
+  enum class Stage {
+    Waiting,    // in its origin's queue, for its turn
+    HandedOver, // to the session
+    Ending,     // cancelled while waiting: its completion is on its way
+  };
+  Stage stage_ = Stage::Waiting;
 };
 
 // "HTTP <status> <reason>", with what the error body says, if anything. `code` receives the
