@@ -1,6 +1,6 @@
 #include "journal.h"
 
-#include "workers.h"
+#include "serial-worker.h"
 
 #include <glib/gstdio.h>
 
@@ -72,14 +72,14 @@ std::string checked(Ledger &ledger, bool ok, const std::string &error) {
 }
 
 // A server's own worker, made on first use and kept: serial like the file worker.
-GThreadPool *server_worker(const std::string &journal) {
+SerialWorker *server_worker(const std::string &journal) {
   static std::mutex lock;
-  static auto *workers = new std::map<std::string, GThreadPool *>();
+  static auto *workers = new std::map<std::string, SerialWorker *>();
   std::lock_guard<std::mutex> guard(lock);
-  GThreadPool *&pool = (*workers)[journal];
-  if (!pool)
-    pool = serial_worker();
-  return pool;
+  SerialWorker *&worker = (*workers)[journal];
+  if (!worker)
+    worker = serial_worker("kirin-journal");
+  return worker;
 }
 
 // A kept copy answers for a row only when it is the row's own file, whole.
@@ -157,6 +157,54 @@ std::string journal_sending(Ledger &ledger, Claim &claim) {
 std::string journal_created(Ledger &ledger, Claim &claim, const std::string &task_id) {
   std::string error;
   return checked(ledger, ledger.record_task_id(claim, task_id, error), error);
+}
+
+namespace {
+
+struct CreatedRecord {
+  std::shared_ptr<Claim> claim;
+  std::string task_id;
+  std::function<void(const std::string &)> warn;
+};
+
+// The task IDs handed over and not yet taken by their ledger's worker. An entry exists only
+// while the work that takes it is queued, and that work holds the ledger.
+std::mutex created_lock;
+std::map<Ledger *, std::vector<CreatedRecord>> &created_waiting() {
+  static auto *waiting = new std::map<Ledger *, std::vector<CreatedRecord>>();
+  return *waiting;
+}
+
+void record_created_waiting(Ledger &ledger) {
+  std::vector<CreatedRecord> records;
+  {
+    std::lock_guard<std::mutex> guard(created_lock);
+    auto found = created_waiting().find(&ledger);
+    records.swap(found->second);
+    created_waiting().erase(found);
+  }
+  std::vector<std::pair<Claim *, std::string>> batch;
+  for (const CreatedRecord &record : records)
+    batch.emplace_back(record.claim.get(), record.task_id);
+  std::string error;
+  if (records.size() > 1 && ledger.record_task_ids(batch, error))
+    return;
+  // One at a time: this ledger records no batch, or the batch failed and changed nothing.
+  for (const CreatedRecord &record : records)
+    record.warn(journal_created(ledger, *record.claim, record.task_id));
+}
+
+} // namespace
+
+void journal_record_created(const std::string &journal, std::shared_ptr<Ledger> ledger,
+                            std::shared_ptr<Claim> claim, const std::string &task_id,
+                            std::function<void(const std::string &warning)> warn) {
+  std::lock_guard<std::mutex> guard(created_lock);
+  std::vector<CreatedRecord> &waiting = created_waiting()[ledger.get()];
+  waiting.push_back({std::move(claim), task_id, std::move(warn)});
+  if (waiting.size() == 1)
+    // Queued under the lock, so that the records reach the worker in the order they came.
+    journal_work(journal, [ledger] { record_created_waiting(*ledger); });
 }
 
 std::string journal_create_refused(Ledger &ledger, Claim &claim) {

@@ -47,6 +47,14 @@ JournalAnswer journal_claim(const JournalQuestion &question);
 std::string journal_sending(Ledger &ledger, Claim &claim);
 std::string journal_created(Ledger &ledger, Claim &claim, const std::string &task_id);
 std::string journal_create_refused(Ledger &ledger, Claim &claim);
+// On the calling thread: has the journal's worker record a paid task's ID (as
+// journal_created) together with the other task IDs that reach `ledger` before the worker
+// gets to it, in one transaction where the ledger can (one fsync on a file), so that a
+// thousand elements starting together wait on the disk once rather than a thousand times.
+// `warn` gets journal_created's answer, on the worker.
+void journal_record_created(const std::string &journal, std::shared_ptr<Ledger> ledger,
+                            std::shared_ptr<Claim> claim, const std::string &task_id,
+                            std::function<void(const std::string &warning)> warn);
 std::string journal_completed(Ledger &ledger, gint64 row_id, const Task &task);
 std::string journal_failed(Ledger &ledger, gint64 row_id);
 // A kept copy is complete at `media_path`: recorded, then the copies in its directory are

@@ -165,18 +165,43 @@ bool FileLedger::mark_sending(Claim &claim, std::string &error) {
   return true;
 }
 
-bool FileLedger::record_task_id(Claim &claim, const std::string &task_id, std::string &error) {
-  if (!held(claim, error))
-    return false;
+namespace {
+
+bool update_created(sqlite3 *db, gint64 row_id, const std::string &task_id, std::string &error) {
   gint64 now = now_seconds();
-  Stmt s(db_->db, "UPDATE tasks SET status = 'created', task_id = ?2, created_at = ?3, "
-                  "updated_at = ?3 WHERE id = ?1");
-  s.bind(1, claim.row_id());
+  Stmt s(db, "UPDATE tasks SET status = 'created', task_id = ?2, created_at = ?3, "
+             "updated_at = ?3 WHERE id = ?1");
+  s.bind(1, row_id);
   s.bind(2, task_id);
   s.bind(3, now);
-  if (!s.run(error))
+  return s.run(error);
+}
+
+} // namespace
+
+bool FileLedger::record_task_id(Claim &claim, const std::string &task_id, std::string &error) {
+  if (!held(claim, error) || !update_created(db_->db, claim.row_id(), task_id, error))
     return false;
   claim.settle();
+  return true;
+}
+
+bool FileLedger::record_task_ids(const std::vector<std::pair<Claim *, std::string>> &records,
+                                 std::string &error) {
+  for (const auto &[claim, task_id] : records)
+    if (!held(*claim, error))
+      return false;
+  Transaction tx(db_->db);
+  if (!tx.begin(error))
+    return false;
+  for (const auto &[claim, task_id] : records)
+    if (!update_created(db_->db, claim->row_id(), task_id, error))
+      return false; // rolled back
+  if (!tx.commit(error))
+    return false;
+  // Let go only once all are on disk: until then, others wait rather than create.
+  for (const auto &record : records)
+    record.first->settle();
   return true;
 }
 

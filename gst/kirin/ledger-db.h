@@ -37,6 +37,8 @@ public:
              ClaimOutcome &out, std::string &error) override;
   bool mark_sending(Claim &claim, std::string &error) override;
   bool record_task_id(Claim &claim, const std::string &task_id, std::string &error) override;
+  bool record_task_ids(const std::vector<std::pair<Claim *, std::string>> &records,
+                       std::string &error) override;
   bool record_create_refused(Claim &claim, std::string &error) override;
   bool record_completed(gint64 id, const std::string &result_url,
                         const std::string &result_video_id, double duration,

@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kirin {
@@ -175,6 +176,15 @@ public:
   // The provider answered the create: status "created", and the claim is let go, so
   // others attach. On false the claim is kept (others wait while this process lives).
   virtual bool record_task_id(Claim &claim, const std::string &task_id, std::string &error) = 0;
+  // Records several task IDs, each as record_task_id does, in one transaction: all of them,
+  // or none. Returns false with `error` empty when this ledger records them one at a time
+  // only (the default); then call record_task_id for each.
+  virtual bool record_task_ids(const std::vector<std::pair<Claim *, std::string>> &records,
+                               std::string &error) {
+    (void)records;
+    error.clear();
+    return false;
+  }
   // The provider certainly made no task (it refused the create): status "failed", so the
   // next claim makes a new take. The claim is let go.
   virtual bool record_create_refused(Claim &claim, std::string &error) = 0;

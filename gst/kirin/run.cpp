@@ -184,8 +184,8 @@ void Run::start_job(const Plan &plan, bool refresh) {
                           claim](const std::string &id) {
     // The journal learns a paid task's ID even when the run stopped meanwhile.
     if (claim)
-      journal_work(journal, [weak, ledger, claim, id] {
-        Run::journal_warning(weak, journal_created(*ledger, *claim, id));
+      journal_record_created(journal, ledger, claim, id, [weak](const std::string &warning) {
+        Run::journal_warning(weak, warning);
       });
     decide_for(weak, [id](Run &run) { run.on_task_id(id); });
   };

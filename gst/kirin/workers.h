@@ -6,13 +6,13 @@
 //   bus messages, so an application's sync handler may run on it; it never does file I/O
 //   and never waits on the network. Only after client_load() succeeded.
 // - the file worker: a file journal's reads and writes and the kept download's writes and
-//   commit (fsync, rename); a server's journal has a serial worker of its own (journal.h). A
-//   GThreadPool limited to one thread, made on first use: its work runs in order, never
-//   concurrently. It never calls into an element or an application, so waiting for it cannot
-//   deadlock.
+//   commit (fsync, rename); a server's journal has a serial worker of its own (journal.h). Its
+//   work runs in order, never concurrently, on a thread ("kirin-files") that it starts when
+//   work comes and that ends once it has been idle a few milliseconds. It never calls into an
+//   element or an application, so waiting for it cannot deadlock.
 #pragma once
 
-#include <glib.h>
+#include "serial-worker.h" // the file worker: file_work, file_work_flush
 
 #include <functional>
 
@@ -21,16 +21,5 @@ namespace kirin {
 void decide(std::function<void()> work);
 // `work` on the decider once `delay_ms` passed (a timer on its thread, not a sleep).
 void decide_later(unsigned delay_ms, std::function<void()> work);
-
-void file_work(std::function<void()> work);
-// Waits until everything handed to the file worker before this call is done.
-void file_work_flush();
-
-// Another worker like the file worker (for a journal on a server: journal.h).
-GThreadPool *serial_worker();
-void serial_push(GThreadPool *worker, std::function<void()> work);
-// Waits until everything handed to `worker` before this call is done, or `max_us` passed
-// (-1: no limit); true when it was done.
-bool serial_flush(GThreadPool *worker, gint64 max_us);
 
 } // namespace kirin

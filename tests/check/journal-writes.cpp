@@ -1,0 +1,243 @@
+// How the journal's work reaches the disk (gst/kirin/serial-worker.h, journal.h): a serial
+// worker keeps the order of its work across the threads it starts and ends, holds no thread
+// while idle, and the task IDs that reach a ledger while its worker is busy are recorded
+// together, each claim let go only once its record is in the file.
+#include "journal.h"
+#include "serial-worker.h"
+
+#include <gst/check/gstcheck.h>
+#include <glib/gstdio.h>
+
+#include <condition_variable>
+#include <ftw.h>
+#include <mutex>
+#include <string>
+#include <vector>
+
+using kirin::ClaimResult;
+using kirin::JournalAnswer;
+using kirin::JournalQuestion;
+using kirin::Ledger;
+
+namespace {
+
+struct TestDir {
+  std::string dir, journal;
+  TestDir() {
+    g_autofree char *made = g_dir_make_tmp("kirin-journal-writes-XXXXXX", nullptr);
+    fail_unless(made != nullptr);
+    dir = made;
+    journal = dir + "/journal.db";
+  }
+  ~TestDir() {
+    nftw(
+        dir.c_str(),
+        [](const char *file, const struct stat *, int, struct FTW *) { return remove(file); }, 16,
+        FTW_DEPTH | FTW_PHYS);
+  }
+};
+
+// Holds a worker inside one piece of work until released.
+struct Gate {
+  std::mutex lock;
+  std::condition_variable cond;
+  bool entered = false, open = false;
+
+  // The piece of work that waits for release().
+  std::function<void()> piece() {
+    return [this] {
+      std::unique_lock<std::mutex> guard(lock);
+      entered = true;
+      cond.notify_all();
+      cond.wait(guard, [this] { return open; });
+    };
+  }
+  void wait_entered() {
+    std::unique_lock<std::mutex> guard(lock);
+    cond.wait(guard, [this] { return entered; });
+  }
+  void release() {
+    std::lock_guard<std::mutex> guard(lock);
+    open = true;
+    cond.notify_all();
+  }
+};
+
+int threads_named(const char *name) {
+  int count = 0;
+  GDir *dir = g_dir_open("/proc/self/task", 0, nullptr);
+  fail_unless(dir != nullptr);
+  while (const char *task = g_dir_read_name(dir)) {
+    g_autofree char *path = g_strdup_printf("/proc/self/task/%s/comm", task);
+    g_autofree char *comm = nullptr;
+    if (g_file_get_contents(path, &comm, nullptr, nullptr) &&
+        g_strcmp0(g_strstrip(comm), name) == 0)
+      count++;
+  }
+  g_dir_close(dir);
+  return count;
+}
+
+// The worker's thread ends by itself once idle: waits for that, 5 s at most (a bounded
+// wait for an event, checked every millisecond).
+bool thread_ends(const char *name) {
+  for (int i = 0; i < 5000; i++) {
+    if (threads_named(name) == 0)
+      return true;
+    g_usleep(1000);
+  }
+  return false;
+}
+
+JournalQuestion question(const std::string &journal, const char *prompt) {
+  JournalQuestion q;
+  q.journal = journal;
+  q.request.api_url = "https://api.example/v1";
+  q.request.request.video_id = "vid-1";
+  q.request.request.prompt = prompt;
+  q.external_task_id = std::string("gen-") + prompt;
+  return q;
+}
+
+// Claims the request and marks its create as sent, on the file worker as a run does.
+JournalAnswer claimed_and_sent(const std::string &journal, const char *prompt) {
+  JournalAnswer answer;
+  kirin::file_work([&] {
+    answer = journal_claim(question(journal, prompt));
+    if (answer.result == ClaimResult::Claimed)
+      answer.warning = journal_sending(*answer.ledger, *answer.claim);
+  });
+  kirin::file_work_flush();
+  fail_unless(answer.result == ClaimResult::Claimed, "%s not claimed", prompt);
+  fail_unless(answer.warning.empty(), "%s", answer.warning.c_str());
+  return answer;
+}
+
+// What another process finds for the request: its row, through a ledger of its own.
+kirin::ClaimOutcome seen_by_another(const std::string &journal, const char *prompt) {
+  std::string warning, error;
+  std::unique_ptr<Ledger> other = Ledger::open(journal, warning);
+  fail_unless(other != nullptr && warning.empty(), "%s", warning.c_str());
+  kirin::ClaimOutcome out;
+  fail_unless(other->claim(question(journal, prompt).request, false, "gen-other", out, error), "%s",
+              error.c_str());
+  return out;
+}
+
+struct Warnings {
+  std::mutex lock;
+  std::vector<std::string> said; // one per record, in the order answered
+  std::function<void(const std::string &)> sink() {
+    return [this](const std::string &warning) {
+      std::lock_guard<std::mutex> guard(lock);
+      said.push_back(warning);
+    };
+  }
+};
+
+} // namespace
+
+GST_START_TEST(test_work_keeps_its_order_across_threads) {
+  kirin::SerialWorker *worker = kirin::serial_worker("kirin-test");
+  std::vector<int> done;
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 100; i++)
+      serial_push(worker, [&done, n = round * 100 + i] { done.push_back(n); });
+    fail_unless(serial_flush(worker, -1));
+    // The next round starts a new thread: the order still holds.
+    fail_unless(thread_ends("kirin-test"), "the idle worker kept its thread");
+  }
+  fail_unless_equals_int((int)done.size(), 300);
+  for (int i = 0; i < 300; i++)
+    fail_unless_equals_int(done[i], i);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_idle_worker_holds_no_thread) {
+  kirin::SerialWorker *worker = kirin::serial_worker("kirin-test");
+  fail_unless_equals_int(threads_named("kirin-test"), 0);
+  Gate gate;
+  serial_push(worker, gate.piece());
+  gate.wait_entered();
+  fail_unless_equals_int(threads_named("kirin-test"), 1);
+  // A flush that gives up waits no longer than asked.
+  fail_if(serial_flush(worker, 10000), "flushed while the work was held");
+  gate.release();
+  fail_unless(serial_flush(worker, -1));
+  fail_unless(thread_ends("kirin-test"), "the idle worker kept its thread");
+}
+GST_END_TEST;
+
+// Three task IDs arrive while the file worker is busy: one transaction records them all, and
+// only then are their claims let go, so another process attaches to each task.
+GST_START_TEST(test_task_ids_waiting_are_recorded_together) {
+  TestDir dir;
+  const char *prompts[] = {"rain", "snow", "fog"};
+  std::vector<JournalAnswer> answers;
+  for (const char *prompt : prompts)
+    answers.push_back(claimed_and_sent(dir.journal, prompt));
+  for (const char *prompt : prompts)
+    fail_unless(seen_by_another(dir.journal, prompt).result == ClaimResult::Busy);
+
+  Warnings warnings;
+  std::shared_ptr<Ledger> ledger = answers[0].ledger;
+  Gate gate;
+  kirin::file_work(gate.piece());
+  for (size_t i = 0; i < answers.size(); i++)
+    journal_record_created(dir.journal, ledger, answers[i].claim, std::string("task-") + prompts[i],
+                           warnings.sink());
+  for (JournalAnswer &answer : answers)
+    answer.claim.reset(); // the run's hold goes; the record's keeps the claim
+  gate.release();
+  kirin::file_work_flush();
+
+  fail_unless_equals_int((int)warnings.said.size(), 0); // together: no one-by-one answers
+  for (const char *prompt : prompts) {
+    kirin::ClaimOutcome out = seen_by_another(dir.journal, prompt);
+    fail_unless(out.result == ClaimResult::Recorded, "%s not recorded", prompt);
+    fail_unless_equals_string(out.row.status.c_str(), "created");
+    fail_unless_equals_string(out.row.task_id.c_str(), (std::string("task-") + prompt).c_str());
+  }
+}
+GST_END_TEST;
+
+// A record that cannot be written together with the others (its claim was taken on another
+// journal) does not hold them back: they are recorded one by one, and it alone warns.
+GST_START_TEST(test_a_failing_record_does_not_hold_back_the_others) {
+  TestDir dir, elsewhere;
+  JournalAnswer rain = claimed_and_sent(dir.journal, "rain");
+  JournalAnswer snow = claimed_and_sent(dir.journal, "snow");
+  JournalAnswer foreign = claimed_and_sent(elsewhere.journal, "fog");
+
+  Warnings warnings;
+  Gate gate;
+  kirin::file_work(gate.piece());
+  journal_record_created(dir.journal, rain.ledger, rain.claim, "task-rain", warnings.sink());
+  journal_record_created(dir.journal, rain.ledger, foreign.claim, "task-fog", warnings.sink());
+  journal_record_created(dir.journal, rain.ledger, snow.claim, "task-snow", warnings.sink());
+  gate.release();
+  kirin::file_work_flush();
+
+  fail_unless_equals_int((int)warnings.said.size(), 3);
+  fail_unless_equals_string(warnings.said[0].c_str(), "");
+  fail_unless(warnings.said[1].find("the claim is not held on this journal") != std::string::npos,
+              "%s", warnings.said[1].c_str());
+  fail_unless_equals_string(warnings.said[2].c_str(), "");
+  fail_unless(seen_by_another(dir.journal, "rain").row.task_id == "task-rain");
+  fail_unless(seen_by_another(dir.journal, "snow").row.task_id == "task-snow");
+}
+GST_END_TEST;
+
+static Suite *journal_writes_suite() {
+  Suite *s = suite_create("journal-writes");
+  TCase *tc = tcase_create("general");
+  tcase_set_timeout(tc, 60);
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_work_keeps_its_order_across_threads);
+  tcase_add_test(tc, test_idle_worker_holds_no_thread);
+  tcase_add_test(tc, test_task_ids_waiting_are_recorded_together);
+  tcase_add_test(tc, test_a_failing_record_does_not_hold_back_the_others);
+  return s;
+}
+
+GST_CHECK_MAIN(journal_writes);
