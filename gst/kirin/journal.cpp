@@ -96,6 +96,32 @@ std::string kept_copy(const LedgerRow &row) {
   return row.media_file;
 }
 
+// What was handed over for one journal (or ledger) and not yet taken by its worker: the
+// work that takes it all is queued once, by the first handed over since the last take.
+// Queued under the lock, so that what is handed over reaches the worker in the order it
+// came.
+template <typename Key, typename Item> class Gathering {
+public:
+  void add(const Key &key, Item item, const std::function<void()> &queue_take) {
+    std::lock_guard<std::mutex> guard(lock_);
+    std::vector<Item> &items = waiting_[key];
+    items.push_back(std::move(item));
+    if (items.size() == 1)
+      queue_take();
+  }
+  std::vector<Item> take(const Key &key) {
+    std::lock_guard<std::mutex> guard(lock_);
+    auto found = waiting_.find(key);
+    std::vector<Item> items = std::move(found->second);
+    waiting_.erase(found);
+    return items;
+  }
+
+private:
+  std::mutex lock_;
+  std::map<Key, std::vector<Item>> waiting_;
+};
+
 } // namespace
 
 void journal_work(const std::string &journal, std::function<void()> work) {
@@ -114,32 +140,23 @@ std::string media_file_name(const LedgerRow &row) {
   return row.request_key.substr(0, 32) + "-" + std::to_string(row.take) + ".media";
 }
 
-JournalAnswer journal_claim(const JournalQuestion &question) {
+namespace {
+
+// What a claim on `ledger` answers the run.
+JournalAnswer answer_of(const std::string &journal, const std::shared_ptr<Ledger> &ledger,
+                        ClaimOutcome &outcome, std::string warning) {
   JournalAnswer answer;
-  std::shared_ptr<Ledger> ledger = ledger_for(question.journal, answer.warning);
-  if (!ledger)
-    return answer;
-  ClaimOutcome outcome;
-  std::string error;
-  if (!ledger->claim(question.request, question.fresh, question.external_task_id, outcome, error)) {
-    // Once more on the in-memory ledger, so that this process still pays once.
-    answer.warning = fall_back(*ledger, error);
-    std::string ignored;
-    ledger = ledger_for(question.journal, ignored);
-    if (!ledger ||
-        !ledger->claim(question.request, question.fresh, question.external_task_id, outcome, error))
-      return JournalAnswer{nullptr, ClaimResult::Busy, {}, nullptr, {}, answer.warning};
-  }
+  answer.warning = std::move(warning);
   answer.ledger = ledger;
   answer.result = outcome.result;
   answer.row = outcome.row;
   if (outcome.result == ClaimResult::Claimed)
     // Whichever thread lets go of it last, its end (which may write) runs on the journal's
     // worker.
-    answer.claim = std::shared_ptr<Claim>(new Claim(std::move(outcome.claim)),
-                                          [journal = question.journal](Claim *claim) {
-                                            journal_work(journal, [claim] { delete claim; });
-                                          });
+    answer.claim =
+        std::shared_ptr<Claim>(new Claim(std::move(outcome.claim)), [journal](Claim *claim) {
+          journal_work(journal, [claim] { delete claim; });
+        });
   if (outcome.result == ClaimResult::Recorded && outcome.row.status == "completed") {
     answer.media = kept_copy(outcome.row);
     std::string touch_error;
@@ -147,6 +164,88 @@ JournalAnswer journal_claim(const JournalQuestion &question) {
       answer.warning = fall_back(*ledger, touch_error);
   }
   return answer;
+}
+
+struct PendingClaim {
+  JournalQuestion question;
+  std::function<void(const JournalAnswer &)> done;
+};
+
+// By journal: the ledger may not be open yet.
+Gathering<std::string, PendingClaim> &gathered_claims() {
+  static auto *gathered = new Gathering<std::string, PendingClaim>();
+  return *gathered;
+}
+
+// Several claims in one transaction, where the journal's ledger can; empty otherwise, with
+// in `warning` what opening the ledger said (for the first of the claims made one by one).
+std::vector<JournalAnswer> claim_together(const std::string &journal,
+                                          const std::vector<PendingClaim> &pending,
+                                          std::string &warning) {
+  std::string error;
+  std::shared_ptr<Ledger> ledger = ledger_for(journal, warning);
+  if (!ledger)
+    return {};
+  std::vector<ClaimAsk> asks;
+  for (const PendingClaim &claim : pending)
+    asks.push_back(
+        {&claim.question.request, claim.question.fresh, claim.question.external_task_id});
+  std::vector<ClaimOutcome> outcomes;
+  if (!ledger->claim_all(asks, outcomes, error))
+    return {}; // changed nothing; asked one by one, they meet the same error
+  std::vector<JournalAnswer> answers;
+  for (ClaimOutcome &outcome : outcomes) {
+    // The ledger's opening warning, once, as the first of one-by-one claims would say it.
+    answers.push_back(answer_of(journal, ledger, outcome, warning));
+    warning.clear();
+  }
+  return answers;
+}
+
+void claim_pending(const std::string &journal) {
+  std::vector<PendingClaim> pending = gathered_claims().take(journal);
+  std::vector<JournalAnswer> answers;
+  std::string warning;
+  if (pending.size() > 1)
+    answers = claim_together(journal, pending, warning);
+  if (answers.empty()) {
+    for (const PendingClaim &claim : pending)
+      answers.push_back(journal_claim(claim.question));
+    JournalAnswer &first = answers.front();
+    if (!warning.empty())
+      first.warning = first.warning.empty() ? warning : warning + "; " + first.warning;
+  }
+  for (size_t i = 0; i < pending.size(); i++)
+    pending[i].done(answers[i]);
+}
+
+} // namespace
+
+JournalAnswer journal_claim(const JournalQuestion &question) {
+  std::string warning;
+  std::shared_ptr<Ledger> ledger = ledger_for(question.journal, warning);
+  if (!ledger)
+    return JournalAnswer{nullptr, ClaimResult::Busy, {}, nullptr, {}, warning};
+  ClaimOutcome outcome;
+  std::string error;
+  if (!ledger->claim(question.request, question.fresh, question.external_task_id, outcome, error)) {
+    // Once more on the in-memory ledger, so that this process still pays once.
+    warning = fall_back(*ledger, error);
+    std::string ignored;
+    ledger = ledger_for(question.journal, ignored);
+    if (!ledger ||
+        !ledger->claim(question.request, question.fresh, question.external_task_id, outcome, error))
+      return JournalAnswer{nullptr, ClaimResult::Busy, {}, nullptr, {}, warning};
+  }
+  return answer_of(question.journal, ledger, outcome, warning);
+}
+
+void journal_claim_soon(const JournalQuestion &question,
+                        std::function<void(const JournalAnswer &)> done) {
+  const std::string &journal = question.journal;
+  gathered_claims().add(journal, {question, std::move(done)}, [&journal] {
+    journal_work(journal, [journal] { claim_pending(journal); });
+  });
 }
 
 std::string journal_sending(Ledger &ledger, Claim &claim) {
@@ -161,50 +260,55 @@ std::string journal_created(Ledger &ledger, Claim &claim, const std::string &tas
 
 namespace {
 
-struct CreatedRecord {
+struct PendingStep {
   std::shared_ptr<Claim> claim;
-  std::string task_id;
-  std::function<void(const std::string &)> warn;
+  std::string task_id; // "": the create is leaving
+  std::function<void(const std::string &)> done;
 };
 
-// The task IDs handed over and not yet taken by their ledger's worker. An entry exists only
-// while the work that takes it is queued, and that work holds the ledger.
-std::mutex created_lock;
-std::map<Ledger *, std::vector<CreatedRecord>> &created_waiting() {
-  static auto *waiting = new std::map<Ledger *, std::vector<CreatedRecord>>();
-  return *waiting;
+// By ledger: the work that takes them holds it, so no other can have its address meanwhile.
+Gathering<Ledger *, PendingStep> &gathered_steps() {
+  static auto *gathered = new Gathering<Ledger *, PendingStep>();
+  return *gathered;
 }
 
-void record_created_waiting(Ledger &ledger) {
-  std::vector<CreatedRecord> records;
-  {
-    std::lock_guard<std::mutex> guard(created_lock);
-    auto found = created_waiting().find(&ledger);
-    records.swap(found->second);
-    created_waiting().erase(found);
-  }
-  std::vector<std::pair<Claim *, std::string>> batch;
-  for (const CreatedRecord &record : records)
-    batch.emplace_back(record.claim.get(), record.task_id);
+void write_pending_steps(Ledger &ledger) {
+  std::vector<PendingStep> pending = gathered_steps().take(&ledger);
+  std::vector<ClaimStep> steps;
+  for (const PendingStep &step : pending)
+    steps.push_back({step.claim.get(), step.task_id});
   std::string error;
-  if (records.size() > 1 && ledger.record_task_ids(batch, error))
+  if (pending.size() > 1 && ledger.write_claim_steps(steps, error)) {
+    for (const PendingStep &step : pending)
+      step.done("");
     return;
-  // One at a time: this ledger records no batch, or the batch failed and changed nothing.
-  for (const CreatedRecord &record : records)
-    record.warn(journal_created(ledger, *record.claim, record.task_id));
+  }
+  // One at a time: this ledger takes no batch, or the batch failed and changed nothing.
+  for (const PendingStep &step : pending)
+    step.done(step.task_id.empty() ? journal_sending(ledger, *step.claim)
+                                   : journal_created(ledger, *step.claim, step.task_id));
+}
+
+void add_pending_step(const std::string &journal, std::shared_ptr<Ledger> ledger,
+                      PendingStep step) {
+  Ledger *key = ledger.get();
+  gathered_steps().add(key, std::move(step), [&journal, &ledger] {
+    journal_work(journal, [ledger] { write_pending_steps(*ledger); });
+  });
 }
 
 } // namespace
 
+void journal_mark_sending(const std::string &journal, std::shared_ptr<Ledger> ledger,
+                          std::shared_ptr<Claim> claim,
+                          std::function<void(const std::string &failure)> done) {
+  add_pending_step(journal, std::move(ledger), {std::move(claim), "", std::move(done)});
+}
+
 void journal_record_created(const std::string &journal, std::shared_ptr<Ledger> ledger,
                             std::shared_ptr<Claim> claim, const std::string &task_id,
-                            std::function<void(const std::string &warning)> warn) {
-  std::lock_guard<std::mutex> guard(created_lock);
-  std::vector<CreatedRecord> &waiting = created_waiting()[ledger.get()];
-  waiting.push_back({std::move(claim), task_id, std::move(warn)});
-  if (waiting.size() == 1)
-    // Queued under the lock, so that the records reach the worker in the order they came.
-    journal_work(journal, [ledger] { record_created_waiting(*ledger); });
+                            std::function<void(const std::string &warning)> done) {
+  add_pending_step(journal, std::move(ledger), {std::move(claim), task_id, std::move(done)});
 }
 
 std::string journal_create_refused(Ledger &ledger, Claim &claim) {

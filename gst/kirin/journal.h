@@ -42,19 +42,30 @@ void journal_work(const std::string &journal, std::function<void()> work);
 void journal_flush(const std::string &journal);
 
 JournalAnswer journal_claim(const JournalQuestion &question);
+// From the calling thread: the journal's worker claims (as journal_claim) together with the
+// other claims for the same journal that reach it before it gets to this one, in one
+// transaction where the ledger can, and hands `done` the answer, on the worker.
+void journal_claim_soon(const JournalQuestion &question,
+                        std::function<void(const JournalAnswer &)> done);
 
 // The steps of a claimed or recorded task. Each returns "" or a warning for the bus.
 std::string journal_sending(Ledger &ledger, Claim &claim);
 std::string journal_created(Ledger &ledger, Claim &claim, const std::string &task_id);
 std::string journal_create_refused(Ledger &ledger, Claim &claim);
-// On the calling thread: has the journal's worker record a paid task's ID (as
-// journal_created) together with the other task IDs that reach `ledger` before the worker
-// gets to it, in one transaction where the ledger can (one fsync on a file), so that a
-// thousand elements starting together wait on the disk once rather than a thousand times.
-// `warn` gets journal_created's answer, on the worker.
+// The two steps of a claimed create, from the calling thread: the journal's worker takes
+// each together with the other claims' steps that reach `ledger` before it gets to them, in
+// one transaction where the ledger can (one fsync on a file), so that a thousand elements
+// starting together wait on the disk once rather than a thousand times each. `done` gets
+// the step's answer, as journal_sending or journal_created return it, on the worker, once the
+// step is on disk.
+// - the create is about to leave (journal_sending): send it only on "";
+void journal_mark_sending(const std::string &journal, std::shared_ptr<Ledger> ledger,
+                          std::shared_ptr<Claim> claim,
+                          std::function<void(const std::string &failure)> done);
+// - the provider answered with the paid task's ID (journal_created).
 void journal_record_created(const std::string &journal, std::shared_ptr<Ledger> ledger,
                             std::shared_ptr<Claim> claim, const std::string &task_id,
-                            std::function<void(const std::string &warning)> warn);
+                            std::function<void(const std::string &warning)> done);
 std::string journal_completed(Ledger &ledger, gint64 row_id, const Task &task);
 std::string journal_failed(Ledger &ledger, gint64 row_id);
 // A kept copy is complete at `media_path`: recorded, then the copies in its directory are

@@ -141,6 +141,25 @@ bool FileLedger::claim(const LedgerRequest &request, bool fresh,
                         error);
 }
 
+bool FileLedger::claim_all(const std::vector<ClaimAsk> &asks, std::vector<ClaimOutcome> &out,
+                           std::string &error) {
+  out.clear();
+  Transaction batch(db_->db);
+  if (!batch.begin(error))
+    return false;
+  out.resize(asks.size());
+  bool ok = true;
+  for (size_t i = 0; ok && i < asks.size(); i++)
+    ok = claim(*asks[i].request, asks[i].fresh, asks[i].generated_external_id, out[i], error);
+  // Each claim took its lock before its savepoint: no one sees a row without its claimer.
+  if (ok && batch.commit(error))
+    return true;
+  // The rows go first, then the claims' locks (their rows are gone already).
+  batch.rollback();
+  out.clear();
+  return false;
+}
+
 bool FileLedger::held(const Claim &claim, std::string &error) const {
   if (claim.hold_on(db_.get()))
     return true;
@@ -148,24 +167,21 @@ bool FileLedger::held(const Claim &claim, std::string &error) const {
   return false;
 }
 
-bool FileLedger::mark_sending(Claim &claim, std::string &error) {
-  if (!held(claim, error))
-    return false;
-  Stmt s(db_->db, "UPDATE tasks SET status = 'sending', updated_at = ?2 WHERE id = ?1 AND status = "
-                  "'claimed'");
-  s.bind(1, claim.row_id());
+namespace {
+
+bool update_sending(sqlite3 *db, gint64 row_id, std::string &error) {
+  Stmt s(db, "UPDATE tasks SET status = 'sending', updated_at = ?2 WHERE id = ?1 AND status = "
+             "'claimed'");
+  s.bind(1, row_id);
   s.bind(2, now_seconds());
   if (!s.run(error))
     return false;
-  if (sqlite3_changes(db_->db) != 1) {
-    error = "the claimed row " + std::to_string(claim.row_id()) + " is gone";
+  if (sqlite3_changes(db) != 1) {
+    error = "the claimed row " + std::to_string(row_id) + " is gone";
     return false;
   }
-  claim.hold_on(db_.get())->sending = true;
   return true;
 }
-
-namespace {
 
 bool update_created(sqlite3 *db, gint64 row_id, const std::string &task_id, std::string &error) {
   gint64 now = now_seconds();
@@ -177,7 +193,19 @@ bool update_created(sqlite3 *db, gint64 row_id, const std::string &task_id, std:
   return s.run(error);
 }
 
+bool update_step(sqlite3 *db, const ClaimStep &step, std::string &error) {
+  return step.task_id.empty() ? update_sending(db, step.claim->row_id(), error)
+                              : update_created(db, step.claim->row_id(), step.task_id, error);
+}
+
 } // namespace
+
+bool FileLedger::mark_sending(Claim &claim, std::string &error) {
+  if (!held(claim, error) || !update_sending(db_->db, claim.row_id(), error))
+    return false;
+  claim.hold_on(db_.get())->sending = true;
+  return true;
+}
 
 bool FileLedger::record_task_id(Claim &claim, const std::string &task_id, std::string &error) {
   if (!held(claim, error) || !update_created(db_->db, claim.row_id(), task_id, error))
@@ -186,22 +214,25 @@ bool FileLedger::record_task_id(Claim &claim, const std::string &task_id, std::s
   return true;
 }
 
-bool FileLedger::record_task_ids(const std::vector<std::pair<Claim *, std::string>> &records,
-                                 std::string &error) {
-  for (const auto &[claim, task_id] : records)
-    if (!held(*claim, error))
+bool FileLedger::write_claim_steps(const std::vector<ClaimStep> &steps, std::string &error) {
+  for (const ClaimStep &step : steps)
+    if (!held(*step.claim, error))
       return false;
   Transaction tx(db_->db);
   if (!tx.begin(error))
     return false;
-  for (const auto &[claim, task_id] : records)
-    if (!update_created(db_->db, claim->row_id(), task_id, error))
+  for (const ClaimStep &step : steps)
+    if (!update_step(db_->db, step, error))
       return false; // rolled back
   if (!tx.commit(error))
     return false;
-  // Let go only once all are on disk: until then, others wait rather than create.
-  for (const auto &record : records)
-    record.first->settle();
+  // Only now are the steps on disk: a create may leave, a recorded claim may go.
+  for (const ClaimStep &step : steps) {
+    if (step.task_id.empty())
+      step.claim->hold_on(db_.get())->sending = true;
+    else
+      step.claim->settle();
+  }
   return true;
 }
 

@@ -94,22 +94,32 @@ double Stmt::real(int column) const {
 }
 
 Transaction::~Transaction() {
-  if (open_) {
-    std::string ignored;
-    sql_exec(db_, "ROLLBACK", ignored);
-  }
+  rollback();
 }
 
 bool Transaction::begin(std::string &error) {
-  open_ = sql_exec(db_, "BEGIN IMMEDIATE", error);
+  // Inside another (a batch of claims): a savepoint of it, written when the outer commits.
+  nested_ = !sqlite3_get_autocommit(db_);
+  open_ = sql_exec(db_, nested_ ? "SAVEPOINT step" : "BEGIN IMMEDIATE", error);
   return open_;
 }
 
 bool Transaction::commit(std::string &error) {
-  if (!sql_exec(db_, "COMMIT", error))
+  if (!sql_exec(db_, nested_ ? "RELEASE step" : "COMMIT", error))
     return false; // the destructor rolls back what is left
   open_ = false;
   return true;
+}
+
+void Transaction::rollback() {
+  if (!open_)
+    return;
+  std::string ignored;
+  if (nested_)
+    sql_exec(db_, "ROLLBACK TO step; RELEASE step", ignored);
+  else
+    sql_exec(db_, "ROLLBACK", ignored);
+  open_ = false;
 }
 
 LockTry lock_try(const std::string &path, int &fd, std::string &error) {

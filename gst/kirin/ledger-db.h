@@ -35,10 +35,11 @@ public:
   const std::string &path() const override { return db_->path; }
   bool claim(const LedgerRequest &request, bool fresh, const std::string &generated_external_id,
              ClaimOutcome &out, std::string &error) override;
+  bool claim_all(const std::vector<ClaimAsk> &asks, std::vector<ClaimOutcome> &out,
+                 std::string &error) override;
   bool mark_sending(Claim &claim, std::string &error) override;
   bool record_task_id(Claim &claim, const std::string &task_id, std::string &error) override;
-  bool record_task_ids(const std::vector<std::pair<Claim *, std::string>> &records,
-                       std::string &error) override;
+  bool write_claim_steps(const std::vector<ClaimStep> &steps, std::string &error) override;
   bool record_create_refused(Claim &claim, std::string &error) override;
   bool record_completed(gint64 id, const std::string &result_url,
                         const std::string &result_video_id, double duration,
@@ -97,18 +98,20 @@ private:
 };
 
 // BEGIN IMMEDIATE: the write lock from the start, so what a transaction read cannot change
-// before it writes (SQLite waits up to the busy timeout for it). Rolled back unless
-// committed.
+// before it writes (SQLite waits up to the busy timeout for it). Begun inside another, it
+// is a savepoint of the outer one. Rolled back unless committed.
 class Transaction {
 public:
   explicit Transaction(sqlite3 *db) : db_(db) {}
   ~Transaction();
   bool begin(std::string &error);
   bool commit(std::string &error);
+  void rollback();
 
 private:
   sqlite3 *db_;
   bool open_ = false;
+  bool nested_ = false;
 };
 
 // Outcome of trying a claim's lock file.

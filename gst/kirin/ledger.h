@@ -19,7 +19,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <utility>
 #include <vector>
 
 namespace kirin {
@@ -111,6 +110,19 @@ private:
   std::unique_ptr<ClaimHold> hold_;
 };
 
+// One claim of several, for Ledger::claim_all: claim()'s arguments.
+struct ClaimAsk {
+  const LedgerRequest *request = nullptr;
+  bool fresh = false;
+  std::string generated_external_id;
+};
+
+// One step of a claimed create, for Ledger::write_claim_steps.
+struct ClaimStep {
+  Claim *claim = nullptr;
+  std::string task_id; // "": the create is leaving (mark_sending); else record_task_id's
+};
+
 enum class ClaimResult {
   Claimed,   // create it: `claim` holds the row, `row` says which external ID to send
   Recorded,  // the provider has the task: attach to or replay `row`
@@ -169,6 +181,16 @@ public:
   virtual bool claim(const LedgerRequest &request, bool fresh,
                      const std::string &generated_external_id, ClaimOutcome &out,
                      std::string &error) = 0;
+  // Claims for several requests, each as claim() decides, in one transaction: all of
+  // them, or none (`out` then empty). Returns false with `error` empty when this ledger
+  // claims one at a time only (the default); then call claim for each.
+  virtual bool claim_all(const std::vector<ClaimAsk> &asks, std::vector<ClaimOutcome> &out,
+                         std::string &error) {
+    (void)asks;
+    out.clear();
+    error.clear();
+    return false;
+  }
   // Must return true BEFORE the create request leaves: from then on the provider may have
   // the task, and a claimer that dies leaves the row abandoned rather than free. On false,
   // do not send.
@@ -176,12 +198,12 @@ public:
   // The provider answered the create: status "created", and the claim is let go, so
   // others attach. On false the claim is kept (others wait while this process lives).
   virtual bool record_task_id(Claim &claim, const std::string &task_id, std::string &error) = 0;
-  // Records several task IDs, each as record_task_id does, in one transaction: all of them,
-  // or none. Returns false with `error` empty when this ledger records them one at a time
-  // only (the default); then call record_task_id for each.
-  virtual bool record_task_ids(const std::vector<std::pair<Claim *, std::string>> &records,
-                               std::string &error) {
-    (void)records;
+  // Takes several claims' steps, each as mark_sending (ClaimStep::task_id "") or
+  // record_task_id does, in one transaction: all of them, or none. Returns false with
+  // `error` empty when this ledger takes them one at a time only (the default); then call
+  // mark_sending or record_task_id for each.
+  virtual bool write_claim_steps(const std::vector<ClaimStep> &steps, std::string &error) {
+    (void)steps;
     error.clear();
     return false;
   }

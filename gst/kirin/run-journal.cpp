@@ -67,8 +67,8 @@ void Run::start_step() {
   question.fresh = settings_.fresh;
   g_autofree char *uuid = g_uuid_string_random();
   question.external_task_id = std::string("gst-kirin-") + uuid;
-  journal_work(journal_path_, [weak = weak_from_this(), question] {
-    auto answer = std::make_shared<JournalAnswer>(journal_claim(question));
+  journal_claim_soon(question, [weak = weak_from_this()](const JournalAnswer &claimed) {
+    auto answer = std::make_shared<JournalAnswer>(claimed);
     decide_for(weak, [answer](Run &run) { run.on_claim(*answer); });
   });
 }
@@ -164,15 +164,15 @@ void Run::abandoned(GstElement *element, const LedgerRow &row) {
 // The create may leave once the journal says so: from then on, should this process die,
 // others see the create as possibly made rather than free to send again.
 void Run::send_create() {
-  journal_work(journal_path_, [weak = weak_from_this(), ledger = ledger_, claim = claim_] {
-    std::string failure = journal_sending(*ledger, *claim);
-    decide_for(weak, [failure](Run &run) {
-      if (failure.empty())
-        run.start_job(run.plan_, false);
-      else
-        run.sending_not_recorded(failure);
-    });
-  });
+  journal_mark_sending(journal_path_, ledger_, claim_,
+                       [weak = weak_from_this()](const std::string &failure) {
+                         decide_for(weak, [failure](Run &run) {
+                           if (failure.empty())
+                             run.start_job(run.plan_, false);
+                           else
+                             run.sending_not_recorded(failure);
+                         });
+                       });
 }
 
 // The journal could not record that the create is leaving. Sent anyway, it could be paid

@@ -10,6 +10,7 @@
 
 #include <condition_variable>
 #include <ftw.h>
+#include <unistd.h>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -99,18 +100,38 @@ JournalQuestion question(const std::string &journal, const char *prompt) {
   return q;
 }
 
-// Claims the request and marks its create as sent, on the file worker as a run does.
-JournalAnswer claimed_and_sent(const std::string &journal, const char *prompt) {
+// Claims the request on the file worker, as a run does.
+JournalAnswer claimed(const std::string &journal, const char *prompt) {
   JournalAnswer answer;
-  kirin::file_work([&] {
-    answer = journal_claim(question(journal, prompt));
-    if (answer.result == ClaimResult::Claimed)
-      answer.warning = journal_sending(*answer.ledger, *answer.claim);
-  });
+  kirin::file_work([&] { answer = journal_claim(question(journal, prompt)); });
   kirin::file_work_flush();
   fail_unless(answer.result == ClaimResult::Claimed, "%s not claimed", prompt);
   fail_unless(answer.warning.empty(), "%s", answer.warning.c_str());
   return answer;
+}
+
+// Claims the request and marks its create as leaving, one step at a time.
+JournalAnswer claimed_and_sent(const std::string &journal, const char *prompt) {
+  JournalAnswer answer = claimed(journal, prompt);
+  std::string failure;
+  kirin::file_work([&] { failure = journal_sending(*answer.ledger, *answer.claim); });
+  kirin::file_work_flush();
+  fail_unless(failure.empty(), "%s", failure.c_str());
+  return answer;
+}
+
+// The pages the journal's commits have written so far: the frames of its write-ahead log
+// (a 32-byte header, then per frame a 24-byte header and a page). A commit writes at least
+// one; nothing checkpoints the log while the tests' few rows are written.
+gint64 log_frames(const std::string &journal) {
+  g_autofree char *log = nullptr;
+  gsize size = 0;
+  if (!g_file_get_contents((journal + "-wal").c_str(), &log, &size, nullptr) || size < 32)
+    return 0;
+  const auto *header = reinterpret_cast<const guint8 *>(log);
+  const gint64 page =
+      (gint64(header[8]) << 24) | (header[9] << 16) | (header[10] << 8) | header[11];
+  return (gint64(size) - 32) / (24 + page);
 }
 
 // What another process finds for the request: its row, through a ledger of its own.
@@ -124,9 +145,9 @@ kirin::ClaimOutcome seen_by_another(const std::string &journal, const char *prom
   return out;
 }
 
-struct Warnings {
+struct Answers {
   std::mutex lock;
-  std::vector<std::string> said; // one per record, in the order answered
+  std::vector<std::string> said; // one per step, in the order answered
   std::function<void(const std::string &)> sink() {
     return [this](const std::string &warning) {
       std::lock_guard<std::mutex> guard(lock);
@@ -168,36 +189,100 @@ GST_START_TEST(test_idle_worker_holds_no_thread) {
 }
 GST_END_TEST;
 
-// Three task IDs arrive while the file worker is busy: one transaction records them all, and
-// only then are their claims let go, so another process attaches to each task.
-GST_START_TEST(test_task_ids_waiting_are_recorded_together) {
+// Three runs' marks that their creates leave, then their task IDs, each reach the file
+// worker while it is busy: one commit writes each three, and only after it does a create
+// leave or a claim go, so another process waits, then attaches to each task.
+GST_START_TEST(test_steps_waiting_are_written_together) {
   TestDir dir;
   const char *prompts[] = {"rain", "snow", "fog"};
   std::vector<JournalAnswer> answers;
   for (const char *prompt : prompts)
-    answers.push_back(claimed_and_sent(dir.journal, prompt));
-  for (const char *prompt : prompts)
-    fail_unless(seen_by_another(dir.journal, prompt).result == ClaimResult::Busy);
-
-  Warnings warnings;
+    answers.push_back(claimed(dir.journal, prompt));
   std::shared_ptr<Ledger> ledger = answers[0].ledger;
-  Gate gate;
-  kirin::file_work(gate.piece());
+
+  Answers sent;
+  gint64 frames = log_frames(dir.journal);
+  Gate sending;
+  kirin::file_work(sending.piece());
+  for (JournalAnswer &answer : answers)
+    journal_mark_sending(dir.journal, ledger, answer.claim, sent.sink());
+  sending.release();
+  kirin::file_work_flush();
+  fail_unless_equals_int((int)sent.said.size(), 3);
+  for (const std::string &failure : sent.said)
+    fail_unless_equals_string(failure.c_str(), "");
+  fail_unless(log_frames(dir.journal) - frames < 3, "%d pages written for three marks",
+              (int)(log_frames(dir.journal) - frames));
+  for (const char *prompt : prompts) {
+    kirin::ClaimOutcome out = seen_by_another(dir.journal, prompt);
+    fail_unless(out.result == ClaimResult::Busy, "%s not held", prompt);
+    fail_unless_equals_string(out.row.status.c_str(), "sending");
+  }
+
+  Answers recorded;
+  frames = log_frames(dir.journal);
+  Gate recording;
+  kirin::file_work(recording.piece());
   for (size_t i = 0; i < answers.size(); i++)
     journal_record_created(dir.journal, ledger, answers[i].claim, std::string("task-") + prompts[i],
-                           warnings.sink());
+                           recorded.sink());
   for (JournalAnswer &answer : answers)
     answer.claim.reset(); // the run's hold goes; the record's keeps the claim
-  gate.release();
+  recording.release();
   kirin::file_work_flush();
-
-  fail_unless_equals_int((int)warnings.said.size(), 0); // together: no one-by-one answers
+  fail_unless_equals_int((int)recorded.said.size(), 3);
+  for (const std::string &warning : recorded.said)
+    fail_unless_equals_string(warning.c_str(), "");
+  fail_unless(log_frames(dir.journal) - frames < 3, "%d pages written for three task IDs",
+              (int)(log_frames(dir.journal) - frames));
   for (const char *prompt : prompts) {
     kirin::ClaimOutcome out = seen_by_another(dir.journal, prompt);
     fail_unless(out.result == ClaimResult::Recorded, "%s not recorded", prompt);
     fail_unless_equals_string(out.row.status.c_str(), "created");
     fail_unless_equals_string(out.row.task_id.c_str(), (std::string("task-") + prompt).c_str());
   }
+}
+GST_END_TEST;
+
+// Claims that reach the file worker while it is busy are taken in one commit, and decided
+// as one by one: a second claim of the same request finds the first's, alive.
+GST_START_TEST(test_claims_waiting_are_taken_together) {
+  TestDir dir;
+  JournalAnswer first = claimed(dir.journal, "mist"); // the journal is made
+  gint64 frames = log_frames(dir.journal);
+  JournalAnswer alone = claimed(dir.journal, "dust");
+  const gint64 one_claim = log_frames(dir.journal) - frames;
+  fail_unless(one_claim > 0);
+
+  const char *prompts[] = {"rain", "snow", "fog", "rain"};
+  std::vector<JournalAnswer> answers(4);
+  frames = log_frames(dir.journal);
+  Gate gate;
+  kirin::file_work(gate.piece());
+  for (size_t i = 0; i < 4; i++)
+    journal_claim_soon(question(dir.journal, prompts[i]),
+                       [&answers, i](const JournalAnswer &answer) { answers[i] = answer; });
+  gate.release();
+  kirin::file_work_flush();
+
+  for (size_t i = 0; i < 3; i++) {
+    fail_unless(answers[i].result == ClaimResult::Claimed, "%s not claimed", prompts[i]);
+    fail_unless_equals_string(answers[i].warning.c_str(), "");
+    fail_unless(seen_by_another(dir.journal, prompts[i]).result == ClaimResult::Busy);
+  }
+  fail_unless(answers[3].result == ClaimResult::Busy, "the same request was claimed twice");
+  fail_unless_equals_int((int)answers[3].row.claimer_pid, (int)getpid());
+  // Four claims, three rows: one commit writes each page once, where four would write more.
+  fail_unless(log_frames(dir.journal) - frames < 2 * one_claim,
+              "%d pages for four claims (%d for one)", (int)(log_frames(dir.journal) - frames),
+              (int)one_claim);
+
+  // Let go unsent, the rows go: another process claims each request then.
+  for (JournalAnswer &answer : answers)
+    answer.claim.reset();
+  kirin::file_work_flush();
+  for (size_t i = 0; i < 3; i++)
+    fail_unless(seen_by_another(dir.journal, prompts[i]).result == ClaimResult::Claimed);
 }
 GST_END_TEST;
 
@@ -209,7 +294,7 @@ GST_START_TEST(test_a_failing_record_does_not_hold_back_the_others) {
   JournalAnswer snow = claimed_and_sent(dir.journal, "snow");
   JournalAnswer foreign = claimed_and_sent(elsewhere.journal, "fog");
 
-  Warnings warnings;
+  Answers warnings;
   Gate gate;
   kirin::file_work(gate.piece());
   journal_record_created(dir.journal, rain.ledger, rain.claim, "task-rain", warnings.sink());
@@ -235,7 +320,8 @@ static Suite *journal_writes_suite() {
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_work_keeps_its_order_across_threads);
   tcase_add_test(tc, test_idle_worker_holds_no_thread);
-  tcase_add_test(tc, test_task_ids_waiting_are_recorded_together);
+  tcase_add_test(tc, test_steps_waiting_are_written_together);
+  tcase_add_test(tc, test_claims_waiting_are_taken_together);
   tcase_add_test(tc, test_a_failing_record_does_not_hold_back_the_others);
   return s;
 }
