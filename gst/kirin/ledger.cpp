@@ -221,9 +221,29 @@ std::shared_ptr<LedgerDb> open_path(const std::string &path, std::string &warnin
   return ledger;
 }
 
+// The in-memory ledger's lock files live in a directory of this process's own, made when
+// the ledger is first needed. The process's normal exit removes it, with the lock files of
+// claims still held then, so that processes that fell back to memory leave nothing in /tmp.
+// A forked child inherits the directory but is not its owner: its exit leaves it.
+struct ProcessClaimsDir {
+  std::string path;
+  pid_t owner = 0;
+  ~ProcessClaimsDir() {
+    if (path.empty() || getpid() != owner)
+      return;
+    if (GDir *dir = g_dir_open(path.c_str(), 0, nullptr)) {
+      while (const char *name = g_dir_read_name(dir))
+        if (g_str_has_suffix(name, ".lock"))
+          g_unlink((path + G_DIR_SEPARATOR_S + name).c_str());
+      g_dir_close(dir);
+    }
+    g_rmdir(path.c_str());
+  }
+};
+
 std::mutex memory_mutex;
 sqlite3 *memory_keeper = nullptr; // never closed: it keeps the in-memory ledger alive
-std::string memory_claims_dir;
+ProcessClaimsDir memory_claims_dir;
 
 std::shared_ptr<LedgerDb> open_memory_db(std::string &error) {
   std::lock_guard<std::mutex> lock(memory_mutex);
@@ -240,10 +260,11 @@ std::shared_ptr<LedgerDb> open_memory_db(std::string &error) {
       g_rmdir(dir);
       return nullptr;
     }
-    memory_claims_dir = dir;
+    memory_claims_dir.path = dir;
+    memory_claims_dir.owner = getpid();
   }
   auto ledger = std::make_shared<LedgerDb>();
-  ledger->claims_dir = memory_claims_dir;
+  ledger->claims_dir = memory_claims_dir.path;
   ledger->db = connect(kMemoryUri, SQLITE_OPEN_URI, error);
   return ledger->db ? ledger : nullptr;
 }

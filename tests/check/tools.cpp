@@ -9,6 +9,8 @@
 
 #include <csignal>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace {
 
@@ -188,6 +190,53 @@ GST_START_TEST(test_discoverer_names_task) {
 }
 GST_END_TEST;
 
+// The names in `dir` that start with `prefix`.
+std::vector<std::string> entries_named(const std::string &dir, const char *prefix) {
+  std::vector<std::string> found;
+  if (GDir *d = g_dir_open(dir.c_str(), 0, nullptr)) {
+    while (const char *name = g_dir_read_name(d))
+      if (g_str_has_prefix(name, prefix))
+        found.push_back(name);
+    g_dir_close(d);
+  }
+  return found;
+}
+
+// A journal that cannot be opened: the process keeps its tasks in memory, with its claims'
+// lock files in a directory of its own under TMPDIR. That directory is there while the task
+// is being created, and gone once gst-launch-1.0 has ended.
+GST_START_TEST(test_memory_journal_leaves_nothing_behind) {
+  auto emu = kirin_test_start_emulator(kKey);
+  WorkDir dir;
+  g_autofree char *tmp = g_dir_make_tmp("kirin-tmpdir-XXXXXX", nullptr);
+  fail_unless(tmp != nullptr);
+  const std::string blocker = dir.file("not-a-dir");
+  fail_unless(g_file_set_contents(blocker.c_str(), "", 0, nullptr));
+  emu->hold(kirin_emu::Route::Create);
+  std::vector<std::pair<std::string, std::string>> env{
+      {"VTRIX_API_URL", emu->api_url()}, {"VTRIX_API_KEY", kKey}, {"TMPDIR", tmp}};
+  auto launch = kirin_test_spawn(
+      {"gst-launch-1.0", "kirinextendsrc", "video-id=demo-5s", "poll-interval=50",
+       "journal=" + blocker + "/journal.db", "!", "filesink", "location=" + dir.file("out.mp4")},
+      dir, "program", env);
+  fail_unless_equals_int(emu->wait_held(kirin_emu::Route::Create, 1, 30000), 1);
+  const auto during = entries_named(tmp, "kirin-ledger-");
+  emu->release(kirin_emu::Route::Create);
+  finish(*launch);
+  const auto after = entries_named(tmp, "kirin-ledger-");
+  for (const std::string &name : after)
+    g_rmdir((std::string(tmp) + "/" + name).c_str());
+  g_rmdir(tmp);
+  fail_unless(launch->exit_status == 0, "exit status %d:\n%s", launch->exit_status,
+              launch->both().c_str());
+  fail_unless(contains(launch->out(), "keeps its tasks in memory only"), "%s",
+              launch->both().c_str());
+  fail_unless_equals_int(during.size(), 1);
+  fail_unless(after.empty(), "%s was left in TMPDIR", after.empty() ? "" : after[0].c_str());
+  fail_unless_equals_int(emu->create_count(), 1);
+}
+GST_END_TEST;
+
 static Suite *tools_suite() {
   Suite *s = suite_create("tools");
   TCase *tc = tcase_create("general");
@@ -197,6 +246,7 @@ static Suite *tools_suite() {
   // 0: gst-launch-1.0, 1: gst-launch-1.0 -e.
   tcase_add_loop_test(tc, test_gst_launch_interrupt_names_task, 0, 2);
   tcase_add_test(tc, test_discoverer_names_task);
+  tcase_add_test(tc, test_memory_journal_leaves_nothing_behind);
   suite_add_tcase(s, tc);
   return s;
 }
