@@ -215,10 +215,10 @@ GST_START_TEST(test_memory_journal_leaves_nothing_behind) {
   emu->hold(kirin_emu::Route::Create);
   std::vector<std::pair<std::string, std::string>> env{
       {"VTRIX_API_URL", emu->api_url()}, {"VTRIX_API_KEY", kKey}, {"TMPDIR", tmp}};
-  auto launch = kirin_test_spawn(
-      {"gst-launch-1.0", "kirinextendsrc", "video-id=demo-5s", "poll-interval=50",
-       "journal=" + blocker + "/journal.db", "!", "filesink", "location=" + dir.file("out.mp4")},
-      dir, "program", env);
+  auto launch = kirin_test_spawn({"gst-launch-1.0", "kirinextendsrc", "video-id=demo-5s",
+                                  "poll-interval=50", "journal=" + blocker + "/journal.db", "!",
+                                  "filesink", "location=" + dir.file("out.mp4")},
+                                 dir, "program", env);
   fail_unless_equals_int(emu->wait_held(kirin_emu::Route::Create, 1, 30000), 1);
   const auto during = entries_named(tmp, "kirin-ledger-");
   emu->release(kirin_emu::Route::Create);
