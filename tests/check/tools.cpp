@@ -23,9 +23,9 @@ bool contains(const std::string &text, const std::string &part) {
 
 // A program run as a user runs it: the service and key in the environment.
 std::unique_ptr<Program> spawn(const kirin_emu::Emulator &emu, const std::vector<std::string> &args,
-                               const WorkDir &dir) {
-  std::vector<std::pair<std::string, std::string>> env{{"VTRIX_API_URL", emu.api_url()},
-                                                       {"VTRIX_API_KEY", kKey}};
+                               const WorkDir &dir,
+                               std::vector<std::pair<std::string, std::string>> env = {}) {
+  env.insert(env.end(), {{"VTRIX_API_URL", emu.api_url()}, {"VTRIX_API_KEY", kKey}});
   // Under the sanitizers, the Python interpreter's own allocations left at exit are not ours.
   if (const char *asan = g_getenv("ASAN_OPTIONS"))
     env.emplace_back("ASAN_OPTIONS", std::string(asan) + ":detect_leaks=0");
@@ -213,12 +213,11 @@ GST_START_TEST(test_memory_journal_leaves_nothing_behind) {
   const std::string blocker = dir.file("not-a-dir");
   fail_unless(g_file_set_contents(blocker.c_str(), "", 0, nullptr));
   emu->hold(kirin_emu::Route::Create);
-  std::vector<std::pair<std::string, std::string>> env{
-      {"VTRIX_API_URL", emu->api_url()}, {"VTRIX_API_KEY", kKey}, {"TMPDIR", tmp}};
-  auto launch = kirin_test_spawn({"gst-launch-1.0", "kirinextendsrc", "video-id=demo-5s",
-                                  "poll-interval=50", "journal=" + blocker + "/journal.db", "!",
-                                  "filesink", "location=" + dir.file("out.mp4")},
-                                 dir, "program", env);
+  auto launch = spawn(*emu,
+                      {"gst-launch-1.0", "kirinextendsrc", "video-id=demo-5s", "poll-interval=50",
+                       "journal=" + blocker + "/journal.db", "!", "filesink",
+                       "location=" + dir.file("out.mp4")},
+                      dir, {{"TMPDIR", tmp}});
   fail_unless_equals_int(emu->wait_held(kirin_emu::Route::Create, 1, 30000), 1);
   const auto during = entries_named(tmp, "kirin-ledger-");
   emu->release(kirin_emu::Route::Create);
