@@ -262,7 +262,8 @@ namespace {
 
 struct PendingStep {
   std::shared_ptr<Claim> claim;
-  std::string task_id; // "": the create is leaving
+  ClaimStep::Kind kind;
+  std::string task_id; // Created only
   std::function<void(const std::string &)> done;
 };
 
@@ -276,7 +277,7 @@ void write_pending_steps(Ledger &ledger) {
   std::vector<PendingStep> pending = gathered_steps().take(&ledger);
   std::vector<ClaimStep> steps;
   for (const PendingStep &step : pending)
-    steps.push_back({step.claim.get(), step.task_id});
+    steps.push_back({step.claim.get(), step.kind, step.task_id});
   std::string error;
   if (pending.size() > 1 && ledger.write_claim_steps(steps, error)) {
     for (const PendingStep &step : pending)
@@ -285,8 +286,9 @@ void write_pending_steps(Ledger &ledger) {
   }
   // One at a time: this ledger takes no batch, or the batch failed and changed nothing.
   for (const PendingStep &step : pending)
-    step.done(step.task_id.empty() ? journal_sending(ledger, *step.claim)
-                                   : journal_created(ledger, *step.claim, step.task_id));
+    step.done(step.kind == ClaimStep::Kind::Sending
+                  ? journal_sending(ledger, *step.claim)
+                  : journal_created(ledger, *step.claim, step.task_id));
 }
 
 void add_pending_step(const std::string &journal, std::shared_ptr<Ledger> ledger,
@@ -302,13 +304,15 @@ void add_pending_step(const std::string &journal, std::shared_ptr<Ledger> ledger
 void journal_mark_sending(const std::string &journal, std::shared_ptr<Ledger> ledger,
                           std::shared_ptr<Claim> claim,
                           std::function<void(const std::string &failure)> done) {
-  add_pending_step(journal, std::move(ledger), {std::move(claim), "", std::move(done)});
+  add_pending_step(journal, std::move(ledger),
+                   {std::move(claim), ClaimStep::Kind::Sending, "", std::move(done)});
 }
 
 void journal_record_created(const std::string &journal, std::shared_ptr<Ledger> ledger,
                             std::shared_ptr<Claim> claim, const std::string &task_id,
                             std::function<void(const std::string &warning)> done) {
-  add_pending_step(journal, std::move(ledger), {std::move(claim), task_id, std::move(done)});
+  add_pending_step(journal, std::move(ledger),
+                   {std::move(claim), ClaimStep::Kind::Created, task_id, std::move(done)});
 }
 
 std::string journal_create_refused(Ledger &ledger, Claim &claim) {

@@ -118,9 +118,15 @@ bool contest(const std::shared_ptr<LedgerDb> &ledger, const LedgerRow &row, Tran
 bool FileLedger::claim(const LedgerRequest &request, bool fresh,
                        const std::string &generated_external_id, ClaimOutcome &out,
                        std::string &error) {
+  return claim_in(nullptr, request, fresh, generated_external_id, out, error);
+}
+
+bool FileLedger::claim_in(const Transaction *batch, const LedgerRequest &request, bool fresh,
+                          const std::string &generated_external_id, ClaimOutcome &out,
+                          std::string &error) {
   out = ClaimOutcome();
   const std::string key = ledger_key(request);
-  Transaction tx(db_->db);
+  Transaction tx(db_->db, batch);
   std::optional<LedgerRow> newest;
   if (!tx.begin(error) || !select_newest(db_->db, key, newest, error))
     return false;
@@ -150,7 +156,8 @@ bool FileLedger::claim_all(const std::vector<ClaimAsk> &asks, std::vector<ClaimO
   out.resize(asks.size());
   bool ok = true;
   for (size_t i = 0; ok && i < asks.size(); i++)
-    ok = claim(*asks[i].request, asks[i].fresh, asks[i].generated_external_id, out[i], error);
+    ok = claim_in(&batch, *asks[i].request, asks[i].fresh, asks[i].generated_external_id, out[i],
+                  error);
   // Each claim took its lock before its savepoint: no one sees a row without its claimer.
   if (ok && batch.commit(error))
     return true;
@@ -194,8 +201,9 @@ bool update_created(sqlite3 *db, gint64 row_id, const std::string &task_id, std:
 }
 
 bool update_step(sqlite3 *db, const ClaimStep &step, std::string &error) {
-  return step.task_id.empty() ? update_sending(db, step.claim->row_id(), error)
-                              : update_created(db, step.claim->row_id(), step.task_id, error);
+  return step.kind == ClaimStep::Kind::Sending
+             ? update_sending(db, step.claim->row_id(), error)
+             : update_created(db, step.claim->row_id(), step.task_id, error);
 }
 
 } // namespace
@@ -228,7 +236,7 @@ bool FileLedger::write_claim_steps(const std::vector<ClaimStep> &steps, std::str
     return false;
   // Only now are the steps on disk: a create may leave, a recorded claim may go.
   for (const ClaimStep &step : steps) {
-    if (step.task_id.empty())
+    if (step.kind == ClaimStep::Kind::Sending)
       step.claim->hold_on(db_.get())->sending = true;
     else
       step.claim->settle();

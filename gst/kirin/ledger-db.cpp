@@ -98,14 +98,16 @@ Transaction::~Transaction() {
 }
 
 bool Transaction::begin(std::string &error) {
-  // Inside another (a batch of claims): a savepoint of it, written when the outer commits.
-  nested_ = !sqlite3_get_autocommit(db_);
-  open_ = sql_exec(db_, nested_ ? "SAVEPOINT step" : "BEGIN IMMEDIATE", error);
+  if (outer_ && !outer_->open_) {
+    error = "the journal's batch transaction is not open";
+    return false;
+  }
+  open_ = sql_exec(db_, outer_ ? "SAVEPOINT step" : "BEGIN IMMEDIATE", error);
   return open_;
 }
 
 bool Transaction::commit(std::string &error) {
-  if (!sql_exec(db_, nested_ ? "RELEASE step" : "COMMIT", error))
+  if (!sql_exec(db_, outer_ ? "RELEASE step" : "COMMIT", error))
     return false; // the destructor rolls back what is left
   open_ = false;
   return true;
@@ -115,7 +117,7 @@ void Transaction::rollback() {
   if (!open_)
     return;
   std::string ignored;
-  if (nested_)
+  if (outer_)
     sql_exec(db_, "ROLLBACK TO step; RELEASE step", ignored);
   else
     sql_exec(db_, "ROLLBACK", ignored);

@@ -28,6 +28,8 @@ struct FileClaimHold : ClaimHold {
   ~FileClaimHold() override; // ledger-claim.cpp
 };
 
+class Transaction;
+
 class FileLedger final : public Ledger {
 public:
   explicit FileLedger(std::shared_ptr<LedgerDb> db) : db_(std::move(db)) {}
@@ -56,6 +58,9 @@ public:
   bool adopt(const std::vector<LedgerRow> &rows, std::string &error) override;
 
 private:
+  // claim(), inside `batch` (claim_all's transaction) when given.
+  bool claim_in(const Transaction *batch, const LedgerRequest &request, bool fresh,
+                const std::string &generated_external_id, ClaimOutcome &out, std::string &error);
   bool held(const Claim &claim, std::string &error) const;
 
   std::shared_ptr<LedgerDb> db_;
@@ -98,11 +103,13 @@ private:
 };
 
 // BEGIN IMMEDIATE: the write lock from the start, so what a transaction read cannot change
-// before it writes (SQLite waits up to the busy timeout for it). Begun inside another, it
-// is a savepoint of the outer one. Rolled back unless committed.
+// before it writes (SQLite waits up to the busy timeout for it). Given an open `outer`
+// transaction (a batch of claims), it is a savepoint of that one instead, written when the
+// outer commits; without one, a transaction already open on the connection is an error at
+// begin(), never a silent nesting. Rolled back unless committed.
 class Transaction {
 public:
-  explicit Transaction(sqlite3 *db) : db_(db) {}
+  explicit Transaction(sqlite3 *db, const Transaction *outer = nullptr) : db_(db), outer_(outer) {}
   ~Transaction();
   bool begin(std::string &error);
   bool commit(std::string &error);
@@ -110,8 +117,8 @@ public:
 
 private:
   sqlite3 *db_;
+  const Transaction *outer_;
   bool open_ = false;
-  bool nested_ = false;
 };
 
 // Outcome of trying a claim's lock file.

@@ -119,8 +119,13 @@ struct ClaimAsk {
 
 // One step of a claimed create, for Ledger::write_claim_steps.
 struct ClaimStep {
+  enum class Kind {
+    Sending, // the create is leaving: mark_sending
+    Created  // the provider answered `task_id`: record_task_id
+  };
   Claim *claim = nullptr;
-  std::string task_id; // "": the create is leaving (mark_sending); else record_task_id's
+  Kind kind = Kind::Sending;
+  std::string task_id; // Created only
 };
 
 enum class ClaimResult {
@@ -198,7 +203,7 @@ public:
   // The provider answered the create: status "created", and the claim is let go, so
   // others attach. On false the claim is kept (others wait while this process lives).
   virtual bool record_task_id(Claim &claim, const std::string &task_id, std::string &error) = 0;
-  // Takes several claims' steps, each as mark_sending (ClaimStep::task_id "") or
+  // Takes several claims' steps, each as mark_sending (ClaimStep::Kind::Sending) or
   // record_task_id does, in one transaction: all of them, or none. Returns false with
   // `error` empty when this ledger takes them one at a time only (the default); then call
   // mark_sending or record_task_id for each.
