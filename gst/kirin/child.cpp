@@ -1,6 +1,7 @@
 #include "child.h"
 
 #include "cache.h"
+#include "client.h"
 
 #include "element.h"
 #include "messages.h"
@@ -197,12 +198,15 @@ GstPadProbeReturn name_stream(GstPad *, GstPadProbeInfo *info, gpointer data) {
   return GST_PAD_PROBE_OK;
 }
 
-// The HTTP (or file) source of one result, configured and announced with source-setup.
-// Null, with `error` set, when no element handles the URL.
+// The source of one result, configured and announced with source-setup: kirinhttpsrc for
+// an http(s) URL (download.h says why not souphttpsrc), the element that handles the URL
+// otherwise (a kept copy's file://). Null, with `error` set, when no element handles it.
 GstElement *make_source(GstKirinExtendSrc *self, const Run &run, const Exposure &exposure,
                         GError **error) {
-  GstElement *source =
-      gst_element_make_from_uri(GST_URI_SRC, exposure.url.c_str(), "source", error);
+  const std::string &url = exposure.url;
+  bool http = g_str_has_prefix(url.c_str(), "http://") || g_str_has_prefix(url.c_str(), "https://");
+  GstElement *source = http ? download_source_new(url)
+                            : gst_element_make_from_uri(GST_URI_SRC, url.c_str(), "source", error);
   if (!source)
     return nullptr;
   // The API key is never handed to the result host: the child gets only the URL.
@@ -285,8 +289,8 @@ void expose_next(GstElement *element, gpointer) {
   GST_STATE_UNLOCK(element);
   if (failed)
     post_error(element, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN,
-               "No element can download the result of task " + exposure.task_id + " (" +
-                   exposure.url + "): install souphttpsrc (gst-plugins-good).",
+               "No element can read the result of task " + exposure.task_id + " (" + exposure.url +
+                   "): is GStreamer's coreelements plugin (filesrc) installed?",
                {error ? error->message : "", 0, {}, exposure.task_id, ""});
   g_clear_error(&error);
 }

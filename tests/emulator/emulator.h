@@ -56,7 +56,7 @@ struct RequestRecord {
   // Create: from the request body, either shape ("" when absent or unreadable).
   std::string external_task_id, video_id;
   // The request's User-Agent header ("" when absent): shows what configured the client,
-  // e.g. a source-setup handler that set souphttpsrc's user-agent.
+  // e.g. a source-setup handler that set the download source's user-agent.
   std::string user_agent;
   gint64 arrival_us = 0; // g_get_monotonic_time() once the request was read whole
   // The HTTP status answered. 0 while held, and for an answer never sent: held when the
