@@ -8,6 +8,8 @@
 // souphttpsrc does. unlock() cancels the blocking call from the state change thread.
 #include "download.h"
 
+#include "download-options.h"
+
 #include <gst/base/gstbasesrc.h>
 #include <libsoup/soup.h>
 
@@ -21,34 +23,6 @@ GST_DEBUG_CATEGORY_STATIC(kirin_http_src_debug);
 namespace {
 
 constexpr guint kDefaultBlocksize = 64 * 1024; // a read returns what the socket holds
-constexpr guint kDefaultTimeout = 15;          // seconds, souphttpsrc's
-constexpr gint kDefaultRetries = 3;            // souphttpsrc's
-
-enum {
-  PROP_0,
-  PROP_LOCATION,
-  PROP_USER_AGENT,
-  PROP_PROXY,
-  PROP_EXTRA_HEADERS,
-  PROP_TIMEOUT,
-  PROP_RETRIES,
-  PROP_SSL_STRICT,
-  PROP_TLS_DATABASE,
-  PROP_AUTOMATIC_REDIRECT,
-};
-
-// What the application set; read under the object lock, once per request.
-struct Options {
-  std::string location;
-  std::string user_agent = "gst-kirin/" VERSION;
-  std::string proxy; // empty: the system's proxy settings
-  GstStructure *extra_headers = nullptr;
-  guint timeout = kDefaultTimeout;
-  gint retries = kDefaultRetries; // -1: no limit
-  bool ssl_strict = true;
-  GTlsDatabase *tls_database = nullptr;
-  bool automatic_redirect = true;
-};
 
 // What the response's headers said about the whole resource.
 struct Resource {
@@ -60,7 +34,7 @@ struct Resource {
 };
 
 struct Private {
-  Options options; // object lock
+  kirin::module::DownloadOptions options; // object lock
   // Owned by start/stop and the streaming thread (never at once).
   SoupSession *session = nullptr;
   SoupMessage *message = nullptr;
@@ -184,7 +158,7 @@ gboolean accept_any_certificate(SoupMessage *, GTlsCertificate *, GTlsCertificat
 
 // The request for the bytes from `position` on, as the properties say now.
 SoupMessage *build_message(KirinHttpSrc *self, guint64 position, std::string &location) {
-  const Options &o = self->priv->options;
+  const kirin::module::DownloadOptions &o = self->priv->options;
   GST_OBJECT_LOCK(self);
   location = o.location;
   SoupMessage *message = soup_message_new("GET", o.location.c_str());
@@ -349,7 +323,7 @@ static gboolean kirin_http_src_start(GstBaseSrc *base) {
   auto *self = self_of(base);
   Private &p = *self->priv;
   GST_OBJECT_LOCK(self);
-  const Options &o = p.options;
+  const kirin::module::DownloadOptions &o = p.options;
   bool http = g_str_has_prefix(o.location.c_str(), "http://") ||
               g_str_has_prefix(o.location.c_str(), "https://");
   std::string location = o.location;
@@ -375,6 +349,12 @@ static gboolean kirin_http_src_start(GstBaseSrc *base) {
   p.failures = 0;
   p.bytes_seen = false;
   publish(p, Resource());
+  {
+    // An unlock() of the last run that no unlock_stop() followed must not cancel this one.
+    std::lock_guard<std::mutex> guard(p.lock);
+    g_object_unref(p.cancellable);
+    p.cancellable = g_cancellable_new();
+  }
   return TRUE;
 }
 
@@ -472,92 +452,26 @@ static gboolean kirin_http_src_query(GstBaseSrc *base, GstQuery *query) {
 
 static void kirin_http_src_set_property(GObject *object, guint id, const GValue *value,
                                         GParamSpec *pspec) {
-  auto *self = self_of(object);
-  Options &o = self->priv->options;
-  GST_OBJECT_LOCK(self);
-  switch (id) {
-  case PROP_LOCATION:
-    o.location = g_value_get_string(value) ? g_value_get_string(value) : "";
-    break;
-  case PROP_USER_AGENT:
-    o.user_agent = g_value_get_string(value) ? g_value_get_string(value) : "";
-    break;
-  case PROP_PROXY:
-    o.proxy = g_value_get_string(value) ? g_value_get_string(value) : "";
-    break;
-  case PROP_EXTRA_HEADERS:
-    if (o.extra_headers)
-      gst_structure_free(o.extra_headers);
-    o.extra_headers = static_cast<GstStructure *>(g_value_dup_boxed(value));
-    break;
-  case PROP_TIMEOUT:
-    o.timeout = g_value_get_uint(value);
-    break;
-  case PROP_RETRIES:
-    o.retries = g_value_get_int(value);
-    break;
-  case PROP_SSL_STRICT:
-    o.ssl_strict = g_value_get_boolean(value);
-    break;
-  case PROP_TLS_DATABASE:
-    g_clear_object(&o.tls_database);
-    o.tls_database = G_TLS_DATABASE(g_value_dup_object(value));
-    break;
-  case PROP_AUTOMATIC_REDIRECT:
-    o.automatic_redirect = g_value_get_boolean(value);
-    break;
-  default:
+  GST_OBJECT_LOCK(object);
+  bool known = kirin::module::set_download_property(self_of(object)->priv->options, id, value);
+  GST_OBJECT_UNLOCK(object);
+  if (!known)
     G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
-  }
-  GST_OBJECT_UNLOCK(self);
 }
 
 static void kirin_http_src_get_property(GObject *object, guint id, GValue *value,
                                         GParamSpec *pspec) {
-  auto *self = self_of(object);
-  const Options &o = self->priv->options;
-  GST_OBJECT_LOCK(self);
-  switch (id) {
-  case PROP_LOCATION:
-    g_value_set_string(value, o.location.empty() ? nullptr : o.location.c_str());
-    break;
-  case PROP_USER_AGENT:
-    g_value_set_string(value, o.user_agent.c_str());
-    break;
-  case PROP_PROXY:
-    g_value_set_string(value, o.proxy.empty() ? nullptr : o.proxy.c_str());
-    break;
-  case PROP_EXTRA_HEADERS:
-    g_value_set_boxed(value, o.extra_headers);
-    break;
-  case PROP_TIMEOUT:
-    g_value_set_uint(value, o.timeout);
-    break;
-  case PROP_RETRIES:
-    g_value_set_int(value, o.retries);
-    break;
-  case PROP_SSL_STRICT:
-    g_value_set_boolean(value, o.ssl_strict);
-    break;
-  case PROP_TLS_DATABASE:
-    g_value_set_object(value, o.tls_database);
-    break;
-  case PROP_AUTOMATIC_REDIRECT:
-    g_value_set_boolean(value, o.automatic_redirect);
-    break;
-  default:
+  GST_OBJECT_LOCK(object);
+  bool known = kirin::module::get_download_property(self_of(object)->priv->options, id, value);
+  GST_OBJECT_UNLOCK(object);
+  if (!known)
     G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
-  }
-  GST_OBJECT_UNLOCK(self);
 }
 
 static void kirin_http_src_finalize(GObject *object) {
   Private *p = self_of(object)->priv;
   close_response(*p);
   g_clear_object(&p->session);
-  if (p->options.extra_headers)
-    gst_structure_free(p->options.extra_headers);
-  g_clear_object(&p->options.tls_database);
   g_object_unref(p->cancellable);
   delete p;
   G_OBJECT_CLASS(kirin_http_src_parent_class)->finalize(object);
@@ -566,53 +480,6 @@ static void kirin_http_src_finalize(GObject *object) {
 static GstStaticPadTemplate src_template =
     GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
 
-static void install_properties(GObjectClass *object_class) {
-  const auto flags = GParamFlags(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
-  g_object_class_install_property(object_class, PROP_LOCATION,
-                                  g_param_spec_string("location", "Location",
-                                                      "The http:// or https:// URL to read",
-                                                      nullptr, flags));
-  g_object_class_install_property(object_class, PROP_USER_AGENT,
-                                  g_param_spec_string("user-agent", "User-Agent",
-                                                      "The User-Agent header sent",
-                                                      "gst-kirin/" VERSION, flags));
-  g_object_class_install_property(
-      object_class, PROP_PROXY,
-      g_param_spec_string("proxy", "Proxy",
-                          "HTTP proxy URI (http://host:port); unset: the system's proxy settings",
-                          nullptr, flags));
-  g_object_class_install_property(
-      object_class, PROP_EXTRA_HEADERS,
-      g_param_spec_boxed("extra-headers", "Extra headers",
-                         "Headers added to every request (field name: header, value: its text)",
-                         GST_TYPE_STRUCTURE, flags));
-  g_object_class_install_property(
-      object_class, PROP_TIMEOUT,
-      g_param_spec_uint("timeout", "Timeout",
-                        "Seconds a connection may stay silent before it counts as broken "
-                        "(0: no limit)",
-                        0, 3600, kDefaultTimeout, flags));
-  g_object_class_install_property(
-      object_class, PROP_RETRIES,
-      g_param_spec_int("retries", "Retries",
-                       "Times a broken-off download is resumed in a row from where it stopped, "
-                       "with a Range request, before it is an error (-1: no limit)",
-                       -1, G_MAXINT, kDefaultRetries, flags));
-  g_object_class_install_property(
-      object_class, PROP_SSL_STRICT,
-      g_param_spec_boolean("ssl-strict", "Strict TLS",
-                           "Refuse a server whose certificate cannot be verified", TRUE, flags));
-  g_object_class_install_property(
-      object_class, PROP_TLS_DATABASE,
-      g_param_spec_object("tls-database", "TLS database",
-                          "The certificates trusted (unset: the system's)", G_TYPE_TLS_DATABASE,
-                          flags));
-  g_object_class_install_property(object_class, PROP_AUTOMATIC_REDIRECT,
-                                  g_param_spec_boolean("automatic-redirect", "Follow redirects",
-                                                       "Follow the server's redirects", TRUE,
-                                                       flags));
-}
-
 static void kirin_http_src_class_init(KirinHttpSrcClass *klass) {
   auto *object_class = G_OBJECT_CLASS(klass);
   auto *element_class = GST_ELEMENT_CLASS(klass);
@@ -620,7 +487,7 @@ static void kirin_http_src_class_init(KirinHttpSrcClass *klass) {
   object_class->set_property = kirin_http_src_set_property;
   object_class->get_property = kirin_http_src_get_property;
   object_class->finalize = kirin_http_src_finalize;
-  install_properties(object_class);
+  kirin::module::install_download_properties(object_class);
   gst_element_class_add_static_pad_template(element_class, &src_template);
   gst_element_class_set_static_metadata(
       element_class, "Kirin result download", "Source/Network",

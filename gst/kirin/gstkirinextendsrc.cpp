@@ -5,8 +5,9 @@
  * Extends a video with the Vtrix `kirin_duration_extension` model and streams the longer
  * video into the pipeline. On the way to PAUSED the element submits an extension task
  * (or attaches to an existing one with #GstKirinExtendSrc:task-id), waits for it on a
- * shared client thread, then downloads the result through an HTTP source made from its
- * URL (normally souphttpsrc), which supports byte seeking.
+ * shared client thread, then downloads the result with kirinhttpsrc, its own HTTP source
+ * (souphttpsrc's property names, reading on its streaming thread), which supports byte
+ * seeking.
  *
  * Progress is posted on the bus as element messages named `kirin-task`. Errors carry
  * the task ID, so a paid task can always be resumed.
