@@ -673,6 +673,7 @@ GST_START_TEST(test_child_kept_by_the_application) {
   GstElement *pipeline = gst_pipeline_new(nullptr);
   GstElement *sink = gst_element_factory_make("fakesink", nullptr);
   gst_bin_add_many(GST_BIN(pipeline), kept, sink, nullptr);
+  gst_object_unref(kept); // the handler's reference: the pipeline holds the child now
   fail_unless(gst_element_link(kept, sink));
   RunResult result;
   kirin_test_run(pipeline, 60, result);
