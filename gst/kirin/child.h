@@ -1,5 +1,6 @@
-// The child source that downloads a result (kirinhttpsrc, or filesrc for a kept copy) and the probe on its pad: tags before the first buffer, a copy of every byte for
-// the cache, and the end of an intermediate result, which only hands over to the next.
+// The child source that downloads a result (kirinhttpsrc, or filesrc for a kept copy) and the probe
+// on its pad: tags before the first buffer, a copy of every byte for the cache, and the end of an
+// intermediate result, which only hands over to the next.
 #pragma once
 
 #include "gstkirinextendsrc.h"
