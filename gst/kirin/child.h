@@ -1,4 +1,4 @@
-// The child source that downloads a result (kirinhttpsrc, or filesrc for a kept copy) and the probe
+// The child source that downloads a result (souphttpsrc, or filesrc for a kept copy) and the probe
 // on its pad: tags before the first buffer, a copy of every byte for the cache, and the end of an
 // intermediate result, which only hands over to the next.
 #pragma once

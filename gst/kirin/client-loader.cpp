@@ -47,10 +47,6 @@ const char *job_error_name(JobError error) {
   return api() ? api()->job_error_name(error) : "unknown";
 }
 
-GstElement *download_source_new(const std::string &url) {
-  return api()->download_source_new(url.c_str());
-}
-
 GObject *tls_file_database_new(const std::string &path, std::string &error) {
   return client_load(error) ? api()->tls_file_database_new(path, error) : nullptr;
 }

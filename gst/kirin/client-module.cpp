@@ -3,7 +3,6 @@
 
 #include "callback-receiver.h"
 #include "client-thread.h"
-#include "download.h"
 #include "job.h"
 
 #include <gio/gio.h>
@@ -55,7 +54,6 @@ extern "C" G_MODULE_EXPORT const kirin::ClientApi *kirin_client_api() {
       kirin::module::job_error_name,
       kirin::module::tls_file_database_new,
       kirin::module::post,
-      kirin::module::download_source_new,
   };
   return &api;
 }

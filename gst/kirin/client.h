@@ -7,7 +7,6 @@
 #include "task.h"
 
 #include <glib-object.h>
-#include <gst/gst.h>
 
 #include <functional>
 #include <memory>
@@ -86,10 +85,6 @@ void client_post(std::function<void()> work);
 // listened on, or 0 with `error` set. Blocks until the client thread has tried.
 guint callback_listener_start(const std::string &listen, std::string &error);
 
-// A new kirinhttpsrc (download.h) reading `url`, the source of a result served over HTTP.
-// Called only after client_load succeeded (a run exists).
-GstElement *download_source_new(const std::string &url);
-
 // ---- the client as a module of its own ----
 //
 // client-module.cpp, its parts (client-thread, proxy-cache, request, job,
@@ -112,11 +107,11 @@ GObject *tls_file_database_new(const std::string &path, std::string &error);
 
 // The version of the table below and of every type that crosses it (JobConfig,
 // JobCallbacks, JobOutcome, JobError, Task, TaskStatus, CreateRequest, and Job behind
-// JobHandle). Version 4 added download_source_new. Bump it whenever any of them changes, so that a
-// plugin and a module of different builds refuse each other instead of misreading each other's
-// memory. (They pass C++ library types too: both must be built with the same compiler and standard
-// library.) Version 1 was the table before it carried a version.
-constexpr guint32 kClientAbiVersion = 4;
+// JobHandle). Version 4 added a download source, which version 5 removed again. Bump it whenever
+// any of them changes, so that a plugin and a module of different builds refuse each other instead
+// of misreading each other's memory. (They pass C++ library types too: both must be built with the
+// same compiler and standard library.) Version 1 was the table before it carried a version.
+constexpr guint32 kClientAbiVersion = 5;
 
 // What the module exports, as kirin_client_api() (extern "C"). The first two fields stay
 // where they are in every version: the loader reads them, and nothing else, before it
@@ -130,7 +125,6 @@ struct ClientApi {
   const char *(*job_error_name)(JobError error);
   GObject *(*tls_file_database_new)(const std::string &path, std::string &error);
   void (*post)(std::function<void()> work);
-  GstElement *(*download_source_new)(const char *url);
 };
 
 // The exported symbol's name and type.

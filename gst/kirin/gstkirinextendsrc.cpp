@@ -5,9 +5,9 @@
  * Extends a video with the Vtrix `kirin_duration_extension` model and streams the longer
  * video into the pipeline. On the way to PAUSED the element submits an extension task
  * (or attaches to an existing one with #GstKirinExtendSrc:task-id), waits for it on a
- * shared client thread, then downloads the result with kirinhttpsrc, its own HTTP source
- * (souphttpsrc's property names, reading on its streaming thread), which supports byte
- * seeking.
+ * shared client thread, then downloads the result with the http source the registry makes
+ * from its URL (souphttpsrc on a stock install), which supports byte seeking. The
+ * #GstKirinExtendSrc::source-setup signal hands that source to the application.
  *
  * Progress is posted on the bus as element messages named `kirin-task`. Errors carry
  * the task ID, so a paid task can always be resumed.

@@ -678,7 +678,7 @@ GST_START_TEST(test_source_setup_lets_applications_configure_the_download) {
   RunResult result;
   run_to_file(src, result);
   assert_error_free_eos(result);
-  assert_same_text(factory, "kirinhttpsrc");
+  assert_same_text(factory, "souphttpsrc");
   fail_unless_equals_int(emu->download_count() >= 1, TRUE);
   // The handler's setting reached the result host: it was applied before the download.
   for (const auto &request : emu->requests())
