@@ -658,6 +658,29 @@ struct ScaleState {
 };
 ScaleState *scale_state = nullptr;
 
+// The elements' souphttpsrc that are started (READY to PAUSED, back at PAUSED to READY) at
+// once, and the most: each runs a session thread of its own while started. That thread has
+// no name of its own (it shows under the name of the thread that started the source), so
+// the sources are counted instead.
+std::atomic<int> started_http_sources{0}, peak_http_sources{0};
+
+void count_http_source(GstMessage *msg) {
+  GstObject *src = GST_MESSAGE_SRC(msg);
+  GstElementFactory *factory =
+      src && GST_IS_ELEMENT(src) ? gst_element_get_factory(GST_ELEMENT(src)) : nullptr;
+  if (!factory || g_strcmp0(GST_OBJECT_NAME(factory), "souphttpsrc") != 0)
+    return;
+  GstState old_state, new_state;
+  gst_message_parse_state_changed(msg, &old_state, &new_state, nullptr);
+  if (old_state == GST_STATE_READY && new_state == GST_STATE_PAUSED) {
+    int now = ++started_http_sources, peak = peak_http_sources;
+    while (now > peak && !peak_http_sources.compare_exchange_weak(peak, now)) {
+    }
+  } else if (old_state == GST_STATE_PAUSED && new_state == GST_STATE_READY) {
+    started_http_sources--;
+  }
+}
+
 void push_event(int index, BranchEvent event) {
   g_async_queue_push(scale_state->events, GINT_TO_POINTER((index << 2 | int(event)) + 1));
 }
@@ -692,18 +715,37 @@ GstBusSyncReply scale_bus_handler(GstBus *, GstMessage *msg, gpointer data) {
   case GST_MESSAGE_EOS:
     push_event(branch->index, BranchEvent::Ended);
     break;
+  case GST_MESSAGE_STATE_CHANGED:
+    count_http_source(msg);
+    break;
   default:
     break;
   }
   return GST_BUS_DROP;
 }
 
+// The names only (one read a thread, not threads()'s three): sampled while a thousand
+// downloads run.
 std::vector<std::string> thread_names() {
   std::vector<std::string> names;
-  for (const auto &[tid, info] : threads())
-    names.push_back(info.name);
+  GDir *dir = g_dir_open("/proc/self/task", 0, nullptr);
+  if (!dir)
+    return names;
+  while (const char *entry = g_dir_read_name(dir)) {
+    std::string name = read_file(std::string("/proc/self/task/") + entry + "/comm");
+    if (!name.empty() && name.back() == '\n')
+      name.pop_back();
+    names.push_back(name);
+  }
+  g_dir_close(dir);
   std::sort(names.begin(), names.end());
   return names;
+}
+
+// The process's threads now, from /proc/self/status: cheap enough to sample every 100 ms
+// with two thousand threads.
+long thread_count() {
+  return status_field(read_file("/proc/self/status"), "Threads:");
 }
 
 // How many threads have each name, as a JSON object.
@@ -893,14 +935,19 @@ int run_scale(const Args &args) {
 
   int waiting = 0, completed = 0, ended = 0;
   long max_threads_waiting = 0, max_rss_waiting = 0, peak_threads = 0, peak_rss = 0;
-  gint64 all_waiting_us = 0, complete_sent_us = 0;
-  std::string names_waiting, peak_names;
+  // From the first `complete` sent to the last pipeline ended: every result downloads.
+  long completion_peak_threads = 0, completion_peak_rss = 0;
+  gint64 all_waiting_us = 0, complete_start_us = 0, complete_sent_us = 0;
+  std::string names_waiting, peak_names, completion_peak_names;
   std::vector<std::string> threads_timeline; // threads each second while all wait
   gint64 next_timeline = 0;
   const gint64 deadline = start + gint64(max_seconds * G_USEC_PER_SEC);
   gint64 next_sample = 0;
   while (ended < count && now_us() < deadline) {
-    gpointer item = g_async_queue_timeout_pop(state.events, 20000);
+    // Every 100 ms; every 10 ms once the tasks complete, where a download of a MiB from
+    // loopback and the threads it takes last only a few milliseconds.
+    const gint64 sample_every = complete_start_us ? 10000 : 100000;
+    gpointer item = g_async_queue_timeout_pop(state.events, std::min<gint64>(20000, sample_every));
     gint64 now = now_us();
     if (item) {
       const int packed = GPOINTER_TO_INT(item) - 1;
@@ -933,12 +980,18 @@ int run_scale(const Args &args) {
       }
     }
     if (now >= next_sample) {
-      next_sample = now + 100000;
-      const long threads_now = long(threads().size()), rss_now = rss_kb();
+      next_sample = now + sample_every;
+      const long threads_now = thread_count(), rss_now = rss_kb();
       if (threads_now > peak_threads)
         peak_names = thread_name_counts();
       peak_threads = std::max(peak_threads, threads_now);
       peak_rss = std::max(peak_rss, rss_now);
+      if (complete_start_us) {
+        if (threads_now > completion_peak_threads)
+          completion_peak_names = thread_name_counts();
+        completion_peak_threads = std::max(completion_peak_threads, threads_now);
+        completion_peak_rss = std::max(completion_peak_rss, rss_now);
+      }
       if (all_waiting_us && !complete_sent_us) {
         max_threads_waiting = std::max(max_threads_waiting, threads_now);
         max_rss_waiting = std::max(max_rss_waiting, rss_now);
@@ -952,6 +1005,7 @@ int run_scale(const Args &args) {
     }
     // All wait for `sample_us`; then every task completes at once.
     if (all_waiting_us && !complete_sent_us && now >= all_waiting_us + sample_us) {
+      complete_start_us = now;
       for (auto &branch : branches) {
         gchar *task_id = nullptr;
         if (branch->pipeline) {
@@ -1004,6 +1058,12 @@ int run_scale(const Args &args) {
   out.integer("peak_threads", peak_threads).raw("peak_thread_names", peak_names);
   out.integer("peak_rss_kb", peak_rss);
   out.integer("peak_active_downloads", peak_active_downloads);
+  // The completion phase alone (sampled every 10 ms).
+  out.integer("completion_peak_threads", completion_peak_threads);
+  out.raw("completion_peak_thread_names",
+          completion_peak_names.empty() ? "{}" : completion_peak_names);
+  out.integer("completion_peak_rss_kb", completion_peak_rss);
+  out.integer("peak_started_http_sources", peak_http_sources);
   // From telling the emulator to complete every task to the last EOS leaving an element.
   out.num("completion_seconds",
           complete_sent_us && ended == count ? (last_eos_us - complete_sent_us) / 1e6 : -1);
