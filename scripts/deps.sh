@@ -3,7 +3,7 @@
 KIRIN_PACKAGES="meson ninja-build pkg-config g++ libgstreamer1.0-dev
   libgstreamer-plugins-base1.0-dev libsoup-3.0-dev libjson-glib-dev libsqlite3-dev sqlite3
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-base-apps glib-networking
-  python3-gi gir1.2-gstreamer-1.0 postgresql libpq-dev libges-1.0-dev ges1.0-tools"
+  python3-gi gir1.2-gstreamer-1.0 postgresql libpq-dev libges-1.0-dev ges1.0-tools tinyproxy"
 
 kirin_ensure_packages() {
   local missing=()

@@ -1,7 +1,6 @@
 #include "child.h"
 
 #include "cache.h"
-#include "client.h" // tls_file_database_new
 
 #include "element.h"
 #include "messages.h"
@@ -198,36 +197,28 @@ GstPadProbeReturn name_stream(GstPad *, GstPadProbeInfo *info, gpointer data) {
   return GST_PAD_PROBE_OK;
 }
 
-// souphttpsrc 1.22 ignores `ssl-ca-file` with libsoup 3 (it hands the session only a
-// `tls-database`). An application's source-setup handler written for it sets `ssl-ca-file` to
-// trust a result host's own certificate authority: that file becomes the source's TLS database
-// (unless the handler set one of its own), so the handler works as written. False, with
-// `error` set, when the file cannot be read.
-bool apply_ssl_ca_file(GstElement *source, GObject *database_before, std::string &error) {
-  GObjectClass *klass = G_OBJECT_GET_CLASS(source);
-  if (!g_object_class_find_property(klass, "ssl-ca-file") ||
-      !g_object_class_find_property(klass, "tls-database"))
-    return true;
-  g_autofree char *ca_file = nullptr;
-  GObject *database = nullptr;
-  g_object_get(source, "ssl-ca-file", &ca_file, "tls-database", &database, nullptr);
-  bool handler_chose_database = database && database != database_before;
-  if (database)
-    g_object_unref(database);
-  if (!ca_file || !*ca_file || handler_chose_database)
-    return true;
-  GObject *from_file = tls_file_database_new(ca_file, error);
-  if (!from_file)
+// Whether source-setup set `ssl-ca-file` on a source that then dropped it: souphttpsrc 1.22
+// keeps that property only on libsoup 2 (it is deprecated for `tls-database`), so a handler
+// written for an older stack would trust nothing more, silently.
+struct CaFileWatch {
+  bool set = false;
+  static void on_notify(GObject *, GParamSpec *, gpointer data) {
+    static_cast<CaFileWatch *>(data)->set = true;
+  }
+};
+
+bool ssl_ca_file_dropped(GstElement *source, const CaFileWatch &watch) {
+  if (!watch.set)
     return false;
-  g_object_set(source, "tls-database", from_file, nullptr);
-  g_object_unref(from_file);
-  return true;
+  g_autofree char *ca_file = nullptr;
+  g_object_get(source, "ssl-ca-file", &ca_file, nullptr);
+  return !ca_file || !*ca_file;
 }
 
 // The source of one result, made from its URL through the registry as urisourcebin does
 // (souphttpsrc on a stock install, or the http source the user's ranks prefer; filesrc for a
 // kept copy), configured and announced with source-setup. Null, with `error` set, when no
-// element handles the URL or the handler's `ssl-ca-file` cannot be read.
+// element handles the URL.
 GstElement *make_source(GstKirinExtendSrc *self, const Run &run, const Exposure &exposure,
                         GError **error) {
   GstElement *source =
@@ -238,25 +229,29 @@ GstElement *make_source(GstKirinExtendSrc *self, const Run &run, const Exposure 
   GObjectClass *klass = G_OBJECT_GET_CLASS(source);
   if (g_object_class_find_property(klass, "user-agent"))
     g_object_set(source, "user-agent", "gst-kirin/" VERSION, nullptr);
-  GObject *own_database = nullptr;
   if (!exposure.from_cache && run.tls_database() &&
       result_shares_api_host(run.settings(), exposure.url) &&
-      g_object_class_find_property(klass, "tls-database")) {
-    own_database = run.tls_database();
-    g_object_set(source, "tls-database", own_database, nullptr);
-  }
+      g_object_class_find_property(klass, "tls-database"))
+    g_object_set(source, "tls-database", run.tls_database(), nullptr);
   // Held across the emission: a handler (PyGObject's among them) may sink and drop the
   // floating reference it was given.
   gst_object_ref_sink(source);
+  CaFileWatch ca_file;
+  gulong watching = 0;
+  if (g_object_class_find_property(klass, "ssl-ca-file"))
+    watching = g_signal_connect(source, "notify::ssl-ca-file", G_CALLBACK(CaFileWatch::on_notify),
+                                &ca_file);
   g_signal_emit(self, kirin_extend_src_signals[SIGNAL_SOURCE_SETUP], 0, source);
-  std::string ca_error;
-  if (!apply_ssl_ca_file(source, own_database, ca_error)) {
-    g_set_error(error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
-                "The ssl-ca-file that source-setup set on %s cannot be used: %s",
-                GST_ELEMENT_NAME(gst_element_get_factory(source)), ca_error.c_str());
-    gst_object_unref(source);
-    return nullptr;
-  }
+  if (watching)
+    g_signal_handler_disconnect(source, watching);
+  if (ssl_ca_file_dropped(source, ca_file))
+    GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+                        ("source-setup set ssl-ca-file on %s, which ignores it with libsoup 3 "
+                         "(the property is deprecated there): set tls-database instead, to "
+                         "g_tls_file_database_new(PATH) in C or Gio.TlsFileDatabase.new(PATH) "
+                         "in Python.",
+                         GST_OBJECT_NAME(gst_element_get_factory(source))),
+                        (nullptr));
   return source;
 }
 
@@ -298,16 +293,8 @@ void attach_source(GstKirinExtendSrc *self, const std::shared_ptr<Run> &run,
   gst_element_sync_state_with_parent(source);
 }
 
-// Why no child could be made for `exposure`: a bad ssl-ca-file from source-setup, or no
-// element for the URL's scheme (souphttpsrc is in gst-plugins-good; filesrc in the core).
+// No element reads the URL: souphttpsrc is in gst-plugins-good, filesrc in the core.
 void post_source_failure(GstElement *element, const Exposure &exposure, const GError *error) {
-  if (g_error_matches(error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS)) {
-    post_error(element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
-               std::string(error->message) + " (result of task " + exposure.task_id +
-                   "; resume with task-id=" + exposure.task_id + ").",
-               {"", 0, {}, exposure.task_id, "settings"});
-    return;
-  }
   std::string missing = exposure.from_cache
                             ? "is GStreamer's coreelements plugin (filesrc) installed?"
                             : "install an HTTP source, such as souphttpsrc (gst-plugins-good).";

@@ -229,9 +229,15 @@ static GstPadProbeReturn drop_eos(GstPad *, GstPadProbeInfo *info, gpointer) {
 // own error and the EOS it sends after it are dropped. On the child's streaming thread.
 static bool refresh_expired_url(GstKirinExtendSrc *self, GstMessage *message, const GError *error,
                                 const std::string &task_id) {
-  bool expired =
-      error->domain == GST_RESOURCE_ERROR && (error->code == GST_RESOURCE_ERROR_NOT_FOUND ||
-                                              error->code == GST_RESOURCE_ERROR_NOT_AUTHORIZED);
+  // 407 is the proxy's refusal, never the result host's: a fresh URL would not help.
+  const GstStructure *details = nullptr;
+  gst_message_parse_error_details(message, &details);
+  guint status = 0;
+  if (details)
+    gst_structure_get_uint(details, "http-status-code", &status);
+  bool expired = error->domain == GST_RESOURCE_ERROR && status != 407 &&
+                 (error->code == GST_RESOURCE_ERROR_NOT_FOUND ||
+                  error->code == GST_RESOURCE_ERROR_NOT_AUTHORIZED);
   GstElement *failed = nullptr;
   std::shared_ptr<Run> run;
   {
@@ -286,14 +292,21 @@ static void gst_kirin_extend_src_handle_message(GstBin *bin, GstMessage *message
       gst_structure_get_uint(child_details, "http-status-code", &http_status);
       gst_structure_get_int(child_details, "flow-return", &flow);
     }
-    // A flow error ("Internal data stream error") says that downstream stopped taking the
-    // data (not linked, or failed itself): the download was not what failed.
-    std::string what = flow != GST_FLOW_OK
-                           ? "Streaming the result of task " + task_id +
-                                 " stopped, downstream answered " +
-                                 gst_flow_get_name(GstFlowReturn(flow)) + ": "
-                           : "Could not download the result of task " + task_id +
-                                 (refreshed ? " (even from a freshly polled URL)" : "") + ": ";
+    // A flow error ("Internal data stream error") says that the stream stopped: not linked
+    // or not negotiated is downstream's doing; a plain error is either downstream's (which
+    // posts its own error) or the source's own, given without a reason (souphttpsrc 1.22
+    // ends that way when the TLS handshake or the proxy fails).
+    std::string what;
+    if (flow == GST_FLOW_ERROR)
+      what = "Could not stream the result of task " + task_id +
+             ": the download stopped with an error. An element downstream may have said why; "
+             "if none did, check the result host's TLS trust (tls-database) and the proxy. ";
+    else if (flow != GST_FLOW_OK)
+      what = "Streaming the result of task " + task_id + " stopped, downstream answered " +
+             gst_flow_get_name(GstFlowReturn(flow)) + ": ";
+    else
+      what = "Could not download the result of task " + task_id +
+             (refreshed ? " (even from a freshly polled URL)" : "") + ": ";
     post_error(GST_ELEMENT(self), error->domain, error->code,
                what + sentence(error->message) + " Resume with task-id=" + task_id + ".",
                {debug ? debug : "", http_status, {}, task_id, ""});

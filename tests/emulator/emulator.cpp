@@ -1089,6 +1089,11 @@ bool Emulator::Impl::record_and_hold(SoupServerMessage *msg, const char *path, E
   const char *agent =
       soup_message_headers_get_one(soup_server_message_get_request_headers(msg), "User-Agent");
   record.user_agent = agent ? agent : "";
+  SoupMessageHeadersIter iter;
+  soup_message_headers_iter_init(&iter, soup_server_message_get_request_headers(msg));
+  const char *name, *value;
+  while (soup_message_headers_iter_next(&iter, &name, &value))
+    record.headers.emplace_back(name, value);
   record.arrival_us = exchange.arrival_us;
   record.streaming = streamed;
   bool hold = false;
@@ -1896,6 +1901,14 @@ bool Emulator::release_one(Route route) {
   size_t released = 0;
   impl_->run_on_thread([&] { released = impl_->release_held(route, true); });
   return released > 0;
+}
+
+std::string RequestRecord::header(const std::string &name) const {
+  std::string values;
+  for (const auto &[found, value] : headers)
+    if (g_ascii_strcasecmp(found.c_str(), name.c_str()) == 0)
+      values += (values.empty() ? "" : ", ") + value;
+  return values;
 }
 
 std::vector<RequestRecord> Emulator::requests() const {

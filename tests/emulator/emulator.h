@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kirin_emu {
@@ -58,6 +59,12 @@ struct RequestRecord {
   // The request's User-Agent header ("" when absent): shows what configured the client,
   // e.g. a source-setup handler that set the download source's user-agent.
   std::string user_agent;
+  // Every request header (name, value) in the order received, a repeated one (Cookie) once
+  // per line, less a Range the emulator ignored: what else configured the client, e.g. a
+  // source-setup handler's cookies and extra headers, or the Via a proxy added on the way.
+  std::vector<std::pair<std::string, std::string>> headers;
+  // The values of header `name` (any case) joined with ", "; "" when absent.
+  std::string header(const std::string &name) const;
   gint64 arrival_us = 0; // g_get_monotonic_time() once the request was read whole
   // The HTTP status answered. 0 while held, and for an answer never sent: held when the
   // connection closed (set_offline, destruction), or the `hang` fault.
