@@ -4,6 +4,7 @@
 #pragma once
 
 #include "gstkirinextendsrc.h"
+#include "outbox.h"
 #include "plan.h"
 #include "settings.h"
 
@@ -35,6 +36,7 @@ struct GstKirinExtendSrcPrivate {
   std::shared_ptr<kirin::Run> run;
   GstElement *source = nullptr;        // the HTTP source child, once a result is exposed
   GstElement *failed_source = nullptr; // a child being replaced: its messages are dropped
+  kirin::Outbox outbox;                // what the runs' decisions tell the application (outbox.h)
 };
 
 struct _GstKirinExtendSrc {

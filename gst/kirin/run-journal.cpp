@@ -45,7 +45,9 @@ void Run::journal_warning(const std::weak_ptr<Run> &weak, const std::string &war
     return;
   decide_for(weak, [warning](Run &run) {
     if (ElementRef el = run.element())
-      GST_ELEMENT_WARNING(el.element, RESOURCE, WRITE, ("%s", warning.c_str()), (nullptr));
+      run.tell(el.element, [warning](GstElement *e) {
+        GST_ELEMENT_WARNING(e, RESOURCE, WRITE, ("%s", warning.c_str()), (nullptr));
+      });
   });
 }
 
@@ -78,7 +80,9 @@ void Run::on_claim(const JournalAnswer &answer) {
   if (!el || stopped())
     return;
   if (!answer.warning.empty())
-    GST_ELEMENT_WARNING(el.element, RESOURCE, WRITE, ("%s", answer.warning.c_str()), (nullptr));
+    tell(el.element, [warning = answer.warning](GstElement *e) {
+      GST_ELEMENT_WARNING(e, RESOURCE, WRITE, ("%s", warning.c_str()), (nullptr));
+    });
   if (!answer.ledger) {
     act(nullptr, {});
     return;
@@ -123,17 +127,21 @@ void Run::wait_for_claimer(GstElement *element, const LedgerRow &row) {
                        row.request.request.video_id + " (external-task-id " + row.external_task_id +
                        "): waiting for it instead of paying twice";
     // The text twice: gst-launch-1.0 prints an info message's debug string only.
-    GST_ELEMENT_INFO(element, RESOURCE, BUSY, ("%s", text.c_str()), ("%s", text.c_str()));
+    tell(element, [text](GstElement *e) {
+      GST_ELEMENT_INFO(e, RESOURCE, BUSY, ("%s", text.c_str()), ("%s", text.c_str()));
+    });
   }
   // `timeout` bounds this wait as it bounds the wait for a task.
   if (settings_.timeout_s && now - waiting_since_us_ > settings_.timeout_s * G_USEC_PER_SEC) {
-    post_error(element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_BUSY,
-               "Waited " + std::to_string(settings_.timeout_s) + " s (property 'timeout') for " +
-                   "another run (" + claimer_of(row) + ") to create the task for video " +
-                   row.request.request.video_id + " (external-task-id " + row.external_task_id +
-                   "), and it has not. Run again to wait more, or set fresh=true to pay for a "
-                   "new task.",
-               {"", 0, {}, {}, "timeout"});
+    std::string text = "Waited " + std::to_string(settings_.timeout_s) +
+                       " s (property 'timeout') for another run (" + claimer_of(row) +
+                       ") to create the task for video " + row.request.request.video_id +
+                       " (external-task-id " + row.external_task_id +
+                       "), and it has not. Run again to wait more, or set fresh=true to pay for "
+                       "a new task.";
+    tell(element, [text](GstElement *e) {
+      post_error(e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_BUSY, text, {"", 0, {}, {}, "timeout"});
+    });
     return;
   }
   claim_retry_ms_ =
@@ -152,13 +160,12 @@ void Run::abandoned(GstElement *element, const LedgerRow &row) {
                      ") and ended before the provider answered: the task may exist and be "
                      "charged. Look it up with the provider by that external-task-id and "
                      "resume with task-id, or set fresh=true to pay for a new task.";
-  post_error(
-      element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, text,
-      {"journal: create sent, answer never recorded (" + journal_display_name(journal_path_) + ")",
-       0,
-       {},
-       {},
-       "abandoned"});
+  std::string debug =
+      "journal: create sent, answer never recorded (" + journal_display_name(journal_path_) + ")";
+  tell(element, [text, debug](GstElement *e) {
+    post_error(e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, text,
+               {debug, 0, {}, {}, "abandoned"});
+  });
 }
 
 // The create may leave once the journal says so: from then on, should this process die,
@@ -189,8 +196,10 @@ void Run::sending_not_recorded(const std::string &failure) {
                      "could not record that it was leaving (" +
                      failure + "). Run again.";
   progress(el.element, GST_PROGRESS_TYPE_ERROR, text);
-  post_error(el.element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_WRITE, text,
-             {"journal: create not marked as sending", 0, {}, {}, "journal"});
+  tell(el.element, [text](GstElement *e) {
+    post_error(e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_WRITE, text,
+               {"journal: create not marked as sending", 0, {}, {}, "journal"});
+  });
 }
 
 // ---- after (decider thread; the journal on its worker) ----
@@ -282,9 +291,11 @@ void Run::replay(GstElement *element, const JournalEntry &entry, const std::stri
                (media.empty() ? "" : " from " + media) +
                " at no charge (fresh=true pays for a new task)" +
                step_suffix(step_, settings_.extensions));
-  post_task_message(element, task, entry.external_task_id, step_, true);
+  tell(element, [task, external = entry.external_task_id, step = step_](GstElement *e) {
+    post_task_message(e, task, external, step, true);
+  });
   progress(element, GST_PROGRESS_TYPE_COMPLETE, "Task " + entry.task_id + ": completed 100%", 1);
-  g_object_notify(G_OBJECT(element), "task-id");
+  tell(element, [](GstElement *e) { g_object_notify(G_OBJECT(e), "task-id"); });
   if (media.empty() && !result_url_allowed(element, task))
     return;
   step_completed(element, task, media, false);

@@ -51,6 +51,15 @@ void Run::publish(const std::function<void(Published &)> &change) const {
     change(priv->published);
 }
 
+void Run::tell(GstElement *element, Outbox::Delivery delivery) {
+  GST_KIRIN_EXTEND_SRC(element)->priv->outbox.deliver(element, std::move(delivery));
+}
+
+void Run::after_told(GstElement *element, std::function<void(Run &)> work) {
+  tell(element,
+       [weak = weak_from_this(), work = std::move(work)](GstElement *) { decide_for(weak, work); });
+}
+
 void Run::begin() {
   decide_for(weak_from_this(), [](Run &run) { run.start_step(); });
 }
@@ -72,8 +81,11 @@ void Run::stop() {
     child_streaming_ = false;
   }
   job_cancel(job);
-  if (ElementRef el = element())
+  if (ElementRef el = element()) {
     progress(el.element, GST_PROGRESS_TYPE_CANCELED, canceled_text());
+    // Before the stop returns: the bus is flushed once the pipeline is in NULL.
+    GST_KIRIN_EXTEND_SRC(el.element)->priv->outbox.deliver_pending_now(el.element);
+  }
 }
 
 // A stopped run leaves its task running (and paid for) at the provider: the user needs its
@@ -124,7 +136,7 @@ void Run::progress(GstElement *element, GstProgressType type, const std::string 
     else if (closes)
       progress_open_ = false;
   }
-  post_progress(element, type, text, fraction);
+  tell(element, [type, text, fraction](GstElement *e) { post_progress(e, type, text, fraction); });
 }
 
 // ---- a step: read the journal, plan, act (decider thread) ----
@@ -166,10 +178,14 @@ void Run::act(const JournalEntry *recorded, const std::string &media) {
                                          : "Waiting for task " + plan_.task_id;
   // Opened before the job exists, so no update of it can come first.
   progress(el.element, GST_PROGRESS_TYPE_START, what + step_suffix(step_, settings_.extensions));
-  if (claim_)
-    send_create(); // once the journal says the create may leave
-  else
-    start_job(plan_, false);
+  after_told(el.element, [](Run &run) {
+    if (run.stopped())
+      return;
+    if (run.claim_)
+      run.send_create(); // once the journal says the create may leave
+    else
+      run.start_job(run.plan_, false);
+  });
 }
 
 void Run::start_job(const Plan &plan, bool refresh) {
@@ -236,7 +252,7 @@ void Run::on_task_id(const std::string &task_id) {
     progress(el.element, GST_PROGRESS_TYPE_CONTINUE, created_text(task_id));
   // Recorded before anything else can go wrong: a run that dies now attaches to it next time.
   record_task_id(task_id);
-  g_object_notify(G_OBJECT(el.element), "task-id");
+  tell(el.element, [](GstElement *e) { g_object_notify(G_OBJECT(e), "task-id"); });
 }
 
 void Run::on_update(const Task &task) {
@@ -257,7 +273,9 @@ void Run::on_update(const Task &task) {
                    task_status_name(task.status), task.status_raw.c_str(), task.progress);
   if (!changed)
     return;
-  post_task_message(el.element, task, plan_.external_task_id, step_);
+  tell(el.element, [task, external = plan_.external_task_id, step = step_](GstElement *e) {
+    post_task_message(e, task, external, step);
+  });
   progress(el.element,
            task.status == TaskStatus::Completed ? GST_PROGRESS_TYPE_COMPLETE
            : task.status == TaskStatus::Failed  ? GST_PROGRESS_TYPE_ERROR
@@ -285,10 +303,12 @@ bool Run::result_url_allowed(GstElement *element, const Task &task) {
   std::string problem = result_url_problem(settings_, task.video_url);
   if (problem.empty())
     return true;
-  post_error(element, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED,
-             "Task " + task.id + " completed, but " + problem + " Resume with task-id=" + task.id +
-                 " once that is resolved.",
-             {std::string("error kind: none"), 0, {}, task.id, "result-url"});
+  std::string text = "Task " + task.id + " completed, but " + problem +
+                     " Resume with task-id=" + task.id + " once that is resolved.";
+  tell(element, [text, task_id = task.id](GstElement *e) {
+    post_error(e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, text,
+               {std::string("error kind: none"), 0, {}, task_id, "result-url"});
+  });
   return false;
 }
 
@@ -311,8 +331,9 @@ void Run::post_outcome_error(GstElement *element, const JobOutcome &outcome) {
   }
   ErrorInfo info{std::string("error kind: ") + job_error_name(outcome.error), outcome.http_status,
                  outcome.error_code, outcome.task_id, job_error_name(outcome.error)};
-  post_error(element, GST_RESOURCE_ERROR, code, outcome.message + journal_outcome_note(outcome),
-             info);
+  std::string text = outcome.message + journal_outcome_note(outcome);
+  tell(element,
+       [code, text, info](GstElement *e) { post_error(e, GST_RESOURCE_ERROR, code, text, info); });
 }
 
 // ---- chaining and exposing (decider thread) ----
@@ -334,7 +355,9 @@ bool Run::chain_continues(GstElement *element, const Task &task) {
   std::string text = "Stopped after step " + std::to_string(step_) + " of " +
                      std::to_string(steps) + ": " + why_not + ". Streaming the result of task " +
                      task.id + ".";
-  GST_ELEMENT_WARNING(element, RESOURCE, SETTINGS, ("%s", text.c_str()), (nullptr));
+  tell(element, [text](GstElement *e) {
+    GST_ELEMENT_WARNING(e, RESOURCE, SETTINGS, ("%s", text.c_str()), (nullptr));
+  });
   return false;
 }
 
@@ -348,14 +371,14 @@ void Run::step_completed(GstElement *element, const Task &task, const std::strin
   if (last || settings_.stream_intermediate)
     queue_exposure(element, task, media, last, refreshed);
   if (last) {
-    g_object_notify(G_OBJECT(element), "result-url");
+    tell(element, [](GstElement *e) { g_object_notify(G_OBJECT(e), "result-url"); });
     return;
   }
   GST_INFO_OBJECT(element, "step %u done (video %s); starting step %u", step_,
                   task.video_id.c_str(), step_ + 1);
   step_++;
   previous_video_id_ = task.video_id;
-  start_step();
+  after_told(element, [](Run &run) { run.start_step(); });
 }
 
 void Run::queue_exposure(GstElement *element, const Task &task, const std::string &media, bool last,
@@ -383,7 +406,8 @@ void Run::queue_exposure(GstElement *element, const Task &task, const std::strin
       exposures_.clear();
     exposures_.push_back(std::move(exposure));
   }
-  gst_element_call_async(element, expose_, nullptr, nullptr);
+  // From the outbox's call-async thread, after the messages that came before it.
+  tell(element, [expose = expose_](GstElement *e) { expose(e, nullptr); });
 }
 
 // ---- the child's side (GStreamer's threads) ----

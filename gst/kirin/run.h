@@ -3,10 +3,12 @@
 // element holds it; jobs, children and queued work hold weak references. Stopping cancels
 // the job and marks the run stopped under its lock, and every action that reaches outside
 // (a job, an exposure) is taken under that lock after checking it, so nothing of a stopped
-// run can start later. Every decision runs on the decider thread (workers.h).
+// run can start later. Every decision runs on the decider thread (workers.h); what the
+// application hears of them goes through the element's outbox (outbox.h).
 #pragma once
 
 #include "client.h"
+#include "outbox.h"
 #include "journal.h"
 #include "plan.h"
 #include "settings.h"
@@ -99,6 +101,13 @@ public:
 private:
   ElementRef element() const;
   void publish(const std::function<void(Published &)> &change) const;
+  // What the application hears of a decision, through the element's outbox (outbox.h), in
+  // the order decided: never posted from the decider, which every element shares.
+  void tell(GstElement *element, Outbox::Delivery delivery);
+  // `work` on the decider once everything told before it was delivered: what follows a
+  // message (a create, the next step) waits for the handlers of that message, so a sync
+  // handler that stops the pipeline there still prevents it.
+  void after_told(GstElement *element, std::function<void(Run &)> work);
 
   // On the decider thread.
   void start_step();

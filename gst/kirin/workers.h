@@ -2,9 +2,10 @@
 // - the decider: every decision of every run of the process (create, attach, chain the
 //   next step, refresh an expired URL, replay, expose a result) runs there, one at a time,
 //   in the order it was handed over. It is the client's thread (client_post), where the
-//   jobs' answers arrive, so no decision waits for a hand-over between threads. It posts
-//   bus messages, so an application's sync handler may run on it; it never does file I/O
-//   and never waits on the network. Only after client_load() succeeded.
+//   jobs' answers arrive, so no decision waits for a hand-over between threads. It never
+//   runs application code (what it tells the application goes through the element's
+//   outbox, outbox.h), never does file I/O and never waits on the network. Only after
+//   client_load() succeeded.
 // - the file worker: a file journal's reads and writes and the kept download's writes and
 //   commit (fsync, rename); a server's journal has a serial worker of its own (journal.h). Its
 //   work runs in order, never concurrently, on a thread ("kirin-files") that it starts when
