@@ -19,6 +19,7 @@ using module::poll_schedule_add;
 using module::poll_schedule_delay;
 using module::Request;
 using module::Response;
+using module::SendGate;
 
 namespace {
 
@@ -127,6 +128,9 @@ private:
   // its own reference (see notify()).
   std::shared_ptr<const JobCallbacks> callbacks_;
   std::atomic<bool> cancelled_{false};
+  // Closed by cancel() on its caller's thread: no request of the job is handed to libsoup
+  // after that (request.h), whatever the client thread is dispatching at that moment.
+  const std::shared_ptr<SendGate> gate_ = std::make_shared<SendGate>();
   GTlsDatabase *ca_database_ = nullptr;                 // the extra CAs of config_.ca_file
   GRand *jitter_ = g_rand_new_with_seed(jitter_seed()); // the poll schedule's jitter
   double peeked_jitter_ = 0; // the next slot's, drawn ahead by peek_jitter (0: none yet)
@@ -172,6 +176,7 @@ void Job::start() {
 }
 
 void Job::cancel() {
+  gate_->close();
   if (cancelled_.exchange(true))
     return;
   // libsoup is not thread-safe: abort the I/O on the thread that owns it. On the client
@@ -255,7 +260,7 @@ void Job::notify(std::shared_ptr<const JobCallbacks> callbacks, Callback JobCall
 void Job::send(SoupMessage *msg, void (Job::*handler)(Response &)) {
   // The request holds the job until it is over.
   in_flight_ =
-      Request::send(msg, config_.request_timeout_s, ca_database_,
+      Request::send(msg, gate_, config_.request_timeout_s, ca_database_,
                     [job = shared_from_this(), handler](Request &request, Response &response) {
                       if (job->in_flight_ == &request)
                         job->in_flight_ = nullptr;

@@ -75,8 +75,8 @@ std::string origin_of(SoupMessage *msg) {
 
 } // namespace
 
-Request::Request(SoupMessage *msg, guint timeout_s, Done done)
-    : msg_(msg), timeout_s_(timeout_s), done_(std::move(done)) {}
+Request::Request(SoupMessage *msg, std::shared_ptr<SendGate> gate, guint timeout_s, Done done)
+    : msg_(msg), gate_(std::move(gate)), timeout_s_(timeout_s), done_(std::move(done)) {}
 
 Request::~Request() {
   if (timeout_) {
@@ -89,8 +89,9 @@ Request::~Request() {
   g_object_unref(msg_);
 }
 
-Request *Request::send(SoupMessage *msg, guint timeout_s, GTlsDatabase *extra_cas, Done done) {
-  auto *request = new Request(msg, timeout_s, std::move(done));
+Request *Request::send(SoupMessage *msg, std::shared_ptr<SendGate> gate, guint timeout_s,
+                       GTlsDatabase *extra_cas, Done done) {
+  auto *request = new Request(msg, std::move(gate), timeout_s, std::move(done));
   request->timeout_ = g_timeout_source_new_seconds(MAX(timeout_s, 1u));
   g_source_set_callback(
       request->timeout_,
@@ -116,18 +117,25 @@ Request *Request::send(SoupMessage *msg, guint timeout_s, GTlsDatabase *extra_ca
                      extra_cas);
   request->origin_ = origin_of(msg);
   Origin &origin = origins()[request->origin_];
-  if (origin.handed_over < kMaxConnsPerHost)
-    request->hand_over();
-  else
+  if (origin.handed_over >= kMaxConnsPerHost)
     origin.waiting.push_back(request);
+  else if (!request->hand_over() && origin.handed_over == 0 && origin.waiting.empty())
+    origins().erase(request->origin_);
   return request;
 }
 
-void Request::hand_over() {
-  stage_ = Stage::HandedOver;
-  origins()[origin_].handed_over++;
-  soup_session_send_async(ClientThread::get().session(), msg_, G_PRIORITY_DEFAULT, cancellable_,
-                          &Request::on_sent, this);
+bool Request::hand_over() {
+  bool passed = gate_->pass([this] {
+    stage_ = Stage::HandedOver;
+    origins()[origin_].handed_over++;
+    soup_session_send_async(ClientThread::get().session(), msg_, G_PRIORITY_DEFAULT, cancellable_,
+                            &Request::on_sent, this);
+  });
+  if (!passed) {
+    GST_DEBUG("request to %s not handed over: its job was cancelled", origin_.c_str());
+    end_cancelled_later();
+  }
+  return passed;
 }
 
 void Request::cancel() {
@@ -139,12 +147,16 @@ void Request::cancel() {
 // Out of the queue at once, so it never takes a turn; its `done` runs from the client
 // thread's loop, as it would after a cancelled exchange.
 void Request::end_unsent() {
-  stage_ = Stage::Ending;
   auto found = origins().find(origin_);
   auto &waiting = found->second.waiting;
   waiting.erase(std::find(waiting.begin(), waiting.end(), this));
   if (waiting.empty() && found->second.handed_over == 0)
     origins().erase(found);
+  end_cancelled_later();
+}
+
+void Request::end_cancelled_later() {
+  stage_ = Stage::Ending;
   GSource *idle = g_idle_source_new();
   g_source_set_callback(
       idle,
@@ -164,13 +176,15 @@ void Request::end_turn(const std::string &origin) {
   auto found = origins().find(origin);
   Origin &turns = found->second;
   turns.handed_over--;
-  if (!turns.waiting.empty()) {
+  // The oldest waiting request whose gate is open takes the turn; the others end unsent.
+  bool handed = false;
+  while (!handed && !turns.waiting.empty()) {
     Request *next = turns.waiting.front();
     turns.waiting.pop_front();
-    next->hand_over();
-  } else if (turns.handed_over == 0) {
-    origins().erase(found);
+    handed = next->hand_over();
   }
+  if (turns.handed_over == 0 && turns.waiting.empty())
+    origins().erase(found);
 }
 
 void Request::complete(GError *error) {

@@ -7,6 +7,8 @@
 #include <libsoup/soup.h>
 
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 
 namespace kirin {
@@ -30,6 +32,30 @@ struct Response {
   std::string error_text;
 };
 
+// Whether a job's requests may still be handed to the session. Closing it (any thread) and
+// handing a request over (client thread) take the same lock, so once close() returned no
+// request of the job reaches libsoup: not one whose timer or turn is being dispatched at
+// that moment, nor one still waiting for its turn.
+class SendGate {
+public:
+  void close() {
+    std::lock_guard<std::mutex> guard(lock_);
+    closed_ = true;
+  }
+  // Runs `hand_over` under the lock unless the gate is closed; false when it is.
+  template <typename HandOver> bool pass(HandOver hand_over) {
+    std::lock_guard<std::mutex> guard(lock_);
+    if (closed_)
+      return false;
+    hand_over();
+    return true;
+  }
+
+private:
+  std::mutex lock_;
+  bool closed_ = false;
+};
+
 // The request's state lives on the heap, owned by its async chain: a late libsoup callback
 // after a cancel still finds it alive. It frees itself once `done` returned.
 //
@@ -44,22 +70,25 @@ class Request {
 public:
   using Done = std::function<void(Request &request, Response &response)>;
 
-  // Sends `msg` (taking it) on the client thread's session; client thread only. `done` runs
-  // there exactly once, when the exchange is over: also after cancel() (with
-  // response.cancelled) and when no complete answer came within `timeout_s` (at least 1 s).
-  // When the system's CAs reject the server, its chain is verified against `extra_cas`, if
-  // given, instead.
-  static Request *send(SoupMessage *msg, guint timeout_s, GTlsDatabase *extra_cas, Done done);
+  // Sends `msg` (taking it) on the client thread's session, through `gate`; client thread
+  // only. `done` runs there exactly once, when the exchange is over: also after cancel() and
+  // when the gate was closed before its turn (with response.cancelled), and when no complete
+  // answer came within `timeout_s` (at least 1 s). When the system's CAs reject the server,
+  // its chain is verified against `extra_cas`, if given, instead.
+  static Request *send(SoupMessage *msg, std::shared_ptr<SendGate> gate, guint timeout_s,
+                       GTlsDatabase *extra_cas, Done done);
 
   // Client thread only. `done` runs later, never from inside this call.
   void cancel();
 
 private:
-  Request(SoupMessage *msg, guint timeout_s, Done done);
+  Request(SoupMessage *msg, std::shared_ptr<SendGate> gate, guint timeout_s, Done done);
   ~Request();
 
-  void hand_over();
+  // False when the gate was closed: the request then ends unsent, out of any queue.
+  bool hand_over();
   void end_unsent();
+  void end_cancelled_later();
   static void end_turn(const std::string &origin);
   void complete(GError *error);
   static gboolean accept_certificate(SoupMessage *msg, GTlsCertificate *certificate,
@@ -68,6 +97,7 @@ private:
   static void on_body(GObject *source, GAsyncResult *result, gpointer data);
 
   SoupMessage *msg_;
+  std::shared_ptr<SendGate> gate_;
   guint timeout_s_;
   Done done_;
   GCancellable *cancellable_ = g_cancellable_new();
@@ -80,7 +110,7 @@ private:
   enum class Stage {
     Waiting,    // in its origin's queue, for its turn
     HandedOver, // to the session
-    Ending,     // cancelled while waiting: its completion is on its way
+    Ending,     // cancelled while waiting, or its gate closed: its completion is on its way
   };
   Stage stage_ = Stage::Waiting;
 };

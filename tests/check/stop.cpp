@@ -5,9 +5,13 @@
 // so the request it answers is in flight when the stop lands: the stop gives it up (the
 // client closes its connection), and nothing follows it. (Dropping the job alone already
 // ends it once its request is answered; what only the cancel does is give that request up.)
+// A retry whose timer the client thread is dispatching as the stop returns is not sent either.
 #include "common.h"
 #include "emulator-fixture.h"
 
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -57,7 +61,72 @@ guint count(const std::vector<RequestRecord> &records, Route route, const std::s
   return n;
 }
 
+// Holds the client thread inside the dispatch of a create's retry timer: the job has decided
+// to send its second attempt (its "attempt 2" line, logged just before the request is made)
+// and waits there until the test's stop has returned. Then it sees whether the request was
+// handed to libsoup or refused ("not handed over").
+struct RetryWindow {
+  std::mutex lock;
+  std::condition_variable changed;
+  bool reached = false, stop_returned = false, refused = false;
+
+  static void log(GstDebugCategory *category, GstDebugLevel, const gchar *, const gchar *, gint,
+                  GObject *, GstDebugMessage *message, gpointer data) {
+    auto *window = static_cast<RetryWindow *>(data);
+    const char *text = gst_debug_message_get(message);
+    if (!text || g_strcmp0(gst_debug_category_get_name(category), "kirinclient") != 0)
+      return;
+    std::unique_lock<std::mutex> guard(window->lock);
+    if (strstr(text, "creating a task") && strstr(text, "(attempt 2)")) {
+      window->reached = true;
+      window->changed.notify_all();
+      window->changed.wait_for(guard, std::chrono::milliseconds(kWaitMs),
+                               [&] { return window->stop_returned; });
+    } else if (strstr(text, "not handed over")) {
+      window->refused = true;
+      window->changed.notify_all();
+    }
+  }
+  bool wait(bool RetryWindow::*flag) {
+    std::unique_lock<std::mutex> guard(lock);
+    return changed.wait_for(guard, std::chrono::milliseconds(kWaitMs), [&] { return this->*flag; });
+  }
+  void mark_stopped() {
+    std::lock_guard<std::mutex> guard(lock);
+    stop_returned = true;
+    changed.notify_all();
+  }
+};
+
 } // namespace
+
+// A create refused with 429 is retried from a timer on the client thread. The stop returns
+// while that thread is inside the timer's dispatch, about to make the second attempt: once
+// released, it hands nothing to libsoup, and the provider sees one create only.
+GST_START_TEST(test_a_retry_caught_in_its_timer_is_not_sent_after_the_stop) {
+  auto emu = kirin_test_start_emulator(kKey, 0, 30000);
+  fail_unless(emu->push_fault(Route::Create, "http:429"));
+  gst_debug_set_active(TRUE);
+  gst_debug_set_threshold_for_name("kirinclient", GST_LEVEL_DEBUG);
+  gst_debug_remove_log_function(gst_debug_log_default);
+  RetryWindow window;
+  gst_debug_add_log_function(RetryWindow::log, &window, nullptr);
+  Pipeline p = make_pipeline(*emu);
+  gst_element_set_state(p.pipeline, GST_STATE_PLAYING);
+  bool reached = window.wait(&RetryWindow::reached);
+  fail_unless(gst_element_set_state(p.pipeline, GST_STATE_READY) == GST_STATE_CHANGE_SUCCESS);
+  window.mark_stopped();
+  bool refused = window.wait(&RetryWindow::refused);
+  gst_debug_remove_log_function_by_data(&window);
+  gst_debug_add_log_function(gst_debug_log_default, nullptr, nullptr);
+  gst_debug_set_threshold_for_name("kirinclient", GST_LEVEL_INFO);
+  fail_unless(reached, "the create was never retried");
+  fail_unless(refused, "the retry was handed to libsoup after the stop");
+  fail_unless_equals_int(emu->create_count(), 1);
+  gst_element_set_state(p.pipeline, GST_STATE_NULL);
+  gst_object_unref(p.pipeline);
+}
+GST_END_TEST;
 
 // Stopped while a poll is out: the polling ends with the run, although the element lives on
 // in READY.
@@ -119,6 +188,7 @@ static Suite *stop_suite() {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_ready_while_polling_polls_no_more);
   tcase_add_test(tc, test_ready_while_creating_follows_no_answer);
+  tcase_add_test(tc, test_a_retry_caught_in_its_timer_is_not_sent_after_the_stop);
   return s;
 }
 
