@@ -3,8 +3,10 @@
 // element holds it; jobs, children and queued work hold weak references. Stopping cancels
 // the job and marks the run stopped under its lock, and every action that reaches outside
 // (a job, an exposure) is taken under that lock after checking it, so nothing of a stopped
-// run can start later. Every decision runs on the decider thread (workers.h); what the
-// application hears of them goes through the element's outbox (outbox.h).
+// run can start later. The decisions about the task run on the decider thread (workers.h);
+// the stop, the choice of the exposure a child streams and the claim of a URL refresh are
+// taken on the threads that call them, under the run's lock (docs/design.md, "Threads").
+// What the application hears of them goes through the element's outbox (outbox.h).
 #pragma once
 
 #include "client.h"
