@@ -4,7 +4,10 @@
 #include "emulator-fixture.h"
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <vector>
 
@@ -204,18 +207,59 @@ GST_START_TEST(test_creates_wait_their_turn) {
 }
 GST_END_TEST;
 
+// Holds the client thread at the first job it cancels (its "cancelling job" line) until the
+// test says so: a pipeline stopped meanwhile has cancelled every job before the client
+// thread gets to end any request, so no freed turn can go to an element not yet stopped.
+struct CancelHold {
+  std::mutex lock;
+  std::condition_variable changed;
+  bool held = false, released = false;
+
+  static void log(GstDebugCategory *category, GstDebugLevel, const gchar *, const gchar *, gint,
+                  GObject *, GstDebugMessage *message, gpointer data) {
+    auto *hold = static_cast<CancelHold *>(data);
+    const char *text = gst_debug_message_get(message);
+    if (!text || g_strcmp0(gst_debug_category_get_name(category), "kirinclient") != 0 ||
+        !strstr(text, "cancelling job"))
+      return;
+    std::unique_lock<std::mutex> guard(hold->lock);
+    if (hold->held)
+      return;
+    hold->held = true;
+    hold->changed.notify_all();
+    hold->changed.wait_for(guard, std::chrono::seconds(20), [&] { return hold->released; });
+  }
+  void release() {
+    std::lock_guard<std::mutex> guard(lock);
+    released = true;
+    changed.notify_all();
+  }
+};
+
 // Stopped while creates wait their turn: those are never sent (nothing was paid for them),
-// and the stop does not wait for the held ones.
+// and the stop does not wait for the held ones. The client thread is held from the first
+// cancel until the whole pipeline stopped (CancelHold): a stop of element after element
+// would otherwise let one element's freed turn pass to the next element still running, which
+// may rightly send its create.
 GST_START_TEST(test_stop_sends_no_waiting_create) {
   auto emu = small_results_emulator(100, 300);
   emu->hold(kirin_emu::Route::Create);
   GstElement *pipeline = many_elements(*emu, 100);
   gst_element_set_state(pipeline, GST_STATE_PLAYING);
   fail_unless_equals_int(emu->wait_held(kirin_emu::Route::Create, 64, 20000), 64);
+  gst_debug_set_active(TRUE);
+  gst_debug_set_threshold_for_name("kirinclient", GST_LEVEL_DEBUG);
+  gst_debug_remove_log_function(gst_debug_log_default);
+  CancelHold hold;
+  gst_debug_add_log_function(CancelHold::log, &hold, nullptr);
   const gint64 stop_start = g_get_monotonic_time();
   gst_element_set_state(pipeline, GST_STATE_NULL);
   const double stop_ms = (g_get_monotonic_time() - stop_start) / 1000.0;
+  hold.release();
   gst_object_unref(pipeline);
+  gst_debug_remove_log_function_by_data(&hold);
+  gst_debug_add_log_function(gst_debug_log_default, nullptr, nullptr);
+  gst_debug_set_threshold_for_name("kirinclient", GST_LEVEL_INFO);
   emu->release(kirin_emu::Route::Create);
   fail_unless_equals_int(creates_sent(*emu), 64);
   fail_unless(stop_ms < 2000 * kirin_test_slowdown(), "stopping took %.0f ms", stop_ms);
