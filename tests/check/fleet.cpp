@@ -9,9 +9,12 @@
 #include "pg-server.h"
 #include "program.h"
 
+#include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 namespace {
@@ -450,26 +453,50 @@ GST_START_TEST(test_connection_lost_before_sending_sends_nothing) {
   GstElement *sink = gst_element_factory_make("fakesink", nullptr);
   gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
   fail_unless(gst_element_link(src, sink));
+  // The sync handler holds the element at that progress message while another thread of
+  // the test (not the element's: the handler's thread is the element's outbox) ends the
+  // journal's connection; the create waits for the message to be delivered.
+  struct Window {
+    std::mutex lock;
+    std::condition_variable changed;
+    bool reached = false, done = false;
+  } window;
   GstBus *bus = gst_element_get_bus(pipeline);
   gst_bus_set_sync_handler(
       bus,
       [](GstBus *, GstMessage *message, gpointer data) {
+        auto *window = static_cast<Window *>(data);
         GstProgressType type;
         g_autofree char *text = nullptr;
-        if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_PROGRESS) {
-          gst_message_parse_progress(message, &type, nullptr, &text);
-          if (type == GST_PROGRESS_TYPE_START && g_str_has_prefix(text, "Extending video"))
-            static_cast<PgServer *>(data)->query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'gst-kirin'");
-        }
+        if (GST_MESSAGE_TYPE(message) != GST_MESSAGE_PROGRESS)
+          return GST_BUS_PASS;
+        gst_message_parse_progress(message, &type, nullptr, &text);
+        if (type != GST_PROGRESS_TYPE_START || !g_str_has_prefix(text, "Extending video"))
+          return GST_BUS_PASS;
+        std::unique_lock<std::mutex> guard(window->lock);
+        window->reached = true;
+        window->changed.notify_all();
+        window->changed.wait_for(guard, std::chrono::seconds(20), [&] { return window->done; });
         return GST_BUS_PASS;
       },
-      server.get(), nullptr);
+      &window, nullptr);
   gst_object_unref(bus);
+  std::thread terminator([&] {
+    {
+      std::unique_lock<std::mutex> guard(window.lock);
+      window.changed.wait_for(guard, std::chrono::seconds(30), [&] { return window.reached; });
+    }
+    server->query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE application_name = 'gst-kirin'");
+    std::lock_guard<std::mutex> guard(window.lock);
+    window.done = true;
+    window.changed.notify_all();
+  });
   RunResult result;
   kirin_test_run(pipeline, 60, result);
+  terminator.join();
   gst_object_unref(pipeline);
+  fail_unless(window.reached, "no \"Extending video\" progress");
   fail_unless(result.error != nullptr, "the run did not fail");
   const std::string text = result.error->message;
   fail_unless(contains(text, "was not sent") && contains(text, "nothing was paid"), "%s",
