@@ -368,12 +368,14 @@ void Run::step_completed(GstElement *element, const Task &task, const std::strin
                          bool refreshed) {
   // A fresh URL for a result that is streaming already: only that result is redone.
   bool last = refreshed || !chain_continues(element, task);
+  // The application hears of the result's URL before its download starts: a handler that
+  // stops there stops the run before any source exists.
+  if (last)
+    tell(element, [](GstElement *e) { g_object_notify(G_OBJECT(e), "result-url"); });
   if (last || settings_.stream_intermediate)
     queue_exposure(element, task, media, last, refreshed);
-  if (last) {
-    tell(element, [](GstElement *e) { g_object_notify(G_OBJECT(e), "result-url"); });
+  if (last)
     return;
-  }
   GST_INFO_OBJECT(element, "step %u done (video %s); starting step %u", step_,
                   task.video_id.c_str(), step_ + 1);
   step_++;

@@ -439,8 +439,8 @@ GST_START_TEST(test_stop_during_a_url_refresh_streams_nothing) {
     fail_unless(emu->push_fault(kirin_emu::Route::Download, "http:403"));
     Pipeline p = make_pipeline(*emu, "demo-5s", 1, run);
     SourcesMade sources(p.src);
-    // The fresh URL is the second result-url the element announces; it does so on the
-    // deciding thread right after it queued that result for streaming.
+    // The fresh URL is the second result-url the element announces; it does so from its
+    // outbox just before it hands over that result for streaming.
     std::shared_ptr<StopPoint> stop;
     if (i % 3)
       stop = stop_at_notify(p.pipeline, p.src, "result-url", 2, i % 3 == 1);
