@@ -226,16 +226,12 @@ static GstPadProbeReturn drop_eos(GstPad *, GstPadProbeInfo *info, gpointer) {
 
 // Result URLs expire. When the CDN refuses one (403/404) before any byte came through,
 // the run polls the task once more for a fresh URL instead of failing; the failing child's
-// own error and the EOS it sends after it are dropped. On the child's streaming thread.
+// own error and the EOS it sends after it are dropped. On the thread that posted the error
+// (souphttpsrc's session thread for an HTTP status). `http_status` is the error's.
 static bool refresh_expired_url(GstKirinExtendSrc *self, GstMessage *message, const GError *error,
-                                const std::string &task_id) {
+                                guint http_status, const std::string &task_id) {
   // 407 is the proxy's refusal, never the result host's: a fresh URL would not help.
-  const GstStructure *details = nullptr;
-  gst_message_parse_error_details(message, &details);
-  guint status = 0;
-  if (details)
-    gst_structure_get_uint(details, "http-status-code", &status);
-  bool expired = error->domain == GST_RESOURCE_ERROR && status != 407 &&
+  bool expired = error->domain == GST_RESOURCE_ERROR && http_status != 407 &&
                  (error->code == GST_RESOURCE_ERROR_NOT_FOUND ||
                   error->code == GST_RESOURCE_ERROR_NOT_AUTHORIZED);
   GstElement *failed = nullptr;
@@ -283,15 +279,15 @@ static void gst_kirin_extend_src_handle_message(GstBin *bin, GstMessage *message
     run = self->priv->run;
   }
   bool refreshed = run && run->url_refreshed();
-  if (!from_replaced_source && !refresh_expired_url(self, message, error, task_id)) {
-    const GstStructure *child_details = nullptr;
-    gst_message_parse_error_details(message, &child_details);
-    guint http_status = 0;
-    gint flow = GST_FLOW_OK;
-    if (child_details) {
-      gst_structure_get_uint(child_details, "http-status-code", &http_status);
-      gst_structure_get_int(child_details, "flow-return", &flow);
-    }
+  const GstStructure *child_details = nullptr;
+  gst_message_parse_error_details(message, &child_details);
+  guint http_status = 0;
+  gint flow = GST_FLOW_OK;
+  if (child_details) {
+    gst_structure_get_uint(child_details, "http-status-code", &http_status);
+    gst_structure_get_int(child_details, "flow-return", &flow);
+  }
+  if (!from_replaced_source && !refresh_expired_url(self, message, error, http_status, task_id)) {
     // A flow error ("Internal data stream error") says that the stream stopped: not linked
     // or not negotiated is downstream's doing; a plain error is either downstream's (which
     // posts its own error) or the source's own, given without a reason (souphttpsrc 1.22
