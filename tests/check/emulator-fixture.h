@@ -3,9 +3,13 @@
 
 #include <gst/check/gstcheck.h>
 
+#include "common.h"
 #include "emulator.h"
 
+#include <chrono>
+#include <future>
 #include <memory>
+#include <thread>
 
 // The suite's API key and short task timings; the rest as kirin_emu::Options has it.
 inline kirin_emu::Options kirin_test_emulator_options(const char *api_key, guint pending_ms = 100,
@@ -56,4 +60,37 @@ inline GstElement *kirin_test_make_src(const kirin_emu::Emulator &emu, guint pol
   g_object_set(src, "api-url", emu.api_url().c_str(), "api-key", emu.api_key().c_str(),
                "poll-interval", poll_interval_ms, "timeout", timeout_s, nullptr);
   return src;
+}
+
+// Sets the pipeline to NULL, giving the stop `deadline_s` (times the sanitizers' slowdown):
+// a stop that waits for an answer the emulator holds would never end by itself, so past the
+// deadline every held answer is released, and the stop counts as stuck. Returns how long
+// the stop took, or -1 when it was stuck.
+inline gint64 kirin_test_stop_within(kirin_emu::Emulator &emu, GstElement *pipeline,
+                                     double deadline_s) {
+  std::promise<GstStateChangeReturn> stopped;
+  std::future<GstStateChangeReturn> done = stopped.get_future();
+  const gint64 start = g_get_monotonic_time();
+  std::thread stopper([&] { stopped.set_value(gst_element_set_state(pipeline, GST_STATE_NULL)); });
+  const auto deadline = std::chrono::duration<double>(deadline_s * kirin_test_slowdown());
+  bool in_time = done.wait_for(deadline) == std::future_status::ready;
+  const gint64 took = g_get_monotonic_time() - start;
+  if (!in_time)
+    for (auto route : {kirin_emu::Route::Create, kirin_emu::Route::Poll})
+      emu.release(route);
+  stopper.join();
+  fail_unless(done.get() == GST_STATE_CHANGE_SUCCESS);
+  return in_time ? took : -1;
+}
+
+// After a stop: the answers still held on `route` (the request the run had in flight, and
+// one that was on its way as the stop came) were given up by the client, then are released
+// (written in vain).
+inline void kirin_test_assert_held_given_up(kirin_emu::Emulator &emu, kirin_emu::Route route,
+                                            int cycle) {
+  const size_t held = emu.wait_held(route, 1, 0);
+  const size_t given_up = emu.wait_abandoned(route, held, (guint)(10000 * kirin_test_slowdown()));
+  fail_unless(given_up >= held, "cycle %d: %zu of %zu held requests given up after the stop", cycle,
+              given_up, held);
+  emu.release(route);
 }
