@@ -37,13 +37,14 @@ EXIT_FAILED = 1        # anything else: no plugin, the output cannot be written.
 EXIT_USAGE = 2         # the command line, or no VTRIX_API_KEY
 EXIT_SETTINGS = 3      # the element refused its settings (the message names which)
 EXIT_PROVIDER = 4      # the provider refused the task, or the task failed there
-EXIT_TIMEOUT = 5       # the wait ended first: the task ID is printed, to resume
+EXIT_TIMEOUT = 5       # the wait ended first (the task ID is printed, to resume),
+#                        or the provider could not be reached
 EXIT_ANSWER_LOST = 6   # the create's answer was lost: the task may exist
 EXIT_INTERRUPTED = 130  # what shells report for a command ended by SIGINT
 
 # The element's `error-kind` (docs/user-guide.md, "Errors") for each exit status.
 EXIT_BY_KIND = {
-    'settings': EXIT_SETTINGS, 'timeout': EXIT_TIMEOUT,
+    'settings': EXIT_SETTINGS, 'timeout': EXIT_TIMEOUT, 'network': EXIT_TIMEOUT,
     'ambiguous': EXIT_ANSWER_LOST, 'abandoned': EXIT_ANSWER_LOST,
     'unauthorized': EXIT_PROVIDER, 'forbidden': EXIT_PROVIDER, 'rejected': EXIT_PROVIDER,
     'not-found': EXIT_PROVIDER, 'task-failed': EXIT_PROVIDER, 'bad-response': EXIT_PROVIDER,

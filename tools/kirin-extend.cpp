@@ -26,7 +26,8 @@ constexpr int kExitFailed = 1;        // anything else: no plugin, the output ca
 constexpr int kExitUsage = 2;         // the command line, or no VTRIX_API_KEY
 constexpr int kExitSettings = 3;      // the element refused its settings (the message names which)
 constexpr int kExitProvider = 4;      // the provider refused the task, or the task failed there
-constexpr int kExitTimeout = 5;       // the wait ended first: the task ID is printed, to resume
+constexpr int kExitTimeout = 5;       // the wait ended first (the task ID is printed, to resume),
+                                      // or the provider could not be reached
 constexpr int kExitAnswerLost = 6;    // the create's answer was lost: the task may exist
 constexpr int kExitInterrupted = 130; // what shells report for a command ended by SIGINT
 constexpr guint kRedrawMs = 250;
@@ -291,7 +292,8 @@ void on_task_message(App &app, const GstStructure *s) {
 int exit_status_of(const GError *error, const std::string &kind) {
   if (kind == "settings" || g_error_matches(error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS))
     return kExitSettings;
-  if (kind == "timeout")
+  // Both are "not now": the provider may answer later, and running again may work.
+  if (kind == "timeout" || kind == "network")
     return kExitTimeout;
   if (kind == "ambiguous" || kind == "abandoned")
     return kExitAnswerLost;
@@ -454,8 +456,8 @@ bool parse_options(int argc, char **argv, Options &options) {
                "  2    a wrong command line, or VTRIX_API_KEY is not set\n"
                "  3    the element refused a setting (the message names it)\n"
                "  4    the provider refused the task, or the task failed there\n"
-               "  5    the wait ended first (a task's ID is printed: resume it), also when\n"
-               "       the provider could not be reached in that time\n"
+               "  5    the wait ended first (a task's ID is printed: resume it), or the\n"
+               "       provider could not be reached (no task was created: run again later)\n"
                "  6    the answer to the create was lost: the task may exist (its external\n"
                "       task ID is printed)\n"
                "  130  interrupted (Ctrl-C); a created task goes on, and its ID is printed\n");

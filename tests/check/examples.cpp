@@ -287,6 +287,26 @@ GST_START_TEST(test_exit_status_says_why) {
 }
 GST_END_TEST;
 
+// A provider that cannot be reached is "not now", as a wait that ended first: exit status 5
+// (tools/kirin-extend.1), and no task to resume.
+GST_START_TEST(test_unreachable_provider_exits_5) {
+  const int app = __i__;
+  auto emu = kirin_test_start_emulator(kKey, 100, 300);
+  // Connections to its port are refused from now on.
+  emu->set_offline(true);
+  WorkDir dir;
+  const std::string output = dir.file("extended.mp4");
+  Finished done = run(app, *emu, {"--timeout", "30", "demo-5s", output}, dir);
+  fail_unless(done.exit_status == 5, "%s: an unreachable provider exited with %d:\n%s",
+              app_name(app), done.exit_status, done.both().c_str());
+  fail_unless(contains(done.err, "Could not reach"), "%s", done.both().c_str());
+  fail_unless(contains(done.err, "No task was created"), "%s", done.both().c_str());
+  fail_if(contains(done.err, "--task-id"), "%s", done.both().c_str());
+  fail_if(g_file_test(output.c_str(), G_FILE_TEST_EXISTS));
+  fail_if(g_file_test((output + ".part").c_str(), G_FILE_TEST_EXISTS));
+}
+GST_END_TEST;
+
 static Suite *examples_suite() {
   Suite *s = suite_create("examples");
   TCase *tc = tcase_create("general");
@@ -297,6 +317,7 @@ static Suite *examples_suite() {
   tcase_add_loop_test(tc, test_interrupt_then_resume, 0, 2);
   tcase_add_loop_test(tc, test_replay_and_resume_pay_nothing, 0, 2);
   tcase_add_loop_test(tc, test_exit_status_says_why, 0, 2);
+  tcase_add_loop_test(tc, test_unreachable_provider_exits_5, 0, 2);
   suite_add_tcase(s, tc);
   return s;
 }
