@@ -272,5 +272,15 @@ std::string http_error_text(const Response &response, std::string *code) {
   return text.empty() ? status : status + ": " + text;
 }
 
+std::string shown_url(const std::string &url) {
+  GUri *uri = g_uri_parse(url.c_str(), G_URI_FLAGS_NONE, nullptr);
+  if (!uri)
+    return url;
+  g_autofree char *text = g_uri_to_string_partial(
+      uri, (GUriHideFlags)(G_URI_HIDE_USERINFO | G_URI_HIDE_QUERY | G_URI_HIDE_FRAGMENT));
+  g_uri_unref(uri);
+  return text;
+}
+
 } // namespace module
 } // namespace kirin

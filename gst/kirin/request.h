@@ -119,5 +119,9 @@ private:
 // provider's error code when it sent one.
 std::string http_error_text(const Response &response, std::string *code);
 
+// A URL for messages and logs: without user info, query or fragment, any of which may hold
+// a secret. An unparsable URL is returned as it is.
+std::string shown_url(const std::string &url);
+
 } // namespace module
 } // namespace kirin

@@ -307,6 +307,33 @@ GST_START_TEST(test_unreachable_provider_exits_5) {
 }
 GST_END_TEST;
 
+// An api-url without the create endpoint's path answers 404: a setting to fix, not a refusal
+// of the request. The error names api-url (never its user info or query), says that no task
+// was created, and the exit status is the one of a wrong setting.
+GST_START_TEST(test_wrong_api_url_is_a_setting) {
+  const int app = __i__;
+  auto emu = kirin_test_start_emulator(kKey, 100, 300);
+  const std::string base = emu->base_url(), host = base.substr(strlen("http://"));
+  WorkDir dir;
+  const std::string output = dir.file("extended.mp4");
+  for (const std::string &url :
+       {base, base + "/", base + "/model/v1", emu->api_url() + "/",
+        "http://someone:secret-pw@" + host + "/model/v1?token=secret-token"}) {
+    Finished done = run(app, *emu, {"--api-url", url, "demo-5s", output}, dir);
+    fail_unless(done.exit_status == 3, "%s --api-url %s exited with %d:\n%s", app_name(app),
+                url.c_str(), done.exit_status, done.both().c_str());
+    fail_unless(contains(done.err, "No create endpoint at api-url http://" + host), "%s",
+                done.both().c_str());
+    fail_unless(contains(done.err, "Check the 'api-url' property"), "%s", done.both().c_str());
+    fail_unless(contains(done.err, "No task was created"), "%s", done.both().c_str());
+    fail_if(contains(done.err, "refused"), "%s", done.both().c_str());
+    fail_if(contains(done.err, "secret"), "%s", done.both().c_str());
+    fail_if(contains(done.err, "--task-id"), "%s", done.both().c_str());
+  }
+  fail_unless_equals_int(emu->create_count(), 0);
+}
+GST_END_TEST;
+
 static Suite *examples_suite() {
   Suite *s = suite_create("examples");
   TCase *tc = tcase_create("general");
@@ -318,6 +345,7 @@ static Suite *examples_suite() {
   tcase_add_loop_test(tc, test_replay_and_resume_pay_nothing, 0, 2);
   tcase_add_loop_test(tc, test_exit_status_says_why, 0, 2);
   tcase_add_loop_test(tc, test_unreachable_provider_exits_5, 0, 2);
+  tcase_add_loop_test(tc, test_wrong_api_url_is_a_setting, 0, 2);
   suite_add_tcase(s, tc);
   return s;
 }
