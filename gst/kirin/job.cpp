@@ -121,6 +121,7 @@ private:
   double take_jitter();
   double peek_jitter();
   void retry_poll(guint retry_after_ms, const std::string &why);
+  void give_up_waiting();
   void finish(JobError error, std::string message, guint http_status = 0,
               std::string error_code = {});
   std::string resume_hint() const;
@@ -146,8 +147,9 @@ private:
   Task last_task_;
   guint poll_attempt_ = 0;
   guint create_attempt_ = 0;
-  module::PollSchedule schedule_; // the progress answers report, for predicted polls
-  gint64 poll_sent_ms_ = 0;       // when the last poll was sent (monotonic)
+  module::PollSchedule schedule_;     // the progress answers report, for predicted polls
+  gint64 poll_sent_ms_ = 0;           // when the last poll was sent (monotonic)
+  module::Reachability reachability_; // whether the provider answered lately
 };
 
 Job::Job(JobConfig config, JobCallbacks callbacks)
@@ -266,8 +268,10 @@ void Job::send(SoupMessage *msg, void (Job::*handler)(Response &)) {
                     [job = shared_from_this(), handler](Request &request, Response &response) {
                       if (job->in_flight_ == &request)
                         job->in_flight_ = nullptr;
-                      if (!response.cancelled && !job->cancelled_.load())
+                      if (!response.cancelled && !job->cancelled_.load()) {
+                        job->reachability_.note(response);
                         ((*job).*handler)(response);
+                      }
                     });
 }
 
@@ -286,15 +290,7 @@ SoupMessage *Job::new_api_message(const char *method, const std::string &url) {
 
 void Job::begin() {
   if (config_.timeout_s > 0) {
-    deadline_ = add_timer(config_.timeout_s * 1000, [](Job &job) {
-      g_clear_pointer(&job.deadline_, g_source_unref);
-      std::string status = job.task_id_.empty() ? "not created yet"
-                                                : std::string("last status: ") +
-                                                      task_status_name(job.last_task_.status);
-      job.finish(JobError::Timeout, "Gave up waiting for the task after " +
-                                        std::to_string(job.config_.timeout_s) + " s (" + status +
-                                        ")." + job.resume_hint());
-    });
+    deadline_ = add_timer(config_.timeout_s * 1000, [](Job &job) { job.give_up_waiting(); });
   }
   if (!config_.existing_task_id.empty()) {
     task_id_ = config_.existing_task_id;
@@ -304,6 +300,16 @@ void Job::begin() {
   } else {
     send_create();
   }
+}
+
+void Job::give_up_waiting() {
+  g_clear_pointer(&deadline_, g_source_unref);
+  std::string status = task_id_.empty()
+                           ? "not created yet"
+                           : std::string("last status: ") + task_status_name(last_task_.status);
+  finish(JobError::Timeout, "Gave up waiting for the task after " +
+                                std::to_string(config_.timeout_s) + " s (" + status + ")." +
+                                reachability_.text() + resume_hint());
 }
 
 std::string Job::resume_hint() const {

@@ -271,6 +271,7 @@ GST_START_TEST(test_exit_status_says_why) {
       run(app, *emu, {"--poll-interval", "100", "--timeout", "1", "demo-5s", output}, dir);
   fail_unless(timeout.exit_status == 5, "%s: a timeout exited with %d:\n%s", app_name(app),
               timeout.exit_status, timeout.both().c_str());
+  fail_if(contains(timeout.err, "could not be reached"), "%s", timeout.both().c_str());
   std::vector<std::string> ids = task_ids_in(timeout.out + timeout.err);
   fail_unless(ids.size() == 1 && contains(timeout.err, "--task-id " + ids[0]), "%s",
               timeout.both().c_str());
@@ -334,6 +335,37 @@ GST_START_TEST(test_wrong_api_url_is_a_setting) {
 }
 GST_END_TEST;
 
+// The provider goes away while the task runs: the timeout says that the polls of the last
+// seconds could not reach it, rather than only the status the last answer gave.
+GST_START_TEST(test_timeout_says_provider_unreachable) {
+  const int app = __i__;
+  auto emu = kirin_test_start_emulator(kKey, 100, 60000);
+  WorkDir dir;
+  const std::string output = dir.file("extended.mp4");
+  GSubprocess *process =
+      launch(app, *emu, {"--poll-interval", "100", "--timeout", "5", "demo-5s", output}, dir);
+  // Until a poll found the task processing, or the application ended early.
+  for (int i = 0; i < 300 && g_subprocess_get_identifier(process); i++) {
+    if (contains(kirin_test_read_file(dir.file("stdout.txt")), "] processing"))
+      break;
+    g_usleep(50 * 1000);
+  }
+  emu->set_offline(true);
+  Finished done = wait_for(process, dir);
+  fail_unless(done.exit_status == 5, "%s exited with %d:\n%s", app_name(app), done.exit_status,
+              done.both().c_str());
+  const std::string said = "(last status: processing). The provider could not be reached for the "
+                           "last ";
+  const size_t at = done.err.find(said);
+  fail_unless(at != std::string::npos, "%s", done.both().c_str());
+  const int seconds = atoi(done.err.c_str() + at + said.size());
+  fail_unless(seconds >= 1 && seconds <= 5, "%d s:\n%s", seconds, done.both().c_str());
+  std::vector<std::string> ids = task_ids_in(done.out);
+  fail_unless(ids.size() == 1 && contains(done.err, "--task-id " + ids[0]), "%s",
+              done.both().c_str());
+}
+GST_END_TEST;
+
 static Suite *examples_suite() {
   Suite *s = suite_create("examples");
   TCase *tc = tcase_create("general");
@@ -346,6 +378,7 @@ static Suite *examples_suite() {
   tcase_add_loop_test(tc, test_exit_status_says_why, 0, 2);
   tcase_add_loop_test(tc, test_unreachable_provider_exits_5, 0, 2);
   tcase_add_loop_test(tc, test_wrong_api_url_is_a_setting, 0, 2);
+  tcase_add_loop_test(tc, test_timeout_says_provider_unreachable, 0, 2);
   suite_add_tcase(s, tc);
   return s;
 }
