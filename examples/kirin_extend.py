@@ -297,6 +297,8 @@ class Extension:
         if details is not None:
             task_id = details.get_string('task-id') or task_id
             code = details.get_string('kirin-error-code') or ''
+        if code in error.message:
+            code = ''  # the message says it already ("failed (error CODE: text)")
             http_status = details.get_uint('http-status')[1]
             kind = details.get_string('error-kind') or kind
         self.failure = EXIT_BY_KIND.get(kind, EXIT_FAILED)

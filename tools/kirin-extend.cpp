@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -312,6 +313,8 @@ void on_error(App &app, GstMessage *message) {
   gst_message_parse_error_details(message, &details);
   std::string task_id = details ? string_field(details, "task-id") : "";
   std::string code = details ? string_field(details, "kirin-error-code") : "";
+  if (strstr(error->message, code.c_str()))
+    code.clear(); // the message says it already ("failed (error CODE: text)")
   app.failure = exit_status_of(error, details ? string_field(details, "error-kind") : "");
   guint http_status = 0;
   if (details)
