@@ -64,8 +64,15 @@ bool uri_default(GstKirinExtendSrc *self, const char *name, GParamSpec *pspec,
 
 char *value_text(const GValue *value) {
   if (G_VALUE_HOLDS_DOUBLE(value)) {
+    // The shortest text that reads back as the same number: 0.7, not 0.69999999999999996.
+    const double number = g_value_get_double(value);
     char buffer[G_ASCII_DTOSTR_BUF_SIZE];
-    return g_strdup(g_ascii_dtostr(buffer, sizeof buffer, g_value_get_double(value)));
+    for (int digits = 1; digits <= 17; digits++) {
+      g_autofree char *format = g_strdup_printf("%%.%dg", digits);
+      if (g_ascii_strtod(g_ascii_formatd(buffer, sizeof buffer, format, number), nullptr) == number)
+        break;
+    }
+    return g_strdup(buffer);
   }
   if (G_VALUE_HOLDS_STRING(value))
     return g_value_dup_string(value);

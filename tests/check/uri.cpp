@@ -47,6 +47,8 @@ GST_START_TEST(test_uri_sets_properties_and_round_trips) {
   fail_unless(intermediate);
 
   std::string uri = uri_of(src);
+  // Numbers are written in their shortest form that reads back the same.
+  fail_unless(uri.find("cfg-scale=0.7&") != std::string::npos, "%s", uri.c_str());
   GstElement *again = from_uri(uri.c_str(), &error);
   fail_unless(again != nullptr, "%s does not parse back: %s", uri.c_str(),
               error ? error->message : "");
@@ -96,6 +98,30 @@ GST_START_TEST(test_uri_refusals_are_clear) {
     g_clear_error(&error);
     // A refused URI changes nothing.
     assert_same_text(string_property(src, "video-id"), "keep-me");
+  }
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
+// cfg-scale reads back as the shortest decimal that parses to the same double.
+GST_START_TEST(test_uri_writes_shortest_cfg_scale) {
+  GstElement *src = gst_element_factory_make("kirinextendsrc", nullptr);
+  g_object_set(src, "video-id", "v", nullptr);
+  const struct {
+    double value;
+    const char *written;
+  } cases[] = {{0.7, "0.7"}, {0.1 + 0.2, "0.30000000000000004"}, {1.0, "1"},
+               {0.0, "0"},   {0.123456789, "0.123456789"},       {1e-7, "1e-07"}};
+  for (const auto &c : cases) {
+    g_object_set(src, "cfg-scale", c.value, nullptr);
+    assert_same_text(uri_of(src), std::string("kirin://v?cfg-scale=") + c.written);
+    GError *error = nullptr;
+    GstElement *again = from_uri(uri_of(src).c_str(), &error);
+    fail_unless(again != nullptr, "%s", error ? error->message : "");
+    double read = -1;
+    g_object_get(again, "cfg-scale", &read, nullptr);
+    fail_unless(read == c.value, "%s read back as %.17g", c.written, read);
+    gst_object_unref(again);
   }
   gst_object_unref(src);
 }
@@ -288,6 +314,7 @@ static Suite *uri_suite() {
   tcase_add_test(tc, test_uri_sets_properties_and_round_trips);
   tcase_add_test(tc, test_uri_refusals_are_clear);
   tcase_add_test(tc, test_uri_refuses_numbers_out_of_form_or_range);
+  tcase_add_test(tc, test_uri_writes_shortest_cfg_scale);
   tcase_add_test(tc, test_uri_refuses_trust_keys);
   tcase_add_test(tc, test_uri_refuses_unsafe_keys_for_safety);
   tcase_add_test(tc, test_playbin_plays_kirin_uri);
