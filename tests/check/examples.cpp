@@ -370,6 +370,44 @@ GST_START_TEST(test_timeout_says_provider_unreachable) {
 }
 GST_END_TEST;
 
+// A 500 to the create: the task may exist. The same command again stops too, saying that
+// the create got no task ID back (a server error among the causes), not only that a run
+// ended first; --fresh then pays for a new task.
+GST_START_TEST(test_server_error_then_fresh) {
+  const int app = __i__;
+  auto emu = kirin_test_start_emulator(kKey, 100, 300);
+  fail_unless(emu->push_fault(kirin_emu::Route::Create, "http:500"));
+  WorkDir dir;
+  const std::string output = dir.file("extended.mp4");
+  const std::vector<std::string> args{"--poll-interval", "100", "demo-5s", output};
+  Finished first = run(app, *emu, args, dir);
+  fail_unless(first.exit_status == 6, "%s exited with %d:\n%s", app_name(app), first.exit_status,
+              first.both().c_str());
+  fail_unless(contains(first.err, "server error (HTTP 500"), "%s", first.both().c_str());
+
+  Finished again = run(app, *emu, args, dir);
+  fail_unless(again.exit_status == 6, "%s again exited with %d:\n%s", app_name(app),
+              again.exit_status, again.both().c_str());
+  fail_unless(contains(again.err, "got no task ID back: the provider answered it with a server "
+                                  "error"),
+              "%s", again.both().c_str());
+  fail_unless(contains(again.err, "fresh=true"), "%s", again.both().c_str());
+  fail_unless(contains(again.err, "run again with --fresh"), "%s", again.both().c_str());
+  fail_if(contains(again.err, "ended before the provider answered"), "%s", again.both().c_str());
+  fail_unless_equals_int(emu->create_count(), 1);
+
+  std::vector<std::string> fresh_args{"--fresh"};
+  fresh_args.insert(fresh_args.end(), args.begin(), args.end());
+  Finished fresh = run(app, *emu, fresh_args, dir);
+  fail_unless(fresh.exit_status == 0, "%s --fresh exited with %d:\n%s", app_name(app),
+              fresh.exit_status, fresh.both().c_str());
+  fail_unless_equals_int(emu->create_count(), 2);
+  std::vector<std::string> ids = task_ids_in(fresh.out);
+  fail_unless(ids.size() == 1, "%s", fresh.both().c_str());
+  assert_saved_result(*emu, ids[0], output);
+}
+GST_END_TEST;
+
 static Suite *examples_suite() {
   Suite *s = suite_create("examples");
   TCase *tc = tcase_create("general");
@@ -383,6 +421,7 @@ static Suite *examples_suite() {
   tcase_add_loop_test(tc, test_unreachable_provider_exits_5, 0, 2);
   tcase_add_loop_test(tc, test_wrong_api_url_is_a_setting, 0, 2);
   tcase_add_loop_test(tc, test_timeout_says_provider_unreachable, 0, 2);
+  tcase_add_loop_test(tc, test_server_error_then_fresh, 0, 2);
   suite_add_tcase(s, tc);
   return s;
 }
