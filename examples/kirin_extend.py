@@ -2,7 +2,7 @@
 """Extend a video with kirinextendsrc and save the result, showing progress.
 
     kirin_extend.py [--api-url URL] [--prompt TEXT] [--poll-interval MS]
-                    [--timeout S] [--extensions N] [--task-id ID]
+                    [--timeout S] [--extensions N] [--fresh] [--task-id ID]
                     VIDEO_ID OUTPUT.mp4
 
 The API key comes from VTRIX_API_KEY only: a key on the command line is
@@ -37,13 +37,14 @@ EXIT_FAILED = 1        # anything else: no plugin, the output cannot be written.
 EXIT_USAGE = 2         # the command line, or no VTRIX_API_KEY
 EXIT_SETTINGS = 3      # the element refused its settings (the message names which)
 EXIT_PROVIDER = 4      # the provider refused the task, or the task failed there
-EXIT_TIMEOUT = 5       # the wait ended first: the task ID is printed, to resume
-EXIT_ANSWER_LOST = 6   # the create's answer was lost: the task may exist
+EXIT_TIMEOUT = 5       # the wait ended first (the task ID is printed, to resume),
+#                        or the provider could not be reached
+EXIT_ANSWER_LOST = 6   # no task ID for a create that left: the task may exist
 EXIT_INTERRUPTED = 130  # what shells report for a command ended by SIGINT
 
 # The element's `error-kind` (docs/user-guide.md, "Errors") for each exit status.
 EXIT_BY_KIND = {
-    'settings': EXIT_SETTINGS, 'timeout': EXIT_TIMEOUT,
+    'settings': EXIT_SETTINGS, 'timeout': EXIT_TIMEOUT, 'network': EXIT_TIMEOUT,
     'ambiguous': EXIT_ANSWER_LOST, 'abandoned': EXIT_ANSWER_LOST,
     'unauthorized': EXIT_PROVIDER, 'forbidden': EXIT_PROVIDER, 'rejected': EXIT_PROVIDER,
     'not-found': EXIT_PROVIDER, 'task-failed': EXIT_PROVIDER, 'bad-response': EXIT_PROVIDER,
@@ -149,6 +150,8 @@ class Extension:
             self.source.set_property('timeout', options.timeout)
         if options.extensions > 1:
             self.source.set_property('extensions', options.extensions)
+        if options.fresh:
+            self.source.set_property('fresh', True)
         self.sink.set_property('location', self.partial_path)
 
         self.pipeline = Gst.Pipeline.new('kirin-extend')
@@ -296,6 +299,8 @@ class Extension:
         if details is not None:
             task_id = details.get_string('task-id') or task_id
             code = details.get_string('kirin-error-code') or ''
+        if code in error.message:
+            code = ''  # the message says it already ("failed (error CODE: text)")
             http_status = details.get_uint('http-status')[1]
             kind = details.get_string('error-kind') or kind
         self.failure = EXIT_BY_KIND.get(kind, EXIT_FAILED)
@@ -315,6 +320,9 @@ class Extension:
             else:
                 print('Resume without paying again: %s'
                       % self.resume_command(task_id), file=err)
+        elif kind == 'abandoned':
+            print('If the provider has no such task, run again with --fresh '
+                  'to pay for a new one.', file=err)
         elif self.may_have_created(error, http_status):
             print('No task ID was received. If the task was created, the '
                   'provider knows it by the external task ID %s.'
@@ -438,6 +446,10 @@ def parse_options(argv):
     parser.add_argument('--extensions', type=int, default=1, metavar='N',
                         help='extend this many times in a row, about 5 s '
                              'each (default 1)')
+    parser.add_argument('--fresh', action='store_true',
+                        help='pay for a new task even when the journal holds '
+                             'one for this request (as after an earlier run '
+                             'whose create got no task ID back: exit status 6)')
     parser.add_argument('--task-id', metavar='ID',
                         help='resume this task instead of creating (and '
                              'paying for) a new one; VIDEO_ID may then be '

@@ -2,11 +2,13 @@
 // progress while the provider works on it.
 //
 //   kirin-extend [--api-url URL] [--prompt TEXT] [--poll-interval MS] [--timeout S]
-//                [--extensions N] [--task-id ID] VIDEO_ID OUTPUT.mp4
+//                [--extensions N] [--fresh] [--task-id ID] VIDEO_ID OUTPUT.mp4
 //
 // The API key comes from VTRIX_API_KEY only: a key on the command line is visible to every
 // user of the machine (ps). The pipeline is `kirinextendsrc ! filesink`; everything shown
 // comes from the bus (the `kirin-task` element messages, errors and their details).
+#include "remaining-time.h"
+
 #include <glib-unix.h>
 #include <glib/gstdio.h>
 #include <gst/gst.h>
@@ -16,6 +18,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -26,8 +29,9 @@ constexpr int kExitFailed = 1;        // anything else: no plugin, the output ca
 constexpr int kExitUsage = 2;         // the command line, or no VTRIX_API_KEY
 constexpr int kExitSettings = 3;      // the element refused its settings (the message names which)
 constexpr int kExitProvider = 4;      // the provider refused the task, or the task failed there
-constexpr int kExitTimeout = 5;       // the wait ended first: the task ID is printed, to resume
-constexpr int kExitAnswerLost = 6;    // the create's answer was lost: the task may exist
+constexpr int kExitTimeout = 5;       // the wait ended first (the task ID is printed, to resume),
+                                      // or the provider could not be reached
+constexpr int kExitAnswerLost = 6;    // no task ID for a create that left: the task may exist
 constexpr int kExitInterrupted = 130; // what shells report for a command ended by SIGINT
 constexpr guint kRedrawMs = 250;
 constexpr int kBarWidth = 24;
@@ -42,36 +46,7 @@ struct Options {
   int poll_interval_ms = kUnset;
   int timeout_s = kUnset;
   int extensions = 1;
-};
-
-// Seconds left for a fraction that grows over time, from the rate between the first and
-// the latest sample since the last reset. Unknown (-1) until the fraction has grown.
-class RemainingTime {
-public:
-  void reset() { samples_ = 0; }
-
-  void add(double now_s, double fraction) {
-    if (samples_ == 0) {
-      first_s_ = now_s;
-      first_fraction_ = fraction;
-    }
-    last_s_ = now_s;
-    last_fraction_ = fraction;
-    samples_++;
-  }
-
-  double seconds(double now_s) const {
-    if (samples_ < 2 || last_fraction_ <= first_fraction_ || last_s_ <= first_s_)
-      return -1;
-    double rate = (last_fraction_ - first_fraction_) / (last_s_ - first_s_);
-    // Counts down between samples, which arrive only once per poll.
-    double left = (1.0 - last_fraction_) / rate - (now_s - last_s_);
-    return left > 0 ? left : 0;
-  }
-
-private:
-  int samples_ = 0;
-  double first_s_ = 0, first_fraction_ = 0, last_s_ = 0, last_fraction_ = 0;
+  gboolean fresh = FALSE; // a new task even when the journal holds one for this request
 };
 
 struct CompletedTask {
@@ -291,7 +266,8 @@ void on_task_message(App &app, const GstStructure *s) {
 int exit_status_of(const GError *error, const std::string &kind) {
   if (kind == "settings" || g_error_matches(error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS))
     return kExitSettings;
-  if (kind == "timeout")
+  // Both are "not now": the provider may answer later, and running again may work.
+  if (kind == "timeout" || kind == "network")
     return kExitTimeout;
   if (kind == "ambiguous" || kind == "abandoned")
     return kExitAnswerLost;
@@ -310,7 +286,10 @@ void on_error(App &app, GstMessage *message) {
   gst_message_parse_error_details(message, &details);
   std::string task_id = details ? string_field(details, "task-id") : "";
   std::string code = details ? string_field(details, "kirin-error-code") : "";
-  app.failure = exit_status_of(error, details ? string_field(details, "error-kind") : "");
+  if (strstr(error->message, code.c_str()))
+    code.clear(); // the message says it already ("failed (error CODE: text)")
+  const std::string kind = details ? string_field(details, "error-kind") : "";
+  app.failure = exit_status_of(error, kind);
   guint http_status = 0;
   if (details)
     gst_structure_get_uint(details, "http-status", &http_status);
@@ -332,6 +311,8 @@ void on_error(App &app, GstMessage *message) {
                  "task.\n");
     else
       g_printerr("Resume without paying again: %s\n", resume_command(app, task_id).c_str());
+  } else if (kind == "abandoned") {
+    g_printerr("If the provider has no such task, run again with --fresh to pay for a new one.\n");
   } else if (std::string external = external_task_id(app);
              may_have_created(error, http_status) && !external.empty()) {
     g_printerr("No task ID was received. If the task was created, the provider knows it by the "
@@ -437,6 +418,10 @@ bool parse_options(int argc, char **argv, Options &options) {
        "Seconds to wait for the task, 0 = no limit (default 1200)", "S"},
       {"extensions", 0, 0, G_OPTION_ARG_INT, &options.extensions,
        "Extend this many times in a row, about 5 s each (default 1)", "N"},
+      {"fresh", 0, 0, G_OPTION_ARG_NONE, &options.fresh,
+       "Pay for a new task even when the journal holds one for this request (as after an "
+       "earlier run whose create got no answer: exit status 6)",
+       nullptr},
       {"task-id", 0, 0, G_OPTION_ARG_STRING, &task_id,
        "Resume this task instead of creating (and paying for) a new one; VIDEO_ID may then be "
        "left out",
@@ -452,12 +437,14 @@ bool parse_options(int argc, char **argv, Options &options) {
                "  0    the result is saved\n"
                "  1    another failure (no kirinextendsrc, the output cannot be written, ...)\n"
                "  2    a wrong command line, or VTRIX_API_KEY is not set\n"
-               "  3    the element refused a setting (the message names it)\n"
+               "  3    a setting is wrong (the message names it), such as an api-url\n"
+               "       that is not the create endpoint; no task was created\n"
                "  4    the provider refused the task, or the task failed there\n"
-               "  5    the wait ended first (a task's ID is printed: resume it), also when\n"
-               "       the provider could not be reached in that time\n"
-               "  6    the answer to the create was lost: the task may exist (its external\n"
-               "       task ID is printed)\n"
+               "  5    the wait ended first (a task's ID is printed: resume it), or the\n"
+               "       provider could not be reached (no task was created: run again later)\n"
+               "  6    the create got no task ID back (a server error, a lost answer, now\n"
+               "       or in an earlier run): the task may exist; look it up by the external\n"
+               "       task ID printed, then resume it with --task-id or pay anew with --fresh\n"
                "  130  interrupted (Ctrl-C); a created task goes on, and its ID is printed\n");
   g_option_context_add_main_entries(context, entries, nullptr);
   g_option_context_add_group(context, gst_init_get_option_group());
@@ -533,6 +520,8 @@ int main(int argc, char **argv) {
     g_object_set(app.source, "timeout", (guint)app.options.timeout_s, nullptr);
   if (app.options.extensions > 1)
     g_object_set(app.source, "extensions", (guint)app.options.extensions, nullptr);
+  if (app.options.fresh)
+    g_object_set(app.source, "fresh", TRUE, nullptr);
   // A file that exists under the output name is always complete: an interrupted or failed
   // run leaves neither a truncated result nor a clobbered earlier one.
   app.partial_path = app.options.output + ".part";

@@ -20,6 +20,7 @@ using module::poll_schedule_delay;
 using module::Request;
 using module::Response;
 using module::SendGate;
+using module::shown_url;
 
 namespace {
 
@@ -112,6 +113,7 @@ private:
   void begin();
   void send_create();
   void on_create_response(Response &response);
+  void on_create_refused(Response &response);
   void send_poll();
   void on_poll_response(Response &response);
   void handle_task(Task task);
@@ -119,6 +121,7 @@ private:
   double take_jitter();
   double peek_jitter();
   void retry_poll(guint retry_after_ms, const std::string &why);
+  void give_up_waiting();
   void finish(JobError error, std::string message, guint http_status = 0,
               std::string error_code = {});
   std::string resume_hint() const;
@@ -144,8 +147,9 @@ private:
   Task last_task_;
   guint poll_attempt_ = 0;
   guint create_attempt_ = 0;
-  module::PollSchedule schedule_; // the progress answers report, for predicted polls
-  gint64 poll_sent_ms_ = 0;       // when the last poll was sent (monotonic)
+  module::PollSchedule schedule_;     // the progress answers report, for predicted polls
+  gint64 poll_sent_ms_ = 0;           // when the last poll was sent (monotonic)
+  module::Reachability reachability_; // whether the provider answered lately
 };
 
 Job::Job(JobConfig config, JobCallbacks callbacks)
@@ -264,8 +268,10 @@ void Job::send(SoupMessage *msg, void (Job::*handler)(Response &)) {
                     [job = shared_from_this(), handler](Request &request, Response &response) {
                       if (job->in_flight_ == &request)
                         job->in_flight_ = nullptr;
-                      if (!response.cancelled && !job->cancelled_.load())
+                      if (!response.cancelled && !job->cancelled_.load()) {
+                        job->reachability_.note(response);
                         ((*job).*handler)(response);
+                      }
                     });
 }
 
@@ -284,15 +290,7 @@ SoupMessage *Job::new_api_message(const char *method, const std::string &url) {
 
 void Job::begin() {
   if (config_.timeout_s > 0) {
-    deadline_ = add_timer(config_.timeout_s * 1000, [](Job &job) {
-      g_clear_pointer(&job.deadline_, g_source_unref);
-      std::string status = job.task_id_.empty() ? "not created yet"
-                                                : std::string("last status: ") +
-                                                      task_status_name(job.last_task_.status);
-      job.finish(JobError::Timeout, "Gave up waiting for the task after " +
-                                        std::to_string(job.config_.timeout_s) + " s (" + status +
-                                        ")." + job.resume_hint());
-    });
+    deadline_ = add_timer(config_.timeout_s * 1000, [](Job &job) { job.give_up_waiting(); });
   }
   if (!config_.existing_task_id.empty()) {
     task_id_ = config_.existing_task_id;
@@ -302,6 +300,16 @@ void Job::begin() {
   } else {
     send_create();
   }
+}
+
+void Job::give_up_waiting() {
+  g_clear_pointer(&deadline_, g_source_unref);
+  std::string status = task_id_.empty()
+                           ? "not created yet"
+                           : std::string("last status: ") + task_status_name(last_task_.status);
+  finish(JobError::Timeout, "Gave up waiting for the task after " +
+                                std::to_string(config_.timeout_s) + " s (" + status + ")." +
+                                reachability_.text() + resume_hint());
 }
 
 std::string Job::resume_hint() const {
@@ -324,7 +332,8 @@ void Job::send_create() {
   soup_message_set_request_body_from_bytes(msg, "application/json", bytes);
   g_bytes_unref(bytes);
   create_attempt_++;
-  GST_DEBUG("creating a task at %s (attempt %u)", config_.api_url.c_str(), create_attempt_);
+  GST_DEBUG("creating a task at %s (attempt %u)", shown_url(config_.api_url).c_str(),
+            create_attempt_);
   send(msg, &Job::on_create_response);
 }
 
@@ -332,14 +341,14 @@ void Job::on_create_response(Response &response) {
   if (response.failed || response.too_large) {
     if (response.retryable_unsent && create_attempt_ < kCreateConnectAttempts) {
       guint delay = 1000u << (create_attempt_ - 1);
-      GST_WARNING("could not connect to %s (%s); retrying in %u ms", config_.api_url.c_str(),
-                  response.error_text.c_str(), delay);
+      GST_WARNING("could not connect to %s (%s); retrying in %u ms",
+                  shown_url(config_.api_url).c_str(), response.error_text.c_str(), delay);
       schedule(delay, [](Job &job) { job.send_create(); });
       return;
     }
     if (!response.sent) {
-      finish(JobError::Network, "Could not reach " + config_.api_url + ": " + response.error_text +
-                                    ". No task was created.");
+      finish(JobError::Network, "Could not reach " + shown_url(config_.api_url) + ": " +
+                                    response.error_text + ". No task was created.");
       return;
     }
     std::string what = response.too_large ? "an oversized response" : response.error_text;
@@ -356,21 +365,7 @@ void Job::on_create_response(Response &response) {
     return;
   }
   if (!SOUP_STATUS_IS_SUCCESSFUL(response.status)) {
-    std::string code;
-    std::string text = http_error_text(response, &code);
-    JobError error =
-        refusal(response.status, response.status >= 500 ? JobError::Ambiguous : JobError::Rejected);
-    // A server error is no refusal: the provider may have made (and charged) the task before
-    // failing, so the message must not say both "refused" and "may exist".
-    if (error == JobError::Ambiguous)
-      finish(error,
-             "The provider answered the create request with a server error (" + text +
-                 "), so the task may exist and be charged. Do not resubmit blindly." +
-                 resume_hint(),
-             response.status, code);
-    else
-      finish(error, "The provider refused to create the task: " + text + ".", response.status,
-             code);
+    on_create_refused(response);
     return;
   }
   Task task;
@@ -390,6 +385,34 @@ void Job::on_create_response(Response &response) {
   GST_INFO("created task %s", task_id_.c_str());
   notify(callbacks_, &JobCallbacks::on_task_id, task_id_);
   handle_task(std::move(task));
+}
+
+// A create answered with an error status: a wrong URL (404), a server error after which the
+// task may exist (5xx), or a refusal.
+void Job::on_create_refused(Response &response) {
+  if (response.status == SOUP_STATUS_NOT_FOUND) {
+    // The API knows no "not found" for a create: the URL is not its create endpoint.
+    finish(JobError::Rejected,
+           "No create endpoint at api-url " + shown_url(config_.api_url) + ": it answered " +
+               http_error_text(response, nullptr) +
+               ". Check the 'api-url' property (or VTRIX_API_URL): the provider's ends in "
+               "/model/v1/generation. No task was created.",
+           response.status);
+    return;
+  }
+  std::string code;
+  std::string text = http_error_text(response, &code);
+  JobError error =
+      refusal(response.status, response.status >= 500 ? JobError::Ambiguous : JobError::Rejected);
+  // A server error is no refusal: the provider may have made (and charged) the task before
+  // failing, so the message must not say both "refused" and "may exist".
+  if (error == JobError::Ambiguous)
+    finish(error,
+           "The provider answered the create request with a server error (" + text +
+               "), so the task may exist and be charged. Do not resubmit blindly." + resume_hint(),
+           response.status, code);
+  else
+    finish(error, "The provider refused to create the task: " + text + ".", response.status, code);
 }
 
 void Job::send_poll() {
@@ -544,29 +567,12 @@ void Job::finish(JobError error, std::string message, guint http_status, std::st
 namespace module {
 
 const char *job_error_name(JobError error) {
-  switch (error) {
-  case JobError::None:
-    return "none";
-  case JobError::Unauthorized:
-    return "unauthorized";
-  case JobError::Forbidden:
-    return "forbidden";
-  case JobError::Rejected:
-    return "rejected";
-  case JobError::NotFound:
-    return "not-found";
-  case JobError::Network:
-    return "network";
-  case JobError::Ambiguous:
-    return "ambiguous";
-  case JobError::BadResponse:
-    return "bad-response";
-  case JobError::TaskFailed:
-    return "task-failed";
-  case JobError::Timeout:
-    return "timeout";
-  }
-  return "unknown";
+  // In the order of JobError.
+  static const char *const names[] = {"none",        "unauthorized", "forbidden", "rejected",
+                                      "not-found",   "network",      "ambiguous", "bad-response",
+                                      "task-failed", "timeout"};
+  const auto index = (size_t)error;
+  return index < G_N_ELEMENTS(names) ? names[index] : "unknown";
 }
 
 JobHandle job_start(JobConfig config, JobCallbacks callbacks) {

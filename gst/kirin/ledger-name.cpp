@@ -1,6 +1,8 @@
-// What a journal is called: a file's path, or a server's URI, which may hold a password.
+// What a journal is called: a file's path, or a server's URI, which may hold a password (as
+// may a libpq keyword string, which is refused but must not be shown whole either).
 #include "ledger.h"
 
+#include <cstring>
 #include <vector>
 
 namespace kirin {
@@ -38,9 +40,74 @@ std::string without_password_in_query(const std::string &query) {
   return kept;
 }
 
+// libpq's connection keywords (libpq's documentation, "Parameter Key Words").
+// Each between spaces.
+constexpr const char *kLibpqKeywords =
+    " host hostaddr port dbname user password passfile service connect_timeout client_encoding "
+    "options application_name fallback_application_name keepalives keepalives_idle "
+    "keepalives_interval keepalives_count tcp_user_timeout sslmode requiressl sslcompression "
+    "sslcert sslkey sslpassword sslrootcert sslcrl sslcrldir sslsni requirepeer "
+    "ssl_min_protocol_version ssl_max_protocol_version gssencmode krbsrvname gsslib "
+    "target_session_attrs channel_binding load_balance_hosts replication ";
+
+size_t skip_spaces(const std::string &text, size_t at) {
+  while (at < text.size() && g_ascii_isspace(text[at]))
+    at++;
+  return at;
+}
+
+// The end of a keyword string's value starting at `at`: a quoted one ('...', in which a
+// backslash escapes) to its closing quote (or the end), another to the next space.
+size_t value_end(const std::string &text, size_t at) {
+  if (at < text.size() && text[at] == '\'') {
+    for (at++; at < text.size() && text[at] != '\''; at++)
+      if (text[at] == '\\')
+        at++;
+    return MIN(at + 1, text.size());
+  }
+  while (at < text.size() && !g_ascii_isspace(text[at]))
+    at++;
+  return at;
+}
+
+// "host=h password='x y' user=u" -> "host=h user=u". Every pair whose keyword is not
+// password stays as written.
+std::string without_password_in_keywords(const std::string &text) {
+  std::string kept;
+  size_t at = skip_spaces(text, 0);
+  while (at < text.size()) {
+    const size_t start = at;
+    while (at < text.size() && text[at] != '=' && !g_ascii_isspace(text[at]))
+      at++;
+    const std::string keyword = text.substr(start, at - start);
+    at = skip_spaces(text, at);
+    if (at < text.size() && text[at] == '=')
+      at = value_end(text, skip_spaces(text, at + 1));
+    if (keyword != "password")
+      kept += (kept.empty() ? "" : " ") + text.substr(start, at - start);
+    at = skip_spaces(text, at);
+  }
+  return kept;
+}
+
 } // namespace
 
+bool journal_is_keyword_string(const std::string &journal) {
+  size_t start = skip_spaces(journal, 0), end = start;
+  while (end < journal.size() && (g_ascii_isalpha(journal[end]) || journal[end] == '_'))
+    end++;
+  const size_t equals = skip_spaces(journal, end);
+  if (equals >= journal.size() || journal[equals] != '=')
+    return false;
+  // libpq's keywords are lower case; "Host=" is no file name anyone means either.
+  g_autofree char *lower = g_ascii_strdown(journal.c_str() + start, end - start);
+  const std::string keyword = std::string(" ") + lower + " ";
+  return end > start && strstr(kLibpqKeywords, keyword.c_str()) != nullptr;
+}
+
 std::string journal_display_name(const std::string &journal) {
+  if (journal_is_keyword_string(journal))
+    return without_password_in_keywords(journal);
   if (!journal_on_server(journal))
     return journal;
   size_t authority_start = journal.find("://") + 3;

@@ -42,7 +42,11 @@ std::string default_ledger_path();
 // The journal is a PostgreSQL server: a postgresql:// (or postgres://) URI, which libpq
 // reads (with its environment variables: PGPASSFILE, PGSSLMODE...).
 bool journal_on_server(const std::string &journal);
-// The journal for messages and property reads: a path as it is, a URI without its password.
+// The journal is a libpq keyword=value string ("host=... dbname=..."), which is not taken
+// (validate() refuses it): it starts with one of libpq's connection keywords and '='.
+bool journal_is_keyword_string(const std::string &journal);
+// The journal for messages and property reads: a path as it is, a URI or a keyword string
+// without its password.
 std::string journal_display_name(const std::string &journal);
 // libpq can read the server's URI (it says nothing yet of the server). Implemented in
 // ledger-pg.cpp, which the plugin loads as a module (ledger-server.h); in the plugin, true

@@ -366,7 +366,8 @@ void install_properties(GObjectClass *gobject_class) {
       g_param_spec_string(
           "journal", "Journal",
           "Records every task this user paid for (ID, external ID, parameters, status, "
-          "result, cost): a SQLite file, or a postgresql:// URI (libpq's) for a database a "
+          "result, cost): a SQLite file, or a postgresql:// URI (libpq's; its keyword=value "
+          "form is refused) for a database a "
           "fleet of machines shares. The same request again (from any element, URI, process "
           "or machine sharing it) attaches to its task or replays its result instead of "
           "paying twice; several asking at once pay once. Unset: "

@@ -272,5 +272,34 @@ std::string http_error_text(const Response &response, std::string *code) {
   return text.empty() ? status : status + ": " + text;
 }
 
+void Reachability::note(const Response &response) {
+  if (response.status != 0 || !response.failed) {
+    since_us_ = 0;
+    return;
+  }
+  if (!since_us_)
+    since_us_ = g_get_monotonic_time();
+  why_ = response.error_text;
+}
+
+std::string Reachability::text() const {
+  if (!since_us_)
+    return {};
+  const gint64 seconds = (g_get_monotonic_time() - since_us_ + G_USEC_PER_SEC / 2) / G_USEC_PER_SEC;
+  return " The provider could not be reached for the last " +
+         std::to_string(MAX(seconds, (gint64)1)) + " s" + (why_.empty() ? "" : " (" + why_ + ")") +
+         ".";
+}
+
+std::string shown_url(const std::string &url) {
+  GUri *uri = g_uri_parse(url.c_str(), G_URI_FLAGS_NONE, nullptr);
+  if (!uri)
+    return url;
+  g_autofree char *text = g_uri_to_string_partial(
+      uri, (GUriHideFlags)(G_URI_HIDE_USERINFO | G_URI_HIDE_QUERY | G_URI_HIDE_FRAGMENT));
+  g_uri_unref(uri);
+  return text;
+}
+
 } // namespace module
 } // namespace kirin

@@ -119,5 +119,24 @@ private:
 // provider's error code when it sent one.
 std::string http_error_text(const Response &response, std::string *code);
 
+// Whether the provider answered lately: since when every exchange got no answer at all.
+class Reachability {
+public:
+  // Any answer, an error status too, says the provider could be reached; none (no
+  // connection, none in time), that it could not.
+  void note(const Response &response);
+  // " The provider could not be reached for the last N s (why).", or "" when the last
+  // exchange was answered.
+  std::string text() const;
+
+private:
+  gint64 since_us_ = 0; // monotonic; 0 when the last exchange was answered
+  std::string why_;     // the last failure's
+};
+
+// A URL for messages and logs: without user info, query or fragment, any of which may hold
+// a secret. An unparsable URL is returned as it is.
+std::string shown_url(const std::string &url);
+
 } // namespace module
 } // namespace kirin

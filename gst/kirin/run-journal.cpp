@@ -152,14 +152,18 @@ void Run::wait_for_claimer(GstElement *element, const LedgerRow &row) {
   });
 }
 
-// A run sent the create for this request and ended before the provider answered: the
-// task may exist and be charged, so nothing is sent again without the user saying so.
+// A run sent the create for this request and recorded no task ID: it ended before the
+// answer, lost it, or the provider answered with a server error or something unreadable.
+// The journal does not say which; in each case the task may exist and be charged, so
+// nothing is sent again without the user saying so.
 void Run::abandoned(GstElement *element, const LedgerRow &row) {
-  std::string text = "An earlier run sent the create request for video " +
-                     row.request.request.video_id + " (external-task-id " + row.external_task_id +
-                     ") and ended before the provider answered: the task may exist and be "
-                     "charged. Look it up with the provider by that external-task-id and "
-                     "resume with task-id, or set fresh=true to pay for a new task.";
+  std::string text =
+      "An earlier run sent the create request for video " + row.request.request.video_id +
+      " (external-task-id " + row.external_task_id +
+      ") and got no task ID back: the provider answered it with a server error or something "
+      "unreadable, the answer was lost, or the run ended before it came. The request may have "
+      "arrived, so the task may exist and be charged. Look it up with the provider by that "
+      "external-task-id and resume with task-id, or set fresh=true to pay for a new task.";
   std::string debug =
       "journal: create sent, answer never recorded (" + journal_display_name(journal_path_) + ")";
   tell(element, [text, debug](GstElement *e) {

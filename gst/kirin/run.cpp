@@ -312,6 +312,13 @@ bool Run::result_url_allowed(GstElement *element, const Task &task) {
   return false;
 }
 
+// A create answered 404: api-url is not the create endpoint (the API has no "not found"
+// for a create). A setting to fix, not a refusal of the request; nothing was created.
+static bool wrong_api_url(const JobOutcome &outcome) {
+  return outcome.error == JobError::Rejected && outcome.task_id.empty() &&
+         outcome.http_status == 404;
+}
+
 void Run::post_outcome_error(GstElement *element, const JobOutcome &outcome) {
   gint code;
   switch (outcome.error) {
@@ -329,8 +336,13 @@ void Run::post_outcome_error(GstElement *element, const JobOutcome &outcome) {
     code = GST_RESOURCE_ERROR_FAILED;
     break;
   }
-  ErrorInfo info{std::string("error kind: ") + job_error_name(outcome.error), outcome.http_status,
-                 outcome.error_code, outcome.task_id, job_error_name(outcome.error)};
+  std::string kind = job_error_name(outcome.error);
+  if (wrong_api_url(outcome)) {
+    code = GST_RESOURCE_ERROR_SETTINGS;
+    kind = "settings";
+  }
+  ErrorInfo info{"error kind: " + kind, outcome.http_status, outcome.error_code, outcome.task_id,
+                 kind};
   std::string text = outcome.message + journal_outcome_note(outcome);
   tell(element,
        [code, text, info](GstElement *e) { post_error(e, GST_RESOURCE_ERROR, code, text, info); });

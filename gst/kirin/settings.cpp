@@ -33,6 +33,22 @@ std::string text_problem(const char *name, const std::string &text) {
   return {};
 }
 
+constexpr const char *kServerUriForm =
+    "postgresql://[user[:password]@][host][:port][/dbname][?param=value&...]";
+
+// A server's journal is a URI libpq reads; a keyword string would be taken for a file name.
+std::string journal_problem(const std::string &journal) {
+  if (journal_is_keyword_string(journal))
+    return "Property 'journal' (" + journal_display_name(journal) +
+           ") is a libpq keyword=value string, which it does not take: give the server as a "
+           "URI, " +
+           kServerUriForm + " (e.g. postgresql://kirin@127.0.0.1:5432/media), or a file's path.";
+  if (journal_on_server(journal) && !journal_uri_readable(journal))
+    return "Property 'journal' (" + journal_display_name(journal) +
+           ") is not a PostgreSQL connection URI that libpq can read: " + kServerUriForm + ".";
+  return {};
+}
+
 } // namespace
 
 void Settings::forget_key() {
@@ -78,10 +94,9 @@ std::string validate(const Settings &settings) {
   if (!settings.cache_dir.empty() && settings.journal == kJournalOff)
     return "Property 'cache-dir' needs the journal, which records which task made which kept "
            "copy: unset journal='none', or unset cache-dir.";
-  if (journal_on_server(settings.journal) && !journal_uri_readable(settings.journal))
-    return "Property 'journal' (" + journal_display_name(settings.journal) +
-           ") is not a PostgreSQL connection URI that libpq can read: "
-           "postgresql://[user[:password]@][host][:port][/dbname][?param=value&...].";
+  std::string problem = journal_problem(settings.journal);
+  if (!problem.empty())
+    return problem;
   if (!settings.cache_dir.empty()) {
     std::string problem = cache_dir_problem(settings.cache_dir);
     if (!problem.empty())

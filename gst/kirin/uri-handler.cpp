@@ -2,7 +2,9 @@
 // uridecodebin and gst-play pick the element for such URIs.
 #include "element.h"
 
+#include <cmath>
 #include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -62,8 +64,15 @@ bool uri_default(GstKirinExtendSrc *self, const char *name, GParamSpec *pspec,
 
 char *value_text(const GValue *value) {
   if (G_VALUE_HOLDS_DOUBLE(value)) {
+    // The shortest text that reads back as the same number: 0.7, not 0.69999999999999996.
+    const double number = g_value_get_double(value);
     char buffer[G_ASCII_DTOSTR_BUF_SIZE];
-    return g_strdup(g_ascii_dtostr(buffer, sizeof buffer, g_value_get_double(value)));
+    for (int digits = 1; digits <= 17; digits++) {
+      g_autofree char *format = g_strdup_printf("%%.%dg", digits);
+      if (g_ascii_strtod(g_ascii_formatd(buffer, sizeof buffer, format, number), nullptr) == number)
+        break;
+    }
+    return g_strdup(buffer);
   }
   if (G_VALUE_HOLDS_STRING(value))
     return g_value_dup_string(value);
@@ -120,6 +129,59 @@ const char *const kUriRefused[] = {"api-key",           "api-url",         "ca-f
                                    "allow-http-result", "journal",         "cache-dir",
                                    "cache-max-size",    "callback-listen", "callback-public-url"};
 
+// A whole number as a URI writes it: decimal digits only (no sign, space or 0x, which
+// strtoul would take, wrapping -1 to 4294967295), within the property's range.
+bool uint_from_text(const GParamSpecUInt *spec, const char *text, GValue *value) {
+  guint64 number = 0;
+  if (!*text || text[strspn(text, "0123456789")] != '\0' ||
+      !g_ascii_string_to_unsigned(text, 10, spec->minimum, spec->maximum, &number, nullptr))
+    return false;
+  g_value_set_uint(value, (guint)number);
+  return true;
+}
+
+// A decimal number (1e-1 too, not hex, inf or nan), within the property's range.
+bool double_from_text(const GParamSpecDouble *spec, const char *text, GValue *value) {
+  if (!*text || text[strspn(text, "0123456789.eE+-")] != '\0')
+    return false;
+  char *end = nullptr;
+  double number = g_ascii_strtod(text, &end);
+  if (*end != '\0' || !std::isfinite(number) || number < spec->minimum || number > spec->maximum)
+    return false;
+  g_value_set_double(value, number);
+  return true;
+}
+
+// One value as its property's type and within its range; false when it is not one.
+bool value_from_text(GParamSpec *pspec, const char *text, GValue *value) {
+  if (G_VALUE_HOLDS_STRING(value)) {
+    g_value_set_string(value, text);
+    return true;
+  }
+  if (G_IS_PARAM_SPEC_UINT(pspec))
+    return uint_from_text(G_PARAM_SPEC_UINT(pspec), text, value);
+  if (G_IS_PARAM_SPEC_DOUBLE(pspec))
+    return double_from_text(G_PARAM_SPEC_DOUBLE(pspec), text, value);
+  return gst_value_deserialize_with_pspec(value, text, pspec) &&
+         !g_param_value_validate(pspec, value);
+}
+
+// What a value of the property must be, for an error; "" for strings.
+std::string expected_value(GParamSpec *pspec) {
+  char low[G_ASCII_DTOSTR_BUF_SIZE], high[G_ASCII_DTOSTR_BUF_SIZE];
+  if (G_IS_PARAM_SPEC_UINT(pspec))
+    return "a whole number from " + std::to_string(G_PARAM_SPEC_UINT(pspec)->minimum) + " to " +
+           std::to_string(G_PARAM_SPEC_UINT(pspec)->maximum) + " is expected";
+  if (G_IS_PARAM_SPEC_DOUBLE(pspec))
+    return std::string("a number from ") +
+           g_ascii_formatd(low, sizeof low, "%g", G_PARAM_SPEC_DOUBLE(pspec)->minimum) + " to " +
+           g_ascii_formatd(high, sizeof high, "%g", G_PARAM_SPEC_DOUBLE(pspec)->maximum) +
+           " is expected";
+  if (G_IS_PARAM_SPEC_BOOLEAN(pspec))
+    return "true or false is expected";
+  return {};
+}
+
 // One query value as the property's type, or false with `error` set.
 bool parse_value(GObjectClass *klass, const char *name, const char *text, UriValues &values,
                  GError **error) {
@@ -148,12 +210,11 @@ bool parse_value(GObjectClass *klass, const char *name, const char *text, UriVal
   }
   GValue value = G_VALUE_INIT;
   g_value_init(&value, pspec->value_type);
-  bool parsed = G_VALUE_HOLDS_STRING(&value)
-                    ? (g_value_set_string(&value, text), true)
-                    : gst_value_deserialize_with_pspec(&value, text, pspec);
-  if (!parsed || g_param_value_validate(pspec, &value)) {
+  if (!value_from_text(pspec, text, &value)) {
+    std::string expected = expected_value(pspec);
     g_set_error(error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI,
-                "Invalid value '%s' for '%s' in the kirin URI", text, name);
+                "Invalid value '%s' for '%s' in the kirin URI%s%s", text, name,
+                expected.empty() ? "" : ": ", expected.c_str());
     g_value_unset(&value);
     return false;
   }

@@ -167,7 +167,11 @@ GST_START_TEST(test_failed_task_names_it) {
   fail_unless(ids.size() == 1, "%s", done.both().c_str());
   assert_same_text(emu->task_status(ids[0]), "failed");
   fail_unless(contains(done.err, "Task ID: " + ids[0]), "%s", done.both().c_str());
-  fail_unless(contains(done.err, "014002095"), "%s", done.both().c_str());
+  // The code once: the message names it ("failed (error 014002095: ...)").
+  const size_t code_at = done.err.find("014002095");
+  fail_unless(code_at != std::string::npos, "%s", done.both().c_str());
+  fail_unless(done.err.find("014002095", code_at + 1) == std::string::npos, "%s",
+              done.both().c_str());
   // A failed task cannot be resumed: the application must not suggest it.
   fail_unless(contains(done.err, "failed at the provider"), "%s", done.both().c_str());
   fail_if(contains(done.err, "--task-id"), "%s", done.both().c_str());
@@ -271,6 +275,7 @@ GST_START_TEST(test_exit_status_says_why) {
       run(app, *emu, {"--poll-interval", "100", "--timeout", "1", "demo-5s", output}, dir);
   fail_unless(timeout.exit_status == 5, "%s: a timeout exited with %d:\n%s", app_name(app),
               timeout.exit_status, timeout.both().c_str());
+  fail_if(contains(timeout.err, "could not be reached"), "%s", timeout.both().c_str());
   std::vector<std::string> ids = task_ids_in(timeout.out + timeout.err);
   fail_unless(ids.size() == 1 && contains(timeout.err, "--task-id " + ids[0]), "%s",
               timeout.both().c_str());
@@ -287,6 +292,122 @@ GST_START_TEST(test_exit_status_says_why) {
 }
 GST_END_TEST;
 
+// A provider that cannot be reached is "not now", as a wait that ended first: exit status 5
+// (tools/kirin-extend.1), and no task to resume.
+GST_START_TEST(test_unreachable_provider_exits_5) {
+  const int app = __i__;
+  auto emu = kirin_test_start_emulator(kKey, 100, 300);
+  // Connections to its port are refused from now on.
+  emu->set_offline(true);
+  WorkDir dir;
+  const std::string output = dir.file("extended.mp4");
+  Finished done = run(app, *emu, {"--timeout", "30", "demo-5s", output}, dir);
+  fail_unless(done.exit_status == 5, "%s: an unreachable provider exited with %d:\n%s",
+              app_name(app), done.exit_status, done.both().c_str());
+  fail_unless(contains(done.err, "Could not reach"), "%s", done.both().c_str());
+  fail_unless(contains(done.err, "No task was created"), "%s", done.both().c_str());
+  fail_if(contains(done.err, "--task-id"), "%s", done.both().c_str());
+  fail_if(g_file_test(output.c_str(), G_FILE_TEST_EXISTS));
+  fail_if(g_file_test((output + ".part").c_str(), G_FILE_TEST_EXISTS));
+}
+GST_END_TEST;
+
+// An api-url without the create endpoint's path answers 404: a setting to fix, not a refusal
+// of the request. The error names api-url (never its user info or query), says that no task
+// was created, and the exit status is the one of a wrong setting.
+GST_START_TEST(test_wrong_api_url_is_a_setting) {
+  const int app = __i__;
+  auto emu = kirin_test_start_emulator(kKey, 100, 300);
+  const std::string base = emu->base_url(), host = base.substr(strlen("http://"));
+  WorkDir dir;
+  const std::string output = dir.file("extended.mp4");
+  for (const std::string &url :
+       {base, base + "/", base + "/model/v1", emu->api_url() + "/",
+        "http://someone:secret-pw@" + host + "/model/v1?token=secret-token"}) {
+    Finished done = run(app, *emu, {"--api-url", url, "demo-5s", output}, dir);
+    fail_unless(done.exit_status == 3, "%s --api-url %s exited with %d:\n%s", app_name(app),
+                url.c_str(), done.exit_status, done.both().c_str());
+    fail_unless(contains(done.err, "No create endpoint at api-url http://" + host), "%s",
+                done.both().c_str());
+    fail_unless(contains(done.err, "Check the 'api-url' property"), "%s", done.both().c_str());
+    fail_unless(contains(done.err, "No task was created"), "%s", done.both().c_str());
+    fail_if(contains(done.err, "refused"), "%s", done.both().c_str());
+    fail_if(contains(done.err, "secret"), "%s", done.both().c_str());
+    fail_if(contains(done.err, "--task-id"), "%s", done.both().c_str());
+  }
+  fail_unless_equals_int(emu->create_count(), 0);
+}
+GST_END_TEST;
+
+// The provider goes away while the task runs: the timeout says that the polls of the last
+// seconds could not reach it, rather than only the status the last answer gave.
+GST_START_TEST(test_timeout_says_provider_unreachable) {
+  const int app = __i__;
+  auto emu = kirin_test_start_emulator(kKey, 100, 60000);
+  WorkDir dir;
+  const std::string output = dir.file("extended.mp4");
+  GSubprocess *process =
+      launch(app, *emu, {"--poll-interval", "100", "--timeout", "5", "demo-5s", output}, dir);
+  // Until a poll found the task processing, or the application ended early.
+  for (int i = 0; i < 300 && g_subprocess_get_identifier(process); i++) {
+    if (contains(kirin_test_read_file(dir.file("stdout.txt")), "] processing"))
+      break;
+    g_usleep(50 * 1000);
+  }
+  emu->set_offline(true);
+  Finished done = wait_for(process, dir);
+  fail_unless(done.exit_status == 5, "%s exited with %d:\n%s", app_name(app), done.exit_status,
+              done.both().c_str());
+  const std::string said = "(last status: processing). The provider could not be reached for the "
+                           "last ";
+  const size_t at = done.err.find(said);
+  fail_unless(at != std::string::npos, "%s", done.both().c_str());
+  const int seconds = atoi(done.err.c_str() + at + said.size());
+  fail_unless(seconds >= 1 && seconds <= 5, "%d s:\n%s", seconds, done.both().c_str());
+  std::vector<std::string> ids = task_ids_in(done.out);
+  fail_unless(ids.size() == 1 && contains(done.err, "--task-id " + ids[0]), "%s",
+              done.both().c_str());
+}
+GST_END_TEST;
+
+// A 500 to the create: the task may exist. The same command again stops too, saying that
+// the create got no task ID back (a server error among the causes), not only that a run
+// ended first; --fresh then pays for a new task.
+GST_START_TEST(test_server_error_then_fresh) {
+  const int app = __i__;
+  auto emu = kirin_test_start_emulator(kKey, 100, 300);
+  fail_unless(emu->push_fault(kirin_emu::Route::Create, "http:500"));
+  WorkDir dir;
+  const std::string output = dir.file("extended.mp4");
+  const std::vector<std::string> args{"--poll-interval", "100", "demo-5s", output};
+  Finished first = run(app, *emu, args, dir);
+  fail_unless(first.exit_status == 6, "%s exited with %d:\n%s", app_name(app), first.exit_status,
+              first.both().c_str());
+  fail_unless(contains(first.err, "server error (HTTP 500"), "%s", first.both().c_str());
+
+  Finished again = run(app, *emu, args, dir);
+  fail_unless(again.exit_status == 6, "%s again exited with %d:\n%s", app_name(app),
+              again.exit_status, again.both().c_str());
+  fail_unless(contains(again.err, "got no task ID back: the provider answered it with a server "
+                                  "error"),
+              "%s", again.both().c_str());
+  fail_unless(contains(again.err, "fresh=true"), "%s", again.both().c_str());
+  fail_unless(contains(again.err, "run again with --fresh"), "%s", again.both().c_str());
+  fail_if(contains(again.err, "ended before the provider answered"), "%s", again.both().c_str());
+  fail_unless_equals_int(emu->create_count(), 1);
+
+  std::vector<std::string> fresh_args{"--fresh"};
+  fresh_args.insert(fresh_args.end(), args.begin(), args.end());
+  Finished fresh = run(app, *emu, fresh_args, dir);
+  fail_unless(fresh.exit_status == 0, "%s --fresh exited with %d:\n%s", app_name(app),
+              fresh.exit_status, fresh.both().c_str());
+  fail_unless_equals_int(emu->create_count(), 2);
+  std::vector<std::string> ids = task_ids_in(fresh.out);
+  fail_unless(ids.size() == 1, "%s", fresh.both().c_str());
+  assert_saved_result(*emu, ids[0], output);
+}
+GST_END_TEST;
+
 static Suite *examples_suite() {
   Suite *s = suite_create("examples");
   TCase *tc = tcase_create("general");
@@ -297,6 +418,10 @@ static Suite *examples_suite() {
   tcase_add_loop_test(tc, test_interrupt_then_resume, 0, 2);
   tcase_add_loop_test(tc, test_replay_and_resume_pay_nothing, 0, 2);
   tcase_add_loop_test(tc, test_exit_status_says_why, 0, 2);
+  tcase_add_loop_test(tc, test_unreachable_provider_exits_5, 0, 2);
+  tcase_add_loop_test(tc, test_wrong_api_url_is_a_setting, 0, 2);
+  tcase_add_loop_test(tc, test_timeout_says_provider_unreachable, 0, 2);
+  tcase_add_loop_test(tc, test_server_error_then_fresh, 0, 2);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -7,6 +7,7 @@
 #include "emulator-fixture.h"
 #include "program.h"
 
+#include <glib/gstdio.h>
 #include <sqlite3.h>
 
 #include <csignal>
@@ -512,6 +513,49 @@ GST_START_TEST(test_replay_says_so_on_the_bus) {
 }
 GST_END_TEST;
 
+// A libpq keyword string is no journal: it is refused before any request, naming the property
+// and the URI form, without making a file of that name or showing its password.
+GST_START_TEST(test_keyword_string_journal_is_refused) {
+  auto emu = kirin_test_start_emulator(kKey);
+  WorkDir dir;
+  g_autofree char *cwd = g_get_current_dir();
+  fail_unless(g_chdir(dir.path.c_str()) == 0);
+  GstElement *src = kirin_test_make_src(*emu);
+  g_object_set(src, "video-id", "demo-5s", "journal",
+               "host=127.0.0.1 port=55432 user=kirin password='hunter 2' dbname=media", nullptr);
+  g_autofree char *read_back = nullptr;
+  g_object_get(src, "journal", &read_back, nullptr);
+  assert_same_text(read_back, "host=127.0.0.1 port=55432 user=kirin dbname=media");
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
+  fail_unless(gst_element_link(src, sink));
+  RunResult result;
+  kirin_test_run(pipeline, 30, result);
+  gst_object_unref(pipeline);
+  fail_unless(g_chdir(cwd) == 0);
+
+  fail_unless(result.error &&
+                  g_error_matches(result.error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS),
+              "%s", result.error ? result.error->message : "no error");
+  const std::string text = result.error->message;
+  fail_unless(contains(text, "Property 'journal' (host=127.0.0.1 port=55432 user=kirin "
+                             "dbname=media) is a libpq keyword=value string"),
+              "%s", text.c_str());
+  fail_unless(contains(text, "postgresql://"), "%s", text.c_str());
+  assert_same_text(result.detail("error-kind"), "settings");
+  std::string everything = text + result.error_debug;
+  for (const std::string &warning : result.warnings)
+    everything += warning;
+  fail_if(contains(everything, "hunter"), "the password shows: %s", everything.c_str());
+  fail_unless_equals_int(emu->create_count(), 0);
+  GDir *files = g_dir_open(dir.path.c_str(), 0, nullptr);
+  const char *made = files ? g_dir_read_name(files) : nullptr;
+  fail_if(made, "a file was made in the working directory: %s", made);
+  g_dir_close(files);
+}
+GST_END_TEST;
+
 static Suite *journal_suite() {
   Suite *s = suite_create("journal");
   TCase *tc = tcase_create("processes");
@@ -521,6 +565,7 @@ static Suite *journal_suite() {
   tcase_add_test(tc, test_kill_at_thirty_moments);
   tcase_add_test(tc, test_players_and_tools_share_one_task);
   tcase_add_test(tc, test_replay_says_so_on_the_bus);
+  tcase_add_test(tc, test_keyword_string_journal_is_refused);
   return s;
 }
 

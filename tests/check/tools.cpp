@@ -7,6 +7,8 @@
 #include "emulator-fixture.h"
 #include "program.h"
 
+#include <glib/gstdio.h>
+
 #include <csignal>
 #include <memory>
 #include <string>
@@ -151,6 +153,10 @@ GST_START_TEST(test_gst_launch_interrupt_names_task) {
   finish(*launch);
   fail_unless(launch->exit_status == 0, "exit status %d:\n%s", launch->exit_status,
               launch->both().c_str());
+  // What README.md warns scripts of: status 0, and filesink's file left behind, empty.
+  GStatBuf left;
+  fail_unless(g_stat(dir.file("out.mp4").c_str(), &left) == 0, "no out.mp4 left");
+  fail_unless_equals_int(left.st_size, 0);
   const std::string out = launch->out();
   fail_unless(contains(out, "Task " + task_id + " created (external-task-id launch-ctrl-c)"), "%s",
               out.c_str());

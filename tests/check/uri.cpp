@@ -47,6 +47,8 @@ GST_START_TEST(test_uri_sets_properties_and_round_trips) {
   fail_unless(intermediate);
 
   std::string uri = uri_of(src);
+  // Numbers are written in their shortest form that reads back the same.
+  fail_unless(uri.find("cfg-scale=0.7&") != std::string::npos, "%s", uri.c_str());
   GstElement *again = from_uri(uri.c_str(), &error);
   fail_unless(again != nullptr, "%s does not parse back: %s", uri.c_str(),
               error ? error->message : "");
@@ -97,6 +99,85 @@ GST_START_TEST(test_uri_refusals_are_clear) {
     // A refused URI changes nothing.
     assert_same_text(string_property(src, "video-id"), "keep-me");
   }
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
+// cfg-scale reads back as the shortest decimal that parses to the same double.
+GST_START_TEST(test_uri_writes_shortest_cfg_scale) {
+  GstElement *src = gst_element_factory_make("kirinextendsrc", nullptr);
+  g_object_set(src, "video-id", "v", nullptr);
+  const struct {
+    double value;
+    const char *written;
+  } cases[] = {{0.7, "0.7"}, {0.1 + 0.2, "0.30000000000000004"}, {1.0, "1"},
+               {0.0, "0"},   {0.123456789, "0.123456789"},       {1e-7, "1e-07"}};
+  for (const auto &c : cases) {
+    g_object_set(src, "cfg-scale", c.value, nullptr);
+    assert_same_text(uri_of(src), std::string("kirin://v?cfg-scale=") + c.written);
+    GError *error = nullptr;
+    GstElement *again = from_uri(uri_of(src).c_str(), &error);
+    fail_unless(again != nullptr, "%s", error ? error->message : "");
+    double read = -1;
+    g_object_get(again, "cfg-scale", &read, nullptr);
+    fail_unless(read == c.value, "%s read back as %.17g", c.written, read);
+    gst_object_unref(again);
+  }
+  gst_object_unref(src);
+}
+GST_END_TEST;
+
+// A number in a URI is decimal and within its property's range: strtoul would take -5 as
+// 4294967291 ms and 0x10 as 16. Each is refused with the key and the range, changing nothing.
+GST_START_TEST(test_uri_refuses_numbers_out_of_form_or_range) {
+  GstElement *src = gst_element_factory_make("kirinextendsrc", nullptr);
+  fail_unless(gst_uri_handler_set_uri(GST_URI_HANDLER(src), "kirin://keep-me?timeout=7", nullptr));
+  const struct {
+    const char *uri;
+    const char *says;
+  } cases[] = {
+      {"kirin://vid?poll-interval=-5",
+       "Invalid value '-5' for 'poll-interval' in the kirin URI: a whole number from 1 to "
+       "4294967295 is expected"},
+      {"kirin://vid?timeout=-1", "'timeout' in the kirin URI: a whole number from 0 to"},
+      {"kirin://vid?timeout=0x10", "Invalid value '0x10' for 'timeout'"},
+      {"kirin://vid?timeout=%2B5", "Invalid value '+5' for 'timeout'"},
+      {"kirin://vid?timeout=%205", "Invalid value ' 5' for 'timeout'"},
+      {"kirin://vid?timeout=99999999999", "Invalid value '99999999999' for 'timeout'"},
+      {"kirin://vid?request-timeout=0", "'request-timeout' in the kirin URI: a whole number from "
+                                        "1 to 3600 is expected"},
+      {"kirin://vid?extensions=100", "Invalid value '100' for 'extensions' in the kirin URI: a "
+                                     "whole number from 1 to 36 is expected"},
+      {"kirin://vid?extensions=0", "from 1 to 36"},
+      {"kirin://vid?cfg-scale=-0.5", "'cfg-scale' in the kirin URI: a number from 0 to 1"},
+      {"kirin://vid?cfg-scale=nan", "Invalid value 'nan' for 'cfg-scale'"},
+      {"kirin://vid?cfg-scale=0x0.8p0", "Invalid value '0x0.8p0' for 'cfg-scale'"},
+      {"kirin://vid?fresh=maybe", "Invalid value 'maybe' for 'fresh' in the kirin URI: true or "
+                                  "false"},
+  };
+  for (const auto &c : cases) {
+    GError *error = nullptr;
+    fail_if(gst_uri_handler_set_uri(GST_URI_HANDLER(src), c.uri, &error), "%s accepted", c.uri);
+    fail_unless(error && strstr(error->message, c.says), "%s: %s", c.uri,
+                error ? error->message : "no error");
+    g_clear_error(&error);
+    assert_same_text(uri_of(src), "kirin://keep-me?timeout=7");
+  }
+  // Decimal numbers within range are taken, 1e-1 too.
+  GError *error = nullptr;
+  fail_unless(gst_uri_handler_set_uri(GST_URI_HANDLER(src),
+                                      "kirin://vid?timeout=0&extensions=36&cfg-scale=1e-1&"
+                                      "poll-interval=4294967295",
+                                      &error),
+              "%s", error ? error->message : "");
+  guint timeout = 1, extensions = 0, interval = 0;
+  double cfg = 0;
+  g_object_get(src, "timeout", &timeout, "extensions", &extensions, "cfg-scale", &cfg,
+               "poll-interval", &interval, nullptr);
+  fail_unless_equals_int(timeout, 0);
+  fail_unless_equals_int(extensions, 36);
+  fail_unless(cfg == 0.1);
+  fail_unless(interval == G_MAXUINT);
   gst_object_unref(src);
 }
 GST_END_TEST;
@@ -232,6 +313,8 @@ static Suite *uri_suite() {
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_uri_sets_properties_and_round_trips);
   tcase_add_test(tc, test_uri_refusals_are_clear);
+  tcase_add_test(tc, test_uri_refuses_numbers_out_of_form_or_range);
+  tcase_add_test(tc, test_uri_writes_shortest_cfg_scale);
   tcase_add_test(tc, test_uri_refuses_trust_keys);
   tcase_add_test(tc, test_uri_refuses_unsafe_keys_for_safety);
   tcase_add_test(tc, test_playbin_plays_kirin_uri);
