@@ -3,6 +3,8 @@
 #include "journal.h"
 #include "ledger-server.h"
 
+#include <algorithm>
+#include <chrono>
 #include <thread>
 
 namespace kirin {
@@ -16,6 +18,13 @@ namespace {
 constexpr gint64 kFirstRetryUs = 100 * 1000;
 constexpr gint64 kMaxRetryUs = 1000 * 1000;
 constexpr double kJitter = 0.2;
+// How long a run waits for an attempt under way before it goes on in memory.
+constexpr auto kAttemptWait = std::chrono::milliseconds(250);
+
+std::chrono::microseconds jittered(gint64 delay_us) {
+  return std::chrono::microseconds(
+      (gint64)(delay_us * g_random_double_range(1 - kJitter, 1 + kJitter)));
+}
 
 // A claim on this journal: the claim on the ledger it was taken on, the server's (of
 // `generation`'s connection) or memory's.
@@ -250,12 +259,14 @@ bool ServerJournal::claim(const LedgerRequest &request, bool fresh,
   out = ClaimOutcome();
   reconnect_now_if_due();
   ClaimOutcome inner;
-  if (server_) {
+  for (int tries = 0; server_ && tries < 2; tries++) {
     if (server_->claim(request, fresh, generated_external_id, inner, error)) {
       wrap(inner, true, out);
       return true;
     }
     lose_server(error);
+    // Another host of the URI may answer at once (libpq tries each in turn).
+    reconnect_now_if_due();
   }
   if (!memory_ && !open_memory(error))
     return false;
@@ -453,23 +464,35 @@ void ServerJournal::lose_server(const std::string &error) {
   start_attempts();
 }
 
-// A run needs the journal: try the server now unless an attempt is under way or just made.
+// A run needs the journal: the connection an attempt made is used at once; an attempt under
+// way is awaited a moment (it may be the one that reaches the server); otherwise one is made
+// now, unless the last was made less than kFirstRetryUs ago: then the attempts' thread makes
+// the next one as soon as that is over.
 void ServerJournal::reconnect_now_if_due() {
   if (server_)
     return;
+  std::shared_ptr<Ledger> server;
   {
-    std::lock_guard<std::mutex> guard(lock_);
+    std::unique_lock<std::mutex> guard(lock_);
+    changed_.wait_for(guard, kAttemptWait, [this] { return !attempting_; });
+    server = std::move(handed_);
     const gint64 now = g_get_monotonic_time();
-    if (attempting_ || now - last_attempt_us_ < kFirstRetryUs)
+    if (!server && (attempting_ || now - last_attempt_us_ < kFirstRetryUs)) {
+      wanted_ = true;
+      changed_.notify_all();
       return;
-    attempting_ = true;
-    last_attempt_us_ = now;
+    }
+    if (!server) {
+      attempting_ = true;
+      last_attempt_us_ = now;
+    }
   }
-  std::string error;
-  std::shared_ptr<Ledger> server = open_pg_ledger(uri_, error);
-  {
+  if (!server) {
+    std::string error;
+    server = open_pg_ledger(uri_, error);
     std::lock_guard<std::mutex> guard(lock_);
     attempting_ = false;
+    changed_.notify_all();
   }
   if (server)
     install(server);
@@ -485,6 +508,7 @@ void ServerJournal::install(std::shared_ptr<Ledger> server) {
   {
     std::lock_guard<std::mutex> guard(lock_);
     connected_ = true;
+    handed_.reset(); // a connection made meanwhile is not needed
     changed_.notify_all();
   }
   std::string error;
@@ -501,16 +525,21 @@ void ServerJournal::start_attempts() {
 }
 
 // The attempts' thread: it ends once the worker uses the server again, or has been handed a
-// connection to it.
+// connection to it (handed_, which the worker takes: see reconnect_now_if_due).
 void ServerJournal::attempts() {
   std::unique_lock<std::mutex> guard(lock_);
   gint64 delay_us = kFirstRetryUs;
+  auto due = std::chrono::steady_clock::now() + jittered(delay_us);
   while (!connected_) {
-    const double jitter = g_random_double_range(1 - kJitter, 1 + kJitter);
-    const auto wait = std::chrono::microseconds((gint64)(delay_us * jitter));
+    if (wanted_) {
+      wanted_ = false;
+      const gint64 soonest_us = last_attempt_us_ + kFirstRetryUs - g_get_monotonic_time();
+      due = std::min(due, std::chrono::steady_clock::now() + std::chrono::microseconds(soonest_us));
+    }
+    if (changed_.wait_until(guard, due, [this] { return connected_ || wanted_; }))
+      continue;
     delay_us = MIN(delay_us * 2, kMaxRetryUs);
-    if (changed_.wait_for(guard, wait, [this] { return connected_; }))
-      break;
+    due = std::chrono::steady_clock::now() + jittered(delay_us);
     if (attempting_)
       continue; // a run is trying
     attempting_ = true;
@@ -520,8 +549,10 @@ void ServerJournal::attempts() {
     std::shared_ptr<Ledger> server = open_pg_ledger(uri_, error);
     guard.lock();
     attempting_ = false;
+    changed_.notify_all();
     if (server) {
-      journal_work(uri_, [self = shared_from_this(), server] { self->install(server); });
+      handed_ = server;
+      journal_work(uri_, [self = shared_from_this()] { self->reconnect_now_if_due(); });
       break;
     }
   }

@@ -112,8 +112,10 @@ private:
   // Shared with the attempts' thread.
   std::mutex lock_;
   std::condition_variable changed_;
-  bool connected_ = false;  // the worker uses the server (attempts end)
-  bool attempting_ = false; // a connection is being made
+  bool connected_ = false;         // the worker uses the server (attempts end)
+  bool attempting_ = false;        // a connection is being made
+  bool wanted_ = false;            // a run needed the server: the next attempt comes soon
+  std::shared_ptr<Ledger> handed_; // connected by the attempts' thread, for the worker
   bool thread_running_ = false;
   gint64 last_attempt_us_ = 0; // monotonic
 };
