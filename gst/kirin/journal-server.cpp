@@ -248,6 +248,8 @@ bool ServerJournal::settle(Claim &claim, const std::function<void(LedgerRow &)> 
     return true;
   }
   claim.settle(); // the lock went with the connection
+  // The server that has the row (again) lacks this step: written as soon as it can be.
+  rows_[id].unsent = true;
   return write(id, change, op, error);
 }
 
