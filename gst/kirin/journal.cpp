@@ -1,5 +1,6 @@
 #include "journal.h"
 
+#include "journal-server.h"
 #include "serial-worker.h"
 
 #include <glib/gstdio.h>
@@ -28,23 +29,39 @@ std::shared_ptr<Ledger> ledger_for(const std::string &journal, std::string &warn
     if (found != open_ledgers().end())
       return found->second;
   }
-  std::unique_ptr<Ledger> ledger = Ledger::open(journal, warning);
+  // A server's journal is the same object for the whole process, through its outages.
+  std::shared_ptr<Ledger> shared;
+  if (journal_on_server(journal))
+    shared = ServerJournal::open(journal, warning);
+  else
+    shared = Ledger::open(journal, warning);
   const std::string name = journal_display_name(journal);
-  // Ledger::open's warnings name the journal already; say it once.
+  // The warnings of opening name the journal already; say it once.
   if (!warning.empty() && warning.find(name) == std::string::npos)
     warning = "Journal " + name + ": " + warning;
-  std::shared_ptr<Ledger> shared(std::move(ledger));
   std::lock_guard<std::mutex> guard(ledgers_lock);
   if (shared)
     open_ledgers()[journal] = shared;
   return shared;
 }
 
+// What a server's journal has to tell since it was last asked ("" for any other).
+std::string notices_of(Ledger &ledger) {
+  auto *server = dynamic_cast<ServerJournal *>(&ledger);
+  return server ? server->take_notices() : std::string();
+}
+
+std::string and_then(const std::string &first, const std::string &second) {
+  return first.empty() ? second : second.empty() ? first : first + "; " + second;
+}
+
 // `ledger` refused a write: later runs of this process use the in-memory ledger instead,
-// which learns what `ledger` knew of this process's tasks (a server's: the rows its runs
-// claimed or read, as they last changed them), so that the process pays once for each.
-// Returns the warning for the bus.
-std::string fall_back(const Ledger &ledger, const std::string &error) {
+// which learns what `ledger` knew of this process's tasks, so that the process pays once for
+// each. A server's journal stays: it goes over to memory by itself during an outage, and
+// back (journal-server.h); what failed is only this step. Returns the warning for the bus.
+std::string fall_back(Ledger &ledger, const std::string &error) {
+  if (dynamic_cast<ServerJournal *>(&ledger))
+    return and_then(notices_of(ledger), "Journal " + ledger.path() + ": " + error);
   std::string text = "Journal " +
                      (ledger.path().empty() ? std::string("(in memory)") : ledger.path()) + ": " +
                      error + "; this process goes on with a journal in memory";
@@ -68,7 +85,7 @@ std::string fall_back(const Ledger &ledger, const std::string &error) {
 }
 
 std::string checked(Ledger &ledger, bool ok, const std::string &error) {
-  return ok ? std::string() : fall_back(ledger, error);
+  return ok ? notices_of(ledger) : fall_back(ledger, error);
 }
 
 // A server's own worker, made on first use and kept: serial like the file worker.
@@ -146,7 +163,7 @@ namespace {
 JournalAnswer answer_of(const std::string &journal, const std::shared_ptr<Ledger> &ledger,
                         ClaimOutcome &outcome, std::string warning) {
   JournalAnswer answer;
-  answer.warning = std::move(warning);
+  answer.warning = and_then(warning, notices_of(*ledger));
   answer.ledger = ledger;
   answer.result = outcome.result;
   answer.row = outcome.row;
@@ -338,14 +355,14 @@ std::string journal_kept(Ledger &ledger, gint64 row_id, const std::string &media
   if (!ledger.record_media(row_id, media_path, size, error))
     return fall_back(ledger, error);
   if (max_bytes == 0)
-    return {};
+    return notices_of(ledger);
   g_autofree char *dir = g_path_get_dirname(media_path.c_str());
   std::vector<std::string> evicted;
   if (!ledger.evict_media(dir, max_bytes, evicted, error))
     return fall_back(ledger, error);
   for (const std::string &file : evicted)
     g_unlink(file.c_str());
-  return {};
+  return notices_of(ledger);
 }
 
 } // namespace kirin

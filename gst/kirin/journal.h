@@ -1,10 +1,11 @@
 // The element's side of the ledger (ledger.h): the process's open ledgers by journal (a path
 // or a server's URI), and the steps a run records in them. Every function here but
 // journal_work and journal_flush runs on the journal's worker (journal_work): they block on
-// the disk, the network and other processes' transactions. A ledger that cannot be opened,
-// or stops taking writes, is replaced for the rest of the process by the process's in-memory
-// one, which takes in the rows the failed ledger knew of this process's tasks; the caller
-// gets a warning naming the journal (never a password) for the bus.
+// the disk, the network and other processes' transactions. A file's ledger that cannot be
+// opened, or stops taking writes, is replaced for the rest of the process by the process's
+// in-memory one; a server's journal uses memory during an outage only, and writes what it
+// recorded meanwhile to the server once it answers again (journal-server.h). The caller gets
+// a warning naming the journal (never a password) for the bus.
 #pragma once
 
 #include "ledger.h"

@@ -121,6 +121,8 @@ public:
                    std::string &error) override;
   std::vector<LedgerRow> rows_known() const override;
   bool adopt(const std::vector<LedgerRow> &rows, std::string &error) override;
+  bool push_row(const LedgerRow &row, gint64 id_hint, PushOutcome &out,
+                std::string &error) override; // ledger-pg-push.cpp
 
 private:
   bool held(const Claim &claim, std::string &error) const;

@@ -27,11 +27,11 @@ std::unique_ptr<Ledger> open_pg_ledger(const std::string &uri, std::string &erro
 
 // The version of the table below and of every type that crosses it: Ledger (its virtual
 // functions, in their order), LedgerRow, LedgerRequest, CreateRequest, Claim, ClaimHold,
-// ClaimOutcome, ClaimAsk and ClaimStep. Bump it whenever any of them changes, so that a
-// plugin and a module of different builds refuse each other instead of misreading each
-// other's memory. (They pass C++ library types too: both must be built with the same
+// ClaimOutcome, ClaimAsk, ClaimStep and PushOutcome. Bump it whenever any of them changes,
+// so that a plugin and a module of different builds refuse each other instead of misreading
+// each other's memory. (They pass C++ library types too: both must be built with the same
 // compiler and standard library.)
-constexpr guint32 kLedgerServerAbiVersion = 3;
+constexpr guint32 kLedgerServerAbiVersion = 4;
 
 // What the module exports, as kirin_ledger_server_api() (extern "C"). The first two fields
 // are a ModuleTableHead's (modules.h) in every version.

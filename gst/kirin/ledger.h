@@ -146,6 +146,14 @@ struct ClaimOutcome {
   LedgerRow row; // the newest take's row after the claim
 };
 
+// What Ledger::push_row did.
+struct PushOutcome {
+  LedgerRow row; // as the ledger holds it now
+  // Inserted as a new take while the ledger held other paid takes of the request (other task
+  // IDs, not failed): the same request was paid for twice.
+  std::vector<LedgerRow> others;
+};
+
 // The rules of a claim, the same for every journal: what the newest take of a request
 // (nullopt: none) means for a claim.
 enum class ClaimRule {
@@ -254,6 +262,22 @@ public:
   // take of the same request and number. A row still "claimed" is left out (its create
   // has not left; it comes in once it has).
   virtual bool adopt(const std::vector<LedgerRow> &rows, std::string &error) = 0;
+
+  // Writes a row this process recorded elsewhere (in memory, while a server's journal was
+  // unreachable) into this ledger, in the request's turn. Its identity is its request and
+  // external_task_id (or `id_hint`, this ledger's id of it when known, 0 otherwise): a row
+  // found is advanced to `row`'s status, task ID, result and cost when `row` is further
+  // along; otherwise `row` is inserted as a new take, after the request's newest. The kept
+  // copy (media_file) is recorded too. Not for rows still "claimed". Returns false with
+  // `error` empty when this ledger takes no such rows (the default).
+  virtual bool push_row(const LedgerRow &row, gint64 id_hint, PushOutcome &out,
+                        std::string &error) {
+    (void)row;
+    (void)id_hint;
+    out = PushOutcome();
+    error.clear();
+    return false;
+  }
 
 protected:
   Ledger() = default;

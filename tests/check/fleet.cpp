@@ -6,6 +6,7 @@
 
 #include "debug-capture.h"
 #include "emulator-fixture.h"
+#include "fleet-run.h"
 #include "pg-server.h"
 #include "program.h"
 
@@ -18,15 +19,6 @@
 #include <thread>
 
 namespace {
-
-constexpr const char *kKey = "fleet-test-key";
-
-std::unique_ptr<PgServer> start_server() {
-  auto server = std::make_unique<PgServer>();
-  std::string error;
-  fail_unless(server->start(error), "PostgreSQL did not start: %s", error.c_str());
-  return server;
-}
 
 // A machine of the fleet: gst-launch-1.0 with a local cache of its own (XDG_CACHE_HOME),
 // the key in the environment and `journal` as given.
@@ -55,10 +47,6 @@ void finish(Program &program) {
 void kill_now(Program &program) {
   g_subprocess_send_signal(program.process, SIGKILL);
   kirin_test_wait_up_to(program, 10);
-}
-
-bool contains(const std::string &text, const std::string &part) {
-  return text.find(part) != std::string::npos;
 }
 
 std::string result_bytes(const kirin_emu::Emulator &emu, const std::string &task_id) {
@@ -221,76 +209,6 @@ GST_START_TEST(test_claimer_killed_while_waiting_for_task) {
 GST_END_TEST;
 
 // ---- the server gone, silent, and the password ----
-
-struct InProcessRun {
-  std::string task_id, bus;
-  bool eos = false;
-  std::vector<std::string> warnings;
-};
-
-// kirinextendsrc ! fakesink in this process, with `journal` and `extensions` steps (paid
-// again with `fresh`); `during` runs once the task is created, before its final poll is
-// answered.
-InProcessRun run_here(kirin_emu::Emulator &emu, const std::string &journal,
-                      const std::function<void()> &during = nullptr, guint extensions = 1,
-                      bool fresh = false) {
-  if (during) {
-    kirin_emu::HoldFilter final_only;
-    final_only.only_final = true;
-    emu.hold(kirin_emu::Route::Poll, final_only);
-  }
-  GstElement *src = kirin_test_make_src(emu);
-  gst_object_ref(src);
-  g_object_set(src, "video-id", "demo-5s", "journal", journal.c_str(), "extensions", extensions,
-               "fresh", fresh, nullptr);
-  GstElement *pipeline = gst_pipeline_new(nullptr);
-  GstElement *sink = gst_element_factory_make("fakesink", nullptr);
-  gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
-  fail_unless(gst_element_link(src, sink));
-  std::thread releaser;
-  if (during)
-    releaser = std::thread([&emu, during] {
-      emu.wait_held(kirin_emu::Route::Poll, 1, 30000);
-      during();
-      emu.release(kirin_emu::Route::Poll);
-    });
-  RunResult result;
-  kirin_test_run(pipeline, 60, result);
-  if (releaser.joinable())
-    releaser.join();
-  InProcessRun run;
-  run.eos = result.eos;
-  run.warnings = result.warnings;
-  for (const std::string &w : result.warnings)
-    run.bus += w + "\n";
-  for (const GstStructure *s : result.task_messages) {
-    g_autofree char *text = gst_structure_to_string(s);
-    run.bus += text;
-  }
-  for (const auto &p : result.progress)
-    run.bus += p.second + "\n";
-  if (result.error)
-    run.bus += std::string(result.error->message) + result.error_debug;
-  g_autofree char *task_id = nullptr;
-  g_object_get(src, "task-id", &task_id, nullptr);
-  run.task_id = task_id ? task_id : "";
-  g_autofree char *read_back = nullptr;
-  g_object_get(src, "journal", &read_back, nullptr);
-  run.bus += std::string("journal property: ") + (read_back ? read_back : "") + "\n";
-  gst_object_unref(src);
-  gst_object_unref(pipeline);
-  return run;
-}
-
-// One warning names the server, without the password.
-void assert_warned(const InProcessRun &run, const PgServer &server) {
-  bool named = false;
-  for (const std::string &w : run.warnings)
-    named |= contains(w, server.uri_without_password());
-  fail_unless(named, "no warning names %s: %s", server.uri_without_password().c_str(),
-              run.bus.c_str());
-  fail_if(contains(run.bus, server.password), "the password shows: %s", run.bus.c_str());
-}
 
 // A run without its server: it completes, says so naming the server without the password,
 // and the process goes on with its journal in memory: the same request again replays the

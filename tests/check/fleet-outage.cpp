@@ -1,0 +1,214 @@
+// A server's journal through an outage, in one long-lived process as a playout daemon runs
+// one run after another: the runs go on in memory while the server is away, the journal
+// reaches the server again by itself once it returns (or another host of a multi-host URI),
+// and what the process paid for meanwhile is written there, as a take of its own when
+// another machine paid for the same request meanwhile.
+#include "common.h"
+
+#include "emulator-fixture.h"
+#include "fleet-run.h"
+#include "pg-server.h"
+
+#include <atomic>
+#include <thread>
+
+namespace {
+
+double seconds_since(gint64 start_us) {
+  return (g_get_monotonic_time() - start_us) / (double)G_USEC_PER_SEC;
+}
+
+// The status of the server's row of `task_id` ("" when it has none).
+std::string status_of_task(PgServer &server, const std::string &task_id) {
+  auto rows =
+      server.query("SELECT status FROM gst_kirin.tasks WHERE task_id = $1 LIMIT 1", {task_id});
+  return rows.empty() ? "" : rows[0][0];
+}
+
+// Waits (bounded by `seconds`) until the server's row of `task_id` is completed; the time it
+// took, or -1.
+double wait_completed(PgServer &server, const std::string &task_id, double seconds) {
+  const gint64 start = g_get_monotonic_time();
+  for (gint64 end = start + (gint64)(seconds * G_USEC_PER_SEC); g_get_monotonic_time() < end;
+       g_usleep(10 * 1000))
+    if (status_of_task(server, task_id) == "completed")
+      return seconds_since(start);
+  return -1;
+}
+
+void restart(PgServer &server) {
+  std::string error;
+  fail_unless(server.start_again(error), "PostgreSQL did not start again: %s", error.c_str());
+}
+
+void assert_quiet(const InProcessRun &run) {
+  fail_unless(run.eos, "the run did not complete: %s", run.bus.c_str());
+  fail_unless(run.warnings.empty(), "the run warned: %s", run.bus.c_str());
+}
+
+} // namespace
+
+// (a) One process, runs in a loop: the server stops between two runs, a run completes
+// meanwhile in memory (and says so), the server returns, and within 2 s it holds that run's
+// row without any run asking; the next run writes the server directly.
+GST_START_TEST(test_daemon_meets_its_server_again) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  assert_quiet(run_here(*emu, server->uri(), nullptr, 1, false, "before"));
+  server->stop();
+  InProcessRun during = run_here(*emu, server->uri(), nullptr, 1, false, "during");
+  fail_unless(during.eos, "%s", during.bus.c_str());
+  assert_warned(during, *server);
+  restart(*server);
+  const double after_s = wait_completed(*server, during.task_id, 2 * kirin_test_slowdown());
+  g_print("the outage's row reached the server %.2f s after it started again\n", after_s);
+  fail_unless(after_s >= 0, "the server never got task %s's row", during.task_id.c_str());
+
+  InProcessRun next = run_here(*emu, server->uri(), nullptr, 1, false, "after");
+  assert_quiet(next);
+  fail_unless_equals_string(status_of_task(*server, next.task_id).c_str(), "completed");
+  fail_unless_equals_int(emu->create_count(), 3);
+  auto rows = server->query("SELECT count(*) FROM gst_kirin.tasks");
+  fail_unless_equals_string(rows[0][0].c_str(), "3");
+}
+GST_END_TEST;
+
+// (b) The server restarts while a run waits for its task: the run completes, and the
+// server's row of its task ends completed.
+GST_START_TEST(test_server_restarted_while_a_run_waits) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  InProcessRun run = run_here(*emu, server->uri(), [&] {
+    server->stop();
+    restart(*server);
+  });
+  fail_unless(run.eos, "%s", run.bus.c_str());
+  fail_if(contains(run.bus, server->password), "the password shows: %s", run.bus.c_str());
+  const double after_s = wait_completed(*server, run.task_id, 3 * kirin_test_slowdown());
+  g_print("the row was completed on the server %.2f s after the run ended\n", after_s);
+  fail_unless(after_s >= 0, "task %s's row is %s on the server", run.task_id.c_str(),
+              status_of_task(*server, run.task_id).c_str());
+  // Once: the row the run claimed was advanced, not written again as a take of its own.
+  auto rows = server->query("SELECT take FROM gst_kirin.tasks");
+  fail_unless_equals_int(rows.size(), 1);
+}
+GST_END_TEST;
+
+// (c) This process cannot reach the server (its role may not log in) while another element,
+// on the server, pays for the same request: once this process reaches the server again its
+// task becomes a take of its own, and a warning names both task IDs and the video.
+GST_START_TEST(test_paid_twice_during_the_outage_becomes_two_takes) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  server->query("CREATE ROLE daemon LOGIN SUPERUSER PASSWORD '" + server->password + "'");
+  const std::string daemon = "postgresql://daemon:" + server->password +
+                             "@127.0.0.1:" + std::to_string(server->port) + "/kirin";
+  assert_quiet(run_here(*emu, daemon, nullptr, 1, false, "warm"));
+  server->query("ALTER ROLE daemon NOLOGIN");
+  server->query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'daemon'");
+
+  InProcessRun ours = run_here(*emu, daemon, nullptr, 1, false, "same");
+  fail_unless(ours.eos, "%s", ours.bus.c_str());
+  fail_unless(contains(ours.bus, "postgresql://daemon@127.0.0.1"), "%s", ours.bus.c_str());
+  InProcessRun theirs = run_here(*emu, server->uri(), nullptr, 1, false, "same");
+  assert_quiet(theirs);
+  fail_if(theirs.task_id == ours.task_id);
+  server->query("ALTER ROLE daemon LOGIN");
+  // The process reaches the server by itself; the next run then hears what came of it.
+  bool back = false;
+  for (gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+       !back && g_get_monotonic_time() < end; g_usleep(10 * 1000))
+    back = !server->query("SELECT 1 FROM pg_stat_activity WHERE usename = 'daemon'").empty();
+  fail_unless(back, "the process never reached the server again");
+
+  InProcessRun again = run_here(*emu, daemon, nullptr, 1, false, "same");
+  fail_unless(again.eos, "%s", again.bus.c_str());
+  fail_if(contains(again.bus, server->password), "the password shows: %s", again.bus.c_str());
+  std::string warned;
+  for (const std::string &w : again.warnings)
+    if (contains(w, ours.task_id) && contains(w, theirs.task_id) && contains(w, "demo-5s"))
+      warned = w;
+  fail_if(warned.empty(), "no warning names tasks %s and %s: %s", ours.task_id.c_str(),
+          theirs.task_id.c_str(), again.bus.c_str());
+  g_print("%s\n", warned.c_str());
+  auto rows = server->query("SELECT take, task_id, status FROM gst_kirin.tasks WHERE prompt = "
+                            "'same' ORDER BY take");
+  fail_unless_equals_int(rows.size(), 2);
+  fail_unless(rows[0] == (std::vector<std::string>{"1", theirs.task_id, "completed"}));
+  fail_unless(rows[1] == (std::vector<std::string>{"2", ours.task_id, "completed"}));
+  // The next run of the process replays its own newest take, unpaid.
+  fail_unless_equals_string(again.task_id.c_str(), ours.task_id.c_str());
+  fail_unless_equals_int(emu->create_count(), 3);
+}
+GST_END_TEST;
+
+// (d) A multi-host URI whose first server is down: runs use the second; and when the second
+// stops in the middle, the process goes over to the first once it is back.
+GST_START_TEST(test_multi_host_failover) {
+  auto one = start_server();
+  auto two = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  // One password for both, as one role of a replicated pair would have.
+  two->query("ALTER ROLE kirin PASSWORD '" + one->password + "'");
+  two->password = one->password; // for the test's own queries too
+  const std::string uri =
+      "postgresql://kirin:" + one->password + "@127.0.0.1:" + std::to_string(one->port) +
+      ",127.0.0.1:" + std::to_string(two->port) + "/kirin?target_session_attrs=read-write";
+  one->stop();
+  InProcessRun run = run_here(*emu, uri, nullptr, 1, false, "one");
+  assert_quiet(run);
+  fail_unless_equals_string(status_of_task(*two, run.task_id).c_str(), "completed");
+
+  restart(*one);
+  two->stop();
+  InProcessRun next = run_here(*emu, uri, nullptr, 1, false, "two");
+  fail_unless(next.eos, "%s", next.bus.c_str());
+  fail_if(contains(next.bus, one->password), "the password shows: %s", next.bus.c_str());
+  fail_unless_equals_string(status_of_task(*one, next.task_id).c_str(), "completed");
+}
+GST_END_TEST;
+
+// (e) How soon after the server's return a new run writes it: under a second.
+GST_START_TEST(test_reconnection_time) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  assert_quiet(run_here(*emu, server->uri(), nullptr, 1, false, "before"));
+  server->stop();
+  fail_unless(run_here(*emu, server->uri(), nullptr, 1, false, "during").eos);
+  restart(*server);
+  const gint64 started = g_get_monotonic_time();
+  std::atomic<double> first_row_s{-1};
+  std::thread watcher([&] {
+    for (gint64 end = started + 10 * G_USEC_PER_SEC; g_get_monotonic_time() < end;
+         g_usleep(5 * 1000))
+      if (!server->query("SELECT 1 FROM gst_kirin.tasks WHERE prompt = 'after'").empty()) {
+        first_row_s = seconds_since(started);
+        return;
+      }
+  });
+  InProcessRun next = run_here(*emu, server->uri(), nullptr, 1, false, "after");
+  watcher.join();
+  assert_quiet(next);
+  g_print("a new run wrote the server %.3f s after it started again\n", first_row_s.load());
+  fail_unless(first_row_s >= 0, "the new run's row never reached the server");
+  fail_unless(first_row_s < 1.0 * kirin_test_slowdown(), "%.3f s", first_row_s.load());
+}
+GST_END_TEST;
+
+static Suite *fleet_outage_suite() {
+  Suite *s = suite_create("fleet-outage");
+  TCase *tc = tcase_create("outage");
+  tcase_set_timeout(tc, 120);
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_daemon_meets_its_server_again);
+  tcase_add_test(tc, test_server_restarted_while_a_run_waits);
+  tcase_add_test(tc, test_paid_twice_during_the_outage_becomes_two_takes);
+  tcase_add_test(tc, test_multi_host_failover);
+  tcase_add_test(tc, test_reconnection_time);
+  return s;
+}
+
+int main(int argc, char **argv) {
+  kirin_test_init(&argc, &argv, "fleet-outage");
+  return gst_check_run_suite(fleet_outage_suite(), "fleet-outage", __FILE__);
+}

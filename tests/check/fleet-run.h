@@ -1,0 +1,103 @@
+// What the suites of the journal a fleet shares (fleet, fleet-outage) have in common: a
+// server of the test's own, and a run of the element in the test's process.
+#pragma once
+
+#include "common.h"
+
+#include "emulator-fixture.h"
+#include "pg-server.h"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr const char *kKey = "fleet-test-key";
+
+std::unique_ptr<PgServer> start_server() {
+  auto server = std::make_unique<PgServer>();
+  std::string error;
+  fail_unless(server->start(error), "PostgreSQL did not start: %s", error.c_str());
+  return server;
+}
+
+bool contains(const std::string &text, const std::string &part) {
+  return text.find(part) != std::string::npos;
+}
+
+struct InProcessRun {
+  std::string task_id, bus;
+  bool eos = false;
+  std::vector<std::string> warnings;
+};
+
+// kirinextendsrc ! fakesink in this process, with `journal` and `extensions` steps (paid
+// again with `fresh`), and `prompt` when given (a request of its own); `during` runs once
+// the task is created, before its final poll is answered.
+InProcessRun run_here(kirin_emu::Emulator &emu, const std::string &journal,
+                      const std::function<void()> &during = nullptr, guint extensions = 1,
+                      bool fresh = false, const std::string &prompt = "") {
+  if (during) {
+    kirin_emu::HoldFilter final_only;
+    final_only.only_final = true;
+    emu.hold(kirin_emu::Route::Poll, final_only);
+  }
+  GstElement *src = kirin_test_make_src(emu);
+  gst_object_ref(src);
+  g_object_set(src, "video-id", "demo-5s", "journal", journal.c_str(), "extensions", extensions,
+               "fresh", fresh, nullptr);
+  if (!prompt.empty())
+    g_object_set(src, "prompt", prompt.c_str(), nullptr);
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
+  fail_unless(gst_element_link(src, sink));
+  std::thread releaser;
+  if (during)
+    releaser = std::thread([&emu, during] {
+      emu.wait_held(kirin_emu::Route::Poll, 1, 30000);
+      during();
+      emu.release(kirin_emu::Route::Poll);
+    });
+  RunResult result;
+  kirin_test_run(pipeline, 60, result);
+  if (releaser.joinable())
+    releaser.join();
+  InProcessRun run;
+  run.eos = result.eos;
+  run.warnings = result.warnings;
+  for (const std::string &w : result.warnings)
+    run.bus += w + "\n";
+  for (const GstStructure *s : result.task_messages) {
+    g_autofree char *text = gst_structure_to_string(s);
+    run.bus += text;
+  }
+  for (const auto &p : result.progress)
+    run.bus += p.second + "\n";
+  if (result.error)
+    run.bus += std::string(result.error->message) + result.error_debug;
+  g_autofree char *task_id = nullptr;
+  g_object_get(src, "task-id", &task_id, nullptr);
+  run.task_id = task_id ? task_id : "";
+  g_autofree char *read_back = nullptr;
+  g_object_get(src, "journal", &read_back, nullptr);
+  run.bus += std::string("journal property: ") + (read_back ? read_back : "") + "\n";
+  gst_object_unref(src);
+  gst_object_unref(pipeline);
+  return run;
+}
+
+// One warning names the server, without the password.
+void assert_warned(const InProcessRun &run, const PgServer &server) {
+  bool named = false;
+  for (const std::string &w : run.warnings)
+    named |= contains(w, server.uri_without_password());
+  fail_unless(named, "no warning names %s: %s", server.uri_without_password().c_str(),
+              run.bus.c_str());
+  fail_if(contains(run.bus, server.password), "the password shows: %s", run.bus.c_str());
+}
+
+} // namespace
