@@ -156,8 +156,10 @@ End draw_end(GRand *rand) {
 
 GstElement *make_pipeline(Shared &shared, int channel, GRand *rand, const RunRef &run) {
   bool chain = g_rand_int_range(rand, 0, 10) == 0;
-  std::string video = chain ? "soak-chain-" + std::to_string(g_rand_int_range(rand, 0, kChains))
-                            : "soak-" + std::to_string(g_rand_int_range(rand, 0, kSingles));
+  const bool server = channel % 2 == 1 && !shared.server_journal.empty();
+  std::string video = std::string(server ? "pg-" : "") +
+                      (chain ? "soak-chain-" + std::to_string(g_rand_int_range(rand, 0, kChains))
+                             : "soak-" + std::to_string(g_rand_int_range(rand, 0, kSingles)));
   bool fresh = g_rand_int_range(rand, 0, 12) == 0;
   if (fresh)
     shared.add_fresh_take(video);
@@ -167,6 +169,8 @@ GstElement *make_pipeline(Shared &shared, int channel, GRand *rand, const RunRef
   g_object_set(src, "api-url", shared.api_url.c_str(), "api-key", "soak-key", "video-id",
                video.c_str(), "fresh", fresh, "extensions", chain ? 2u : 1u, "poll-interval", 50u,
                "timeout", 20u, "request-timeout", 3u, nullptr);
+  if (server)
+    g_object_set(src, "journal", shared.server_journal.c_str(), nullptr);
   if (channel % 4 == 1) {
     std::string cache = shared.dir + "/cache-" + std::to_string(channel);
     g_object_set(src, "cache-dir", cache.c_str(), "cache-max-size", guint64(8) << 20, nullptr);
@@ -254,11 +258,17 @@ void Shared::report(int checks, int failures) const {
 
 std::vector<std::string> all_videos() {
   std::vector<std::string> videos;
-  for (int i = 0; i < kSingles; i++)
-    videos.push_back("soak-" + std::to_string(i));
-  for (int i = 0; i < kChains; i++)
-    videos.push_back("soak-chain-" + std::to_string(i));
+  for (const char *journal : {"", "pg-"}) {
+    for (int i = 0; i < kSingles; i++)
+      videos.push_back(journal + ("soak-" + std::to_string(i)));
+    for (int i = 0; i < kChains; i++)
+      videos.push_back(journal + ("soak-chain-" + std::to_string(i)));
+  }
   return videos;
+}
+
+bool on_server(const std::string &video) {
+  return g_str_has_prefix(video.c_str(), "pg-");
 }
 
 void run_channel(Shared &shared, int channel, guint32 seed) {
