@@ -52,8 +52,9 @@ public:
       // Recorded on the journal's worker: on the file worker, now; a server's worker may
       // wait on the network, and the stop waits for the file worker alone.
       auto record = [self, path, total_size] {
-        Run::journal_warning(self->run_, journal_kept(*self->ledger_, self->row_id_, path,
-                                                      total_size, self->max_bytes_));
+        Run::journal_warning(
+            self->run_, self->journal_,
+            journal_kept(*self->ledger_, self->row_id_, path, total_size, self->max_bytes_));
       };
       if (journal_on_server(self->journal_))
         journal_work(self->journal_, record);

@@ -55,6 +55,23 @@ std::string and_then(const std::string &first, const std::string &second) {
   return first.empty() ? second : second.empty() ? first : first + "; " + second;
 }
 
+// journal_tell_next_run's warnings, by journal, until a claim takes them.
+std::mutex told_later_lock;
+std::map<std::string, std::string> &told_later() {
+  static auto *later = new std::map<std::string, std::string>();
+  return *later;
+}
+
+std::string take_told_later(const std::string &journal) {
+  std::lock_guard<std::mutex> guard(told_later_lock);
+  auto found = told_later().find(journal);
+  if (found == told_later().end())
+    return {};
+  std::string text = std::move(found->second);
+  told_later().erase(found);
+  return text;
+}
+
 // `ledger` refused a write: later runs of this process use the in-memory ledger instead,
 // which learns what `ledger` knew of this process's tasks, so that the process pays once for
 // each. A server's journal stays: it goes over to memory by itself during an outage, and
@@ -153,6 +170,12 @@ void journal_flush(const std::string &journal) {
     serial_flush(server_worker(journal), kServerFlushUs);
 }
 
+void journal_tell_next_run(const std::string &journal, const std::string &warning) {
+  std::lock_guard<std::mutex> guard(told_later_lock);
+  std::string &later = told_later()[journal];
+  later = and_then(later, warning);
+}
+
 std::string media_file_name(const LedgerRow &row) {
   return row.request_key.substr(0, 32) + "-" + std::to_string(row.take) + ".media";
 }
@@ -163,7 +186,7 @@ namespace {
 JournalAnswer answer_of(const std::string &journal, const std::shared_ptr<Ledger> &ledger,
                         ClaimOutcome &outcome, std::string warning) {
   JournalAnswer answer;
-  answer.warning = and_then(warning, notices_of(*ledger));
+  answer.warning = and_then(take_told_later(journal), and_then(warning, notices_of(*ledger)));
   answer.ledger = ledger;
   answer.result = outcome.result;
   answer.row = outcome.row;

@@ -74,6 +74,10 @@ std::string journal_failed(Ledger &ledger, gint64 row_id);
 std::string journal_kept(Ledger &ledger, gint64 row_id, const std::string &media_path, guint64 size,
                          guint64 max_bytes);
 
+// A warning for a run that was over when it came: the next claim on `journal` in this
+// process (journal_claim, journal_claim_soon) carries it in its answer's warning.
+void journal_tell_next_run(const std::string &journal, const std::string &warning);
+
 // The file name (in cache-dir) of a row's kept copy: one per take of a request's step.
 std::string media_file_name(const LedgerRow &row);
 

@@ -40,14 +40,20 @@ std::string claimer_of(const LedgerRow &row) {
 
 } // namespace
 
-void Run::journal_warning(const std::weak_ptr<Run> &weak, const std::string &warning) {
+void Run::journal_warning(const std::weak_ptr<Run> &weak, const std::string &journal,
+                          const std::string &warning) {
   if (warning.empty())
     return;
-  decide_for(weak, [warning](Run &run) {
-    if (ElementRef el = run.element())
-      run.tell(el.element, [warning](GstElement *e) {
-        GST_ELEMENT_WARNING(e, RESOURCE, WRITE, ("%s", warning.c_str()), (nullptr));
-      });
+  decide([weak, journal, warning] {
+    std::shared_ptr<Run> run = weak.lock();
+    if (run && !run->stopped())
+      if (ElementRef el = run->element()) {
+        run->tell(el.element, [warning](GstElement *e) {
+          GST_ELEMENT_WARNING(e, RESOURCE, WRITE, ("%s", warning.c_str()), (nullptr));
+        });
+        return;
+      }
+    journal_tell_next_run(journal, warning);
   });
 }
 
@@ -233,13 +239,14 @@ void Run::record_outcome(const JobOutcome &outcome) {
     return;
   std::weak_ptr<Run> weak = weak_from_this();
   if (outcome.error == JobError::None)
-    journal_work(journal_path_, [weak, ledger = ledger_, id = row_id_, task = outcome.task] {
-      journal_warning(weak, journal_completed(*ledger, id, task));
+    journal_work(journal_path_, [weak, journal = journal_path_, ledger = ledger_, id = row_id_,
+                                 task = outcome.task] {
+      journal_warning(weak, journal, journal_completed(*ledger, id, task));
     });
   else if (outcome.error == JobError::TaskFailed || outcome.error == JobError::NotFound)
     // Nothing left to attach to: the next run makes a new take.
-    journal_work(journal_path_, [weak, ledger = ledger_, id = row_id_] {
-      journal_warning(weak, journal_failed(*ledger, id));
+    journal_work(journal_path_, [weak, journal = journal_path_, ledger = ledger_, id = row_id_] {
+      journal_warning(weak, journal, journal_failed(*ledger, id));
     });
 }
 

@@ -32,8 +32,9 @@ Run::~Run() {
   g_weak_ref_clear(&element_);
   if (tls_database_)
     g_object_unref(tls_database_);
-  // The snapshot's key goes with the run (the job's copy goes with the job).
-  settings_.forget_key();
+  // The snapshot's key and journal (which may hold a password) go with the run (the job's
+  // copy of the key goes with the job).
+  settings_.forget_secrets();
   std::fill(config_.api_key.begin(), config_.api_key.end(), '\0');
 }
 
@@ -200,9 +201,10 @@ void Run::start_job(const Plan &plan, bool refresh) {
                           claim](const std::string &id) {
     // The journal learns a paid task's ID even when the run stopped meanwhile.
     if (claim)
-      journal_record_created(journal, ledger, claim, id, [weak](const std::string &warning) {
-        Run::journal_warning(weak, warning);
-      });
+      journal_record_created(journal, ledger, claim, id,
+                             [weak, journal](const std::string &warning) {
+                               Run::journal_warning(weak, journal, warning);
+                             });
     decide_for(weak, [id](Run &run) { run.on_task_id(id); });
   };
   callbacks.on_update = [weak](const Task &task) {

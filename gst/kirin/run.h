@@ -96,7 +96,11 @@ public:
   bool url_refreshed() const;
   // Any thread: a warning about the journal ("" is none) for the bus, posted from the
   // decider while the run exists.
-  static void journal_warning(const std::weak_ptr<Run> &weak, const std::string &warning);
+  // A warning of `journal`'s for the run's bus; once the run is over (its last records are
+  // written as its download goes on, and may fail after its EOS), for the next run of this
+  // process that asks the same journal (journal_tell_next_run).
+  static void journal_warning(const std::weak_ptr<Run> &weak, const std::string &journal,
+                              const std::string &warning);
   // Any thread: hands the refresh of `task_id`'s URL to the decider.
   void refresh(const std::string &task_id);
 

@@ -66,7 +66,7 @@ GST_START_TEST(test_daemon_meets_its_server_again) {
 
   InProcessRun next = run_here(*emu, server->uri(), nullptr, 1, false, "after");
   assert_quiet(next);
-  fail_unless_equals_string(status_of_task(*server, next.task_id).c_str(), "completed");
+  assert_same_text(status_of_task(*server, next.task_id), "completed");
   fail_unless_equals_int(emu->create_count(), 3);
   auto rows = server->query("SELECT count(*) FROM gst_kirin.tasks");
   fail_unless_equals_string(rows[0][0].c_str(), "3");
@@ -157,14 +157,14 @@ GST_START_TEST(test_multi_host_failover) {
   one->stop();
   InProcessRun run = run_here(*emu, uri, nullptr, 1, false, "one");
   assert_quiet(run);
-  fail_unless_equals_string(status_of_task(*two, run.task_id).c_str(), "completed");
+  assert_same_text(status_of_task(*two, run.task_id), "completed");
 
   restart(*one);
   two->stop();
   InProcessRun next = run_here(*emu, uri, nullptr, 1, false, "two");
   fail_unless(next.eos, "%s", next.bus.c_str());
   fail_if(contains(next.bus, one->password), "the password shows: %s", next.bus.c_str());
-  fail_unless_equals_string(status_of_task(*one, next.task_id).c_str(), "completed");
+  assert_same_text(status_of_task(*one, next.task_id), "completed");
 }
 GST_END_TEST;
 
