@@ -105,7 +105,7 @@ bool start_run(GstKirinExtendSrc *self) {
   auto run = problem.empty() ? std::make_shared<Run>(GST_ELEMENT(self), settings, config, paid,
                                                      tls_database, expose_next)
                              : nullptr;
-  settings.forget_key();
+  settings.forget_secrets();
   if (tls_database)
     g_object_unref(tls_database);
   if (!run) {
@@ -334,7 +334,7 @@ static void gst_kirin_extend_src_finalize(GObject *object) {
   auto *self = GST_KIRIN_EXTEND_SRC(object);
   if (self->priv->run) // dropped without going back to READY
     self->priv->run->stop();
-  self->priv->settings.forget_key();
+  self->priv->settings.forget_secrets();
   delete self->priv;
   G_OBJECT_CLASS(gst_kirin_extend_src_parent_class)->finalize(object);
 }

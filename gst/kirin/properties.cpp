@@ -118,6 +118,7 @@ void set_property(GObject *object, guint prop_id, const GValue *value, GParamSpe
     s.stream_intermediate = g_value_get_boolean(value);
     break;
   case PROP_JOURNAL:
+    std::fill(s.journal.begin(), s.journal.end(), '\0'); // may hold a password
     set_string(s.journal, value);
     break;
   case PROP_FRESH:

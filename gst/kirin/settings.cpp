@@ -56,6 +56,12 @@ void Settings::forget_key() {
   api_key.clear();
 }
 
+void Settings::forget_secrets() {
+  forget_key();
+  std::fill(journal.begin(), journal.end(), '\0');
+  journal.clear();
+}
+
 std::string journal_path(const Settings &settings) {
   if (settings.journal == kJournalOff)
     return "";

@@ -52,6 +52,9 @@ struct Settings {
 
   // Overwrites the key's bytes before they are freed.
   void forget_key();
+  // The key and the journal (a server's URI may hold a password), overwritten before they go:
+  // for a copy of the settings that goes away.
+  void forget_secrets();
 };
 
 // The journal's file: the `journal` property, else $XDG_CACHE_HOME/gst-kirin/journal.db
