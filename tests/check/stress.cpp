@@ -41,6 +41,25 @@ GstPadProbeReturn on_first_buffer(GstPad *, GstPadProbeInfo *, gpointer data) {
   return GST_PAD_PROBE_REMOVE;
 }
 
+// Runs one task of its own (`external_id`) to EOS and returns the element's string property
+// `property` (its task-id, its result-url) once it ended.
+std::string run_one_task(const kirin_emu::Emulator &emu, const char *external_id,
+                         const char *property) {
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  GstElement *src = kirin_test_make_src(emu, 20, 120);
+  g_object_set(src, "video-id", "demo-5s", "external-task-id", external_id, nullptr);
+  GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
+  gst_element_link(src, sink);
+  RunResult result;
+  kirin_test_run(pipeline, 60, result);
+  fail_unless(result.eos);
+  g_autofree char *value = nullptr;
+  g_object_get(src, property, &value, nullptr);
+  gst_object_unref(pipeline);
+  return value ? value : "";
+}
+
 } // namespace
 
 // Stopping from submitting, polling and downloading, at random moments: no deadlock, no
@@ -49,25 +68,10 @@ GstPadProbeReturn on_first_buffer(GstPad *, GstPadProbeInfo *, gpointer data) {
 // client gives the request up.
 GST_START_TEST(test_stop_from_every_phase_1000_times) {
   auto emu = small_results_emulator(60000, 1000); // new tasks stay pending for the whole test
-  std::string done_task;
-  {
-    // One finished task to download again and again.
-    emu->set_timing(0, 50);
-    GstElement *pipeline = gst_pipeline_new(nullptr);
-    GstElement *src = kirin_test_make_src(*emu, 20, 120);
-    g_object_set(src, "video-id", "demo-5s", "external-task-id", "warm-up", nullptr);
-    GstElement *sink = gst_element_factory_make("fakesink", nullptr);
-    gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
-    gst_element_link(src, sink);
-    RunResult result;
-    kirin_test_run(pipeline, 60, result);
-    fail_unless(result.eos);
-    g_autofree char *task = nullptr;
-    g_object_get(src, "task-id", &task, nullptr);
-    done_task = task;
-    gst_object_unref(pipeline);
-    emu->set_timing(60000, 1000);
-  }
+  // One finished task to download again and again.
+  emu->set_timing(0, 50);
+  const std::string done_task = run_one_task(*emu, "warm-up", "task-id");
+  emu->set_timing(60000, 1000);
 
   const int cycles = 1000;
   gint64 slowest_stop_us = 0;
@@ -127,22 +131,7 @@ GST_START_TEST(test_two_hundred_elements_at_once) {
   const int count = 200;
   // One result, rendered once, that every task below completes with: the emulator renders
   // no video per task, so how long the tasks take does not depend on how busy the machine is.
-  std::string url;
-  {
-    GstElement *pipeline = gst_pipeline_new(nullptr);
-    GstElement *src = kirin_test_make_src(*emu, 20, 120);
-    g_object_set(src, "video-id", "demo-5s", "external-task-id", "rendered-once", nullptr);
-    GstElement *sink = gst_element_factory_make("fakesink", nullptr);
-    gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
-    gst_element_link(src, sink);
-    RunResult result;
-    kirin_test_run(pipeline, 60, result);
-    fail_unless(result.eos);
-    g_autofree char *result_url = nullptr;
-    g_object_get(src, "result-url", &result_url, nullptr);
-    url = result_url ? result_url : "";
-    gst_object_unref(pipeline);
-  }
+  const std::string url = run_one_task(*emu, "rendered-once", "result-url");
   for (int i = 0; i < count; i++)
     fail_unless(emu->push_fault(kirin_emu::Route::Task, "url:" + url));
   GstElement *pipeline = gst_pipeline_new(nullptr);
