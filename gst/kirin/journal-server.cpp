@@ -4,40 +4,34 @@
 #include "ledger-server.h"
 
 #include <algorithm>
-#include <chrono>
-#include <thread>
 
 namespace kirin {
 
 namespace {
 
-// Attempts to reach the server again: the first after kFirstRetryUs, each next one twice as
-// late up to kMaxRetryUs, every delay jittered by kJitter; a run tries at once when the last
-// attempt is older than kFirstRetryUs. An attempt at a server that refuses costs a
-// millisecond: a run meets its server again within a second of its return.
-constexpr gint64 kFirstRetryUs = 100 * 1000;
-constexpr gint64 kMaxRetryUs = 1000 * 1000;
-constexpr double kJitter = 0.2;
-// How long a run waits for an attempt under way before it goes on in memory.
-constexpr auto kAttemptWait = std::chrono::milliseconds(250);
-
-std::chrono::microseconds jittered(gint64 delay_us) {
-  return std::chrono::microseconds(
-      (gint64)(delay_us * g_random_double_range(1 - kJitter, 1 + kJitter)));
-}
-
 // A claim on this journal: the claim on the ledger it was taken on, the server's (of
-// `generation`'s connection) or memory's.
+// `generation`'s connection) or `memory`.
 struct ServerClaimHold : ClaimHold {
   Claim inner;
   bool on_server = false;
   guint64 generation = 0;
+  std::shared_ptr<Ledger> memory;   // kept while the claim is: the journal may drop it
   ServerJournal *journal = nullptr; // it lives as long as the process
   ~ServerClaimHold() override {
-    if (!sending)
-      journal->forget_unsent_claim(row_id); // the inner claim's end deletes the row
+    journal->claim_ended(row_id, sending); // the inner claim's end deletes a row never sent
   }
 };
+
+// Forgettable once the server has it as this process last changed it and no run holds its
+// claim: settled, or unused for kUnsettledRowUs.
+template <typename Tracked> bool forgettable(const Tracked &row, gint64 unused_since_us) {
+  if (row.unsent || !row.server_id || row.held)
+    return false;
+  const std::string &status = row.row.status;
+  return status == "completed" || status == "failed" || row.used_at_us < unused_since_us;
+}
+
+constexpr size_t kForgottenIdsKept = 65536;
 
 ServerClaimHold *hold_of(ServerJournal *journal, Claim &claim, std::string &error) {
   // Only this journal's claims are held on it, and they are all ServerClaimHolds.
@@ -97,9 +91,12 @@ gint64 ServerJournal::id_of_server_row(gint64 server_id) const {
   return found != by_server_id_.end() ? found->second : server_id;
 }
 
-gint64 ServerJournal::id_of_memory_row(gint64 memory_id) const {
+gint64 ServerJournal::id_of_memory_row(gint64 memory_id) {
   auto found = by_memory_id_.find(memory_id);
-  return found != by_memory_id_.end() ? found->second : kMemoryRowIds + memory_id;
+  if (found != by_memory_id_.end())
+    return found->second;
+  memory_ids_end_ = MAX(memory_ids_end_, memory_ids_from_ + memory_id + 1);
+  return memory_ids_from_ + memory_id;
 }
 
 // A claim's outcome on the server or in memory, as the runs see it: their ids, and the rows
@@ -117,33 +114,88 @@ void ServerJournal::wrap(ClaimOutcome &inner, bool on_server, ClaimOutcome &out)
   row.unsent = unsent;
   (on_server ? row.server_id : row.memory_id) = own_id;
   (on_server ? by_server_id_ : by_memory_id_)[own_id] = out.row.id;
-  if (inner.result != ClaimResult::Claimed)
-    return;
-  auto hold = std::make_unique<ServerClaimHold>();
-  hold->owner = this;
-  hold->row_id = out.row.id;
-  hold->inner = std::move(inner.claim);
-  hold->on_server = on_server;
-  hold->generation = generation_;
-  hold->journal = this;
-  out.claim = Claim(std::move(hold));
+  touch(out.row.id, row);
+  if (inner.result == ClaimResult::Claimed) {
+    auto hold = std::make_unique<ServerClaimHold>();
+    hold->owner = this;
+    hold->row_id = out.row.id;
+    hold->inner = std::move(inner.claim);
+    hold->on_server = on_server;
+    hold->generation = generation_;
+    hold->memory = on_server ? nullptr : memory_;
+    hold->journal = this;
+    out.claim = Claim(std::move(hold));
+    row.held = true;
+  }
+  forget_old_rows();
 }
 
-void ServerJournal::forget_unsent_claim(gint64 id) {
+void ServerJournal::claim_ended(gint64 id, bool sending) {
   auto found = rows_.find(id);
-  if (found == rows_.end() || found->second.row.status != "claimed")
+  if (found == rows_.end())
+    return;
+  found->second.held = false;
+  if (sending || found->second.row.status != "claimed")
     return;
   by_server_id_.erase(found->second.server_id);
   by_memory_id_.erase(found->second.memory_id);
+  by_use_.erase(found->second.use);
   rows_.erase(found);
 }
 
-ServerJournal::Tracked *ServerJournal::tracked(gint64 id, std::string &error) {
-  auto found = rows_.find(id);
-  if (found != rows_.end())
-    return &found->second;
-  error = "the journal has no row " + std::to_string(id);
-  return nullptr;
+void ServerJournal::touch(gint64 id, Tracked &row) {
+  by_use_.erase(row.use);
+  row.use = ++uses_;
+  row.used_at_us = g_get_monotonic_time();
+  by_use_[row.use] = id;
+}
+
+// Bounds the rows remembered: the least recently used forgettable ones go first.
+void ServerJournal::forget_old_rows() {
+  const gint64 unused_since_us = g_get_monotonic_time() - kUnsettledRowUs;
+  for (auto use = by_use_.begin(); rows_.size() > kRowsRemembered && use != by_use_.end();) {
+    const gint64 id = use->second;
+    auto found = rows_.find(id);
+    if (found == rows_.end()) {
+      use = by_use_.erase(use);
+      continue;
+    }
+    Tracked &row = found->second;
+    if (!forgettable(row, unused_since_us)) {
+      ++use;
+      continue;
+    }
+    if (id != row.server_id) {
+      forgotten_server_ids_[id] = row.server_id;
+      if (forgotten_server_ids_.size() > kForgottenIdsKept)
+        forgotten_server_ids_.erase(forgotten_server_ids_.begin());
+    }
+    by_server_id_.erase(row.server_id);
+    by_memory_id_.erase(row.memory_id);
+    rows_.erase(found);
+    use = by_use_.erase(use);
+  }
+}
+
+// A change of a row no longer remembered: settled on the server, which takes it by its id
+// there while it answers.
+bool ServerJournal::write_forgotten(gint64 id, const Write &op, std::string &error) {
+  gint64 server_id = id < kMemoryRowIds ? id : 0;
+  if (auto found = forgotten_server_ids_.find(id); found != forgotten_server_ids_.end())
+    server_id = found->second;
+  if (!server_id) {
+    error = "the journal has no row " + std::to_string(id);
+    return false;
+  }
+  reconnect_now_if_due();
+  if (server_ && op(*server_, server_id, error))
+    return true;
+  if (server_)
+    lose_server(error);
+  error = "the journal's server does not answer, and this process no longer remembers its "
+          "row " +
+          std::to_string(server_id) + " (settled long ago): this change of it is not recorded";
+  return false;
 }
 
 // In memory: the row as this process last changed it (adopted again at each change, so that
@@ -198,9 +250,11 @@ bool ServerJournal::push_unsent(std::string &error) {
 // (in memory during an outage) and written to the server as soon as it can be.
 bool ServerJournal::write(gint64 id, const std::function<void(LedgerRow &)> &change,
                           const Write &op, std::string &error) {
-  Tracked *row = tracked(id, error);
-  if (!row)
-    return false;
+  auto found = rows_.find(id);
+  if (found == rows_.end())
+    return write_forgotten(id, op, error);
+  Tracked *row = &found->second;
+  touch(id, *row);
   change(row->row);
   if (server_ && row->server_id && !row->unsent) {
     if (op(*server_, row->server_id, error))
@@ -238,7 +292,7 @@ bool ServerJournal::settle(Claim &claim, const std::function<void(LedgerRow &)> 
     lose_server(error);
   }
   if (!hold->on_server) {
-    if (!claim_op(*memory_, hold->inner, error))
+    if (!claim_op(*hold->memory, hold->inner, error))
       return false;
     change(rows_[id].row);
     claim.settle();
@@ -258,7 +312,15 @@ bool ServerJournal::settle(Claim &claim, const std::function<void(LedgerRow &)> 
 bool ServerJournal::claim(const LedgerRequest &request, bool fresh,
                           const std::string &generated_external_id, ClaimOutcome &out,
                           std::string &error) {
+  bool server_away = false;
+  return claim_or_wait(request, fresh, generated_external_id, true, out, server_away, error);
+}
+
+bool ServerJournal::claim_or_wait(const LedgerRequest &request, bool fresh,
+                                  const std::string &generated_external_id, bool create_alone,
+                                  ClaimOutcome &out, bool &server_away, std::string &error) {
   out = ClaimOutcome();
+  server_away = false;
   reconnect_now_if_due();
   ClaimOutcome inner;
   for (int tries = 0; server_ && tries < 2; tries++) {
@@ -274,6 +336,12 @@ bool ServerJournal::claim(const LedgerRequest &request, bool fresh,
     return false;
   if (!memory_->claim(request, fresh, generated_external_id, inner, error))
     return false;
+  if (inner.result == ClaimResult::Claimed && !create_alone) {
+    inner = ClaimOutcome(); // let go at once: nothing is created while the run waits
+    out.result = ClaimResult::Busy;
+    server_away = true;
+    return true;
+  }
   wrap(inner, false, out);
   return true;
 }
@@ -282,7 +350,7 @@ bool ServerJournal::mark_sending(Claim &claim, std::string &error) {
   ServerClaimHold *hold = hold_of(this, claim, error);
   if (!hold)
     return false;
-  Ledger *ledger = hold->on_server ? server_.get() : memory_.get();
+  Ledger *ledger = hold->on_server ? server_.get() : hold->memory.get();
   if (hold->on_server && hold->generation != generation_)
     ledger = nullptr;
   if (!ledger) {
@@ -431,134 +499,6 @@ std::vector<LedgerRow> ServerJournal::rows_known() const {
 bool ServerJournal::adopt(const std::vector<LedgerRow> &, std::string &error) {
   error = "a server's journal takes in no rows";
   return false;
-}
-
-// ---- the outage ----
-
-bool ServerJournal::open_memory(std::string &error) {
-  if (!memory_)
-    memory_ = Ledger::open_memory(error);
-  return memory_ != nullptr;
-}
-
-// The server stopped answering: from now on memory decides, knowing the rows this process
-// created or used (so it still pays once for each), until an attempt reaches the server.
-void ServerJournal::lose_server(const std::string &error) {
-  if (!server_)
-    return;
-  server_.reset();
-  generation_++;
-  std::string text = "Journal " + name_ + ": " + error +
-                     "; this process goes on with a journal in memory until the server answers "
-                     "again, then writes to it what it recorded meanwhile";
-  std::string memory_error;
-  for (auto &[id, row] : rows_)
-    if (row.row.status != "claimed" && !remember_in_memory(row, memory_error))
-      break;
-  if (!memory_error.empty())
-    text +=
-        " (the journal in memory does not know this process's earlier tasks: " + memory_error + ")";
-  notices_.push_back(text);
-  {
-    std::lock_guard<std::mutex> guard(lock_);
-    connected_ = false;
-  }
-  start_attempts();
-}
-
-// A run needs the journal: the connection an attempt made is used at once; an attempt under
-// way is awaited a moment (it may be the one that reaches the server); otherwise one is made
-// now, unless the last was made less than kFirstRetryUs ago: then the attempts' thread makes
-// the next one as soon as that is over.
-void ServerJournal::reconnect_now_if_due() {
-  if (server_)
-    return;
-  std::shared_ptr<Ledger> server;
-  {
-    std::unique_lock<std::mutex> guard(lock_);
-    changed_.wait_for(guard, kAttemptWait, [this] { return !attempting_; });
-    server = std::move(handed_);
-    const gint64 now = g_get_monotonic_time();
-    if (!server && (attempting_ || now - last_attempt_us_ < kFirstRetryUs)) {
-      wanted_ = true;
-      changed_.notify_all();
-      return;
-    }
-    if (!server) {
-      attempting_ = true;
-      last_attempt_us_ = now;
-    }
-  }
-  if (!server) {
-    std::string error;
-    server = open_pg_ledger(uri_, error);
-    std::lock_guard<std::mutex> guard(lock_);
-    attempting_ = false;
-    changed_.notify_all();
-  }
-  if (server)
-    install(server);
-}
-
-// On the worker: the server answers again. What it missed is written first, in the order
-// the rows were made; should that fail, the outage goes on.
-void ServerJournal::install(std::shared_ptr<Ledger> server) {
-  if (server_)
-    return; // another attempt connected first
-  server_ = std::move(server);
-  generation_++;
-  {
-    std::lock_guard<std::mutex> guard(lock_);
-    connected_ = true;
-    handed_.reset(); // a connection made meanwhile is not needed
-    changed_.notify_all();
-  }
-  std::string error;
-  if (!push_unsent(error))
-    lose_server(error);
-}
-
-void ServerJournal::start_attempts() {
-  std::lock_guard<std::mutex> guard(lock_);
-  if (thread_running_)
-    return;
-  thread_running_ = true;
-  std::thread([self = shared_from_this()] { self->attempts(); }).detach();
-}
-
-// The attempts' thread: it ends once the worker uses the server again, or has been handed a
-// connection to it (handed_, which the worker takes: see reconnect_now_if_due).
-void ServerJournal::attempts() {
-  std::unique_lock<std::mutex> guard(lock_);
-  gint64 delay_us = kFirstRetryUs;
-  auto due = std::chrono::steady_clock::now() + jittered(delay_us);
-  while (!connected_) {
-    if (wanted_) {
-      wanted_ = false;
-      const gint64 soonest_us = last_attempt_us_ + kFirstRetryUs - g_get_monotonic_time();
-      due = std::min(due, std::chrono::steady_clock::now() + std::chrono::microseconds(soonest_us));
-    }
-    if (changed_.wait_until(guard, due, [this] { return connected_ || wanted_; }))
-      continue;
-    delay_us = MIN(delay_us * 2, kMaxRetryUs);
-    due = std::chrono::steady_clock::now() + jittered(delay_us);
-    if (attempting_)
-      continue; // a run is trying
-    attempting_ = true;
-    last_attempt_us_ = g_get_monotonic_time();
-    guard.unlock();
-    std::string error;
-    std::shared_ptr<Ledger> server = open_pg_ledger(uri_, error);
-    guard.lock();
-    attempting_ = false;
-    changed_.notify_all();
-    if (server) {
-      handed_ = server;
-      journal_work(uri_, [self = shared_from_this()] { self->reconnect_now_if_due(); });
-      break;
-    }
-  }
-  thread_running_ = false;
 }
 
 } // namespace kirin

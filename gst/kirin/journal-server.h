@@ -14,6 +14,14 @@
 // Runs see one ledger throughout: rows of the server keep their ids; rows made in memory get
 // ids above kMemoryRowIds, which the server never reaches, and keep them once written to the
 // server.
+//
+// Memory stays bounded in a process that lives for weeks: once the server has every row
+// again, the in-memory ledger goes (the next outage starts a new one from the rows below),
+// and of the rows settled (on the server, completed or failed, no claim held) only the
+// kRowsRemembered most recently used are remembered. A row forgotten is still written to
+// while the server answers (by its id there); during an outage its later changes (its kept
+// copy) are not recorded, and a run asking for it again pays again unless the server
+// answers first.
 #pragma once
 
 #include "ledger.h"
@@ -43,6 +51,12 @@ public:
   const std::string &path() const override { return name_; }
   bool claim(const LedgerRequest &request, bool fresh, const std::string &generated_external_id,
              ClaimOutcome &out, std::string &error) override;
+  // As claim(); but when the server does not answer and the request would be created on
+  // this process's journal alone, it is claimed only if `create_alone`: otherwise nothing
+  // is, `out` is Busy and `server_away` true (the run waits for the server).
+  bool claim_or_wait(const LedgerRequest &request, bool fresh,
+                     const std::string &generated_external_id, bool create_alone, ClaimOutcome &out,
+                     bool &server_away, std::string &error);
   bool mark_sending(Claim &claim, std::string &error) override;
   bool record_task_id(Claim &claim, const std::string &task_id, std::string &error) override;
   bool record_create_refused(Claim &claim, std::string &error) override;
@@ -64,8 +78,13 @@ public:
   // Runs' ids of rows made in memory start here.
   static constexpr gint64 kMemoryRowIds = G_GINT64_CONSTANT(1) << 52;
 
-  // Forgets a row whose claim went before its create was sent (its claim's hold).
-  void forget_unsent_claim(gint64 id);
+  // Settled rows remembered (see above); and how long a row not settled (its run stopped
+  // between create and answer) is remembered after its last use.
+  static constexpr size_t kRowsRemembered = 1000;
+  static constexpr gint64 kUnsettledRowUs = G_GINT64_CONSTANT(3600) * G_USEC_PER_SEC;
+
+  // A claim of row `id` ended (its hold went); if its create was not sent, the row goes.
+  void claim_ended(gint64 id, bool sending);
 
 private:
   // A row of this process's: as it last changed it, where it is, and whether the server
@@ -75,15 +94,20 @@ private:
     gint64 server_id = 0; // 0: not on the server yet
     gint64 memory_id = 0; // 0: not in memory
     bool unsent = false;  // changed since the server last had it
+    bool held = false;    // a run holds its claim
+    guint64 use = 0;      // when last used, in the order of uses (by_use_)
+    gint64 used_at_us = 0;
   };
   using Write = std::function<bool(Ledger &, gint64 id, std::string &error)>;
 
   explicit ServerJournal(const std::string &uri);
 
   gint64 id_of_server_row(gint64 server_id) const;
-  gint64 id_of_memory_row(gint64 memory_id) const;
+  gint64 id_of_memory_row(gint64 memory_id);
   void wrap(ClaimOutcome &inner, bool on_server, ClaimOutcome &out);
-  Tracked *tracked(gint64 id, std::string &error);
+  void touch(gint64 id, Tracked &row);
+  void forget_old_rows();
+  bool write_forgotten(gint64 id, const Write &op, std::string &error);
   bool write(gint64 id, const std::function<void(LedgerRow &)> &change, const Write &op,
              std::string &error);
   bool settle(Claim &claim, const std::function<void(LedgerRow &)> &change, const Write &op,
@@ -96,17 +120,24 @@ private:
   // The outage and its end.
   void lose_server(const std::string &error);
   bool open_memory(std::string &error);
+  void forget_memory();
   void reconnect_now_if_due();
   void install(std::shared_ptr<Ledger> server);
   void start_attempts();
   void attempts();
 
   const std::string uri_, name_;
-  std::shared_ptr<Ledger> server_; // null during an outage
-  std::unique_ptr<Ledger> memory_; // opened by the first outage
-  guint64 generation_ = 0;         // of server_: claims of a lost connection are lost
-  std::map<gint64, Tracked> rows_; // by the runs' id
+  std::shared_ptr<Ledger> server_;         // null during an outage
+  std::shared_ptr<Ledger> memory_;         // during an outage and until the server has its rows
+  gint64 memory_ids_from_ = kMemoryRowIds; // runs' id of memory_'s row 0
+  gint64 memory_ids_end_ = kMemoryRowIds;  // above every runs' id given a memory row
+  guint64 generation_ = 0;                 // of server_: claims of a lost connection are lost
+  std::map<gint64, Tracked> rows_;         // by the runs' id
   std::map<gint64, gint64> by_server_id_, by_memory_id_;
+  std::map<guint64, gint64> by_use_; // runs' ids, least recently used first
+  guint64 uses_ = 0;
+  // The server's ids of forgotten rows that were made in memory, by the runs' id (bounded).
+  std::map<gint64, gint64> forgotten_server_ids_;
   std::vector<std::string> notices_;
 
   // Shared with the attempts' thread.

@@ -135,7 +135,6 @@ PgClaimHold::~PgClaimHold() {
     // Nothing was sent: the row goes, so the next claim creates. The lock goes inside the
     // request's turn, as no claimer may look between the two (it would find the take's
     // number free and its lock still held).
-    conn->known.erase(row_id);
     PgTransaction tx(*conn);
     std::string ignored;
     if (tx.begin(ignored) && pg_exec(*conn, "SELECT pg_advisory_xact_lock($1::bigint)",
@@ -180,9 +179,6 @@ bool PgLedger::claim(const LedgerRequest &request, bool fresh,
     break;
   }
   }
-  // What this process creates or uses: a fall-back to memory must know it.
-  if (ok && (out.result == ClaimResult::Claimed || out.result == ClaimResult::Recorded))
-    conn_->known[out.row.id] = out.row;
   return ok;
 }
 
@@ -217,7 +213,6 @@ bool PgLedger::settle(Claim &claim, const char *sql, PgParams params, std::strin
 bool PgLedger::mark_sending(Claim &claim, std::string &error) {
   if (!held(claim, error))
     return false;
-  conn_->known[claim.row_id()].status = "sending";
   PgResult result;
   if (!pg_exec(*conn_,
                "UPDATE gst_kirin.tasks SET status = 'sending', updated_at = now() WHERE id = $1 "
@@ -235,10 +230,6 @@ bool PgLedger::mark_sending(Claim &claim, std::string &error) {
 bool PgLedger::record_task_id(Claim &claim, const std::string &task_id, std::string &error) {
   if (!held(claim, error))
     return false;
-  LedgerRow &known = conn_->known[claim.row_id()];
-  known.status = "created";
-  known.task_id = task_id;
-  known.created_at = now_seconds();
   return settle(claim,
                 "UPDATE gst_kirin.tasks SET status = 'created', task_id = $2, created_at = now(), "
                 "updated_at = now() WHERE id = $1",
@@ -248,7 +239,6 @@ bool PgLedger::record_task_id(Claim &claim, const std::string &task_id, std::str
 bool PgLedger::record_create_refused(Claim &claim, std::string &error) {
   if (!held(claim, error))
     return false;
-  conn_->known[claim.row_id()].status = "failed";
   return settle(claim,
                 "UPDATE gst_kirin.tasks SET status = 'failed', updated_at = now() WHERE id = $1",
                 {}, error);

@@ -175,7 +175,6 @@ bool PgLedger::push_row(const LedgerRow &row, gint64 id_hint, PushOutcome &out,
     return false;
   out.row = pg_read_row(result, 0);
   out.others = std::move(others);
-  conn_->known[id] = out.row;
   return true;
 }
 

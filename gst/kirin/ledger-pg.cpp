@@ -297,15 +297,6 @@ bool PgLedger::update_task(gint64 id, const char *sql, PgParams params, std::str
 bool PgLedger::record_completed(gint64 id, const std::string &result_url,
                                 const std::string &result_video_id, double duration,
                                 const std::string &cost, std::string &error) {
-  if (auto known = conn_->known.find(id); known != conn_->known.end()) {
-    LedgerRow &row = known->second;
-    row.status = "completed";
-    row.result_url = result_url;
-    row.result_video_id = result_video_id;
-    row.duration = duration;
-    row.cost = cost;
-    row.completed_at = now_seconds();
-  }
   char number[G_ASCII_DTOSTR_BUF_SIZE];
   std::optional<std::string> seconds;
   if (duration >= 0)
@@ -318,8 +309,6 @@ bool PgLedger::record_completed(gint64 id, const std::string &result_url,
 }
 
 bool PgLedger::record_failed(gint64 id, std::string &error) {
-  if (auto known = conn_->known.find(id); known != conn_->known.end())
-    known->second.status = "failed";
   return update_task(
       id, "UPDATE gst_kirin.tasks SET status = 'failed', updated_at = now() WHERE id = $1", {},
       error);
@@ -351,13 +340,6 @@ bool PgLedger::forget_media(gint64 id, std::string &error) {
 bool PgLedger::lookup(const LedgerRequest &request, std::optional<LedgerRow> &row,
                       std::string &error) {
   return pg_select_newest(*conn_, ledger_key(request), row, error);
-}
-
-std::vector<LedgerRow> PgLedger::rows_known() const {
-  std::vector<LedgerRow> rows;
-  for (const auto &[id, row] : conn_->known)
-    rows.push_back(row);
-  return rows;
 }
 
 bool PgLedger::adopt(const std::vector<LedgerRow> &, std::string &error) {

@@ -26,8 +26,6 @@ struct PgConn {
   // The take locks this process holds: the server would let the same connection take one
   // again, so two elements of this process are told apart here.
   std::set<gint64> held_locks;
-  // This process's rows, as it last changed them (Ledger::rows_known), by id.
-  std::map<gint64, LedgerRow> known;
   ~PgConn();
 };
 
@@ -119,7 +117,6 @@ public:
               std::string &error) override;
   bool evict_media(const std::string &dir, guint64 max_bytes, std::vector<std::string> &evicted,
                    std::string &error) override;
-  std::vector<LedgerRow> rows_known() const override;
   bool adopt(const std::vector<LedgerRow> &rows, std::string &error) override;
   bool push_row(const LedgerRow &row, gint64 id_hint, PushOutcome &out,
                 std::string &error) override; // ledger-pg-push.cpp

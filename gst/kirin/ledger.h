@@ -255,8 +255,9 @@ public:
                            std::vector<std::string> &evicted, std::string &error) = 0;
 
   // The rows of this process's tasks that this ledger knows, as they last changed, also
-  // when the change did not reach the database: a server's ledger keeps them, so that a
-  // fall-back to memory loses none of the tasks this process paid for. Empty for a file's.
+  // when the change did not reach the database: a server's journal (journal-server.h)
+  // keeps the recent ones, so that its outage loses none of the tasks this process is
+  // paying for. Empty for a file's.
   virtual std::vector<LedgerRow> rows_known() const { return {}; }
   // Takes `rows` in (the in-memory ledger, from a ledger that failed): each replaces the
   // take of the same request and number. A row still "claimed" is left out (its create

@@ -715,33 +715,6 @@ GST_START_TEST(test_evict_media_by_last_use) {
 }
 GST_END_TEST;
 
-// What the in-memory ledger takes in from one that failed: the tasks this process paid
-// for, so that it pays once for each.
-GST_START_TEST(test_memory_adopts_the_known_rows) {
-  TestDir t;
-  auto ledger = open_ok(t.journal);
-  std::string error;
-  create_ok(*ledger, request("created"), "task-created");
-  ClaimOutcome sent = claim_ok(*ledger, request("sent"));
-  fail_unless(ledger->mark_sending(sent.claim, error));
-  ClaimOutcome unsent = claim_ok(*ledger, request("unsent"));
-  fail_unless(unsent.result == ClaimResult::Claimed);
-  auto rows = ledger->rows_known();
-  fail_unless_equals_int(rows.size(), 3);
-
-  auto memory = Ledger::open_memory(error);
-  fail_unless(memory != nullptr, "%s", error.c_str());
-  fail_unless(memory->adopt(rows, error), "%s", error.c_str());
-  ClaimOutcome created = claim_ok(*memory, request("created"));
-  fail_unless(created.result == ClaimResult::Recorded);
-  fail_unless_equals_string(created.row.task_id.c_str(), "task-created");
-  // Its create may have left: never sent again on its own.
-  fail_unless(claim_ok(*memory, request("sent")).result == ClaimResult::Abandoned);
-  // Not sent: the next run may create it.
-  fail_unless(claim_ok(*memory, request("unsent")).result == ClaimResult::Claimed);
-}
-GST_END_TEST;
-
 GST_START_TEST(test_server_names_without_password) {
   const std::pair<const char *, const char *> cases[] = {
       {"postgresql://kirin:s3cret@db:5432/media?sslmode=require",
@@ -831,7 +804,6 @@ static Suite *ledger_suite() {
   tcase_add_test(pg, test_killed_claimer_is_taken_over);
   tcase_add_test(pg, test_killed_sender_is_abandoned);
   tcase_add_test(pg, test_evict_media_by_last_use);
-  tcase_add_test(pg, test_memory_adopts_the_known_rows);
   tcase_add_test(pg, test_server_unusable_falls_back_to_memory);
   return s;
 }

@@ -1,0 +1,148 @@
+// A server's journal (gst/kirin/journal-server.h) on its own, on a PostgreSQL server of the
+// test's own on loopback: what it remembers of this process's rows through an outage, and
+// that a process living for weeks remembers a bounded number of them.
+#include "journal-server.h"
+#include "pg-server.h"
+
+#include <gst/check/gstcheck.h>
+
+#include <memory>
+#include <string>
+
+using kirin::ClaimOutcome;
+using kirin::ClaimResult;
+using kirin::LedgerRequest;
+using kirin::ServerJournal;
+
+namespace {
+
+// Each test starts a server of its own, in its own process (see ledger.cpp).
+PgServer *server = nullptr;
+
+void start_server() {
+  server = new PgServer();
+  std::string error;
+  fail_unless(server->start(error), "PostgreSQL did not start: %s", error.c_str());
+}
+
+void stop_server() {
+  delete server;
+  server = nullptr;
+}
+
+LedgerRequest request(const std::string &prompt) {
+  LedgerRequest r;
+  r.api_url = "https://api.example/v1";
+  r.request.video_id = "vid-1";
+  r.request.prompt = prompt;
+  return r;
+}
+
+std::shared_ptr<ServerJournal> open_ok() {
+  std::string warning;
+  auto journal = ServerJournal::open(server->uri(), warning);
+  fail_unless(journal != nullptr);
+  fail_unless(warning.empty(), "unexpected warning: %s", warning.c_str());
+  return journal;
+}
+
+ClaimOutcome claim_ok(ServerJournal &journal, const LedgerRequest &r) {
+  ClaimOutcome out;
+  std::string error;
+  fail_unless(journal.claim(r, false, "gen-" + r.request.prompt, out, error), "claim: %s",
+              error.c_str());
+  return out;
+}
+
+// Claims, sends and records a task ID: a whole create. The runs' id of its row.
+gint64 create_ok(ServerJournal &journal, const LedgerRequest &r, const std::string &task_id) {
+  ClaimOutcome out = claim_ok(journal, r);
+  fail_unless(out.result == ClaimResult::Claimed);
+  std::string error;
+  fail_unless(journal.mark_sending(out.claim, error), "%s", error.c_str());
+  fail_unless(journal.record_task_id(out.claim, task_id, error), "%s", error.c_str());
+  return out.row.id;
+}
+
+void complete_ok(ServerJournal &journal, gint64 id) {
+  std::string error;
+  fail_unless(
+      journal.record_completed(id, "https://media.example/r.mp4", "vid-r", 10, "0.28", error), "%s",
+      error.c_str());
+}
+
+} // namespace
+
+// What the journal keeps for an outage: the tasks this process created (replayed from
+// memory), the ones whose create may have left (never sent again on their own), and not the
+// ones never sent (the next run may create them).
+GST_START_TEST(test_an_outage_knows_this_processes_rows) {
+  auto journal = open_ok();
+  std::string error;
+  create_ok(*journal, request("created"), "task-created");
+  ClaimOutcome sent = claim_ok(*journal, request("sent"));
+  fail_unless(journal->mark_sending(sent.claim, error), "%s", error.c_str());
+  ClaimOutcome unsent = claim_ok(*journal, request("unsent"));
+  fail_unless(unsent.result == ClaimResult::Claimed);
+  fail_unless_equals_int(journal->rows_known().size(), 3);
+
+  server->stop();
+  // The server does not answer: the journal goes over to memory.
+  ClaimOutcome created = claim_ok(*journal, request("created"));
+  fail_unless(created.result == ClaimResult::Recorded, "%d", (int)created.result);
+  fail_unless_equals_string(created.row.task_id.c_str(), "task-created");
+  fail_unless(journal->take_notices().find("in memory") != std::string::npos);
+  ClaimOutcome again = claim_ok(*journal, request("sent"));
+  fail_unless(again.result == ClaimResult::Abandoned, "%d", (int)again.result);
+  unsent = ClaimOutcome(); // its claim goes: nothing was sent
+  fail_unless(claim_ok(*journal, request("unsent")).result == ClaimResult::Claimed);
+}
+GST_END_TEST;
+
+// A process that lives for weeks: of its settled rows it remembers the most recently used
+// kRowsRemembered. A forgotten row is still written to on the server by its id; during an
+// outage the recent ones replay from memory, and a change of a forgotten one is refused with
+// an error that says so.
+GST_START_TEST(test_a_long_lived_process_remembers_a_bounded_number_of_rows) {
+  auto journal = open_ok();
+  const size_t settled = ServerJournal::kRowsRemembered + 200;
+  gint64 first = 0;
+  for (size_t i = 0; i < settled; i++) {
+    const std::string n = std::to_string(i);
+    const gint64 id = create_ok(*journal, request("prompt-" + n), "task-" + n);
+    complete_ok(*journal, id);
+    first = first ? first : id;
+  }
+  ClaimOutcome in_flight = claim_ok(*journal, request("in-flight"));
+  fail_unless(in_flight.result == ClaimResult::Claimed);
+  const size_t known = journal->rows_known().size();
+  fail_unless(known <= ServerJournal::kRowsRemembered + 1, "%zu rows remembered", known);
+
+  std::string error;
+  fail_unless(journal->record_media(first, "/media/first.mp4", 1234, error), "%s", error.c_str());
+  auto kept = server->query("SELECT media_size FROM gst_kirin.kept WHERE media_file = $1",
+                            {"/media/first.mp4"});
+  fail_unless(kept.size() == 1 && kept[0][0] == "1234", "the server has no kept copy");
+
+  server->stop();
+  const std::string last = std::to_string(settled - 1);
+  ClaimOutcome replay = claim_ok(*journal, request("prompt-" + last));
+  fail_unless(replay.result == ClaimResult::Recorded, "%d", (int)replay.result);
+  fail_unless_equals_string(replay.row.task_id.c_str(), ("task-" + last).c_str());
+  fail_if(journal->touch_media(first, error), "a forgotten row changed in an outage");
+  fail_unless(error.find("no longer remembers") != std::string::npos, "%s", error.c_str());
+}
+GST_END_TEST;
+
+static Suite *journal_server_suite() {
+  Suite *s = suite_create("journal-server");
+  TCase *tc = tcase_create("server");
+  tcase_set_timeout(tc, 100);
+  tcase_add_checked_fixture(tc, start_server, stop_server);
+  suite_add_tcase(s, tc);
+  tcase_add_test(tc, test_an_outage_knows_this_processes_rows);
+  tcase_add_test(tc, test_a_long_lived_process_remembers_a_bounded_number_of_rows);
+  return s;
+}
+
+GST_CHECK_MAIN(journal_server);
