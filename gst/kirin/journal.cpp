@@ -268,6 +268,15 @@ JournalAnswer journal_claim(const JournalQuestion &question) {
     return JournalAnswer{nullptr, ClaimResult::Busy, {}, nullptr, {}, warning};
   ClaimOutcome outcome;
   std::string error;
+  if (auto *server = dynamic_cast<ServerJournal *>(ledger.get())) {
+    bool away = false;
+    if (!server->claim_or_wait(question.request, question.fresh, question.external_task_id,
+                               question.create_alone, outcome, away, error))
+      return JournalAnswer{nullptr, ClaimResult::Busy, {}, nullptr, {}, fall_back(*ledger, error)};
+    JournalAnswer answer = answer_of(question.journal, ledger, outcome, warning);
+    answer.server_away = away;
+    return answer;
+  }
   if (!ledger->claim(question.request, question.fresh, question.external_task_id, outcome, error)) {
     // Once more on the in-memory ledger, so that this process still pays once.
     warning = fall_back(*ledger, error);

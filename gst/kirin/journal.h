@@ -22,6 +22,9 @@ struct JournalQuestion {
   LedgerRequest request;
   bool fresh = false;
   std::string external_task_id; // sent with a create when the user set none
+  // A server's journal that does not answer: may this run create on the process's journal
+  // alone? If not, nothing is claimed and the answer says `server_away`.
+  bool create_alone = true;
 };
 
 struct JournalAnswer {
@@ -31,6 +34,7 @@ struct JournalAnswer {
   std::shared_ptr<Claim> claim; // Claimed; its end runs on the journal's worker, whoever drops it
   std::string media;            // Recorded and completed: its kept copy, present and whole
   std::string warning;          // for the bus: the path and what went wrong
+  bool server_away = false;     // Busy: the server does not answer, and !create_alone
 };
 
 // Runs `work` on the journal's worker: the file worker (workers.h) for a file, a worker of

@@ -35,6 +35,7 @@ enum {
   PROP_STREAM_INTERMEDIATE,
   PROP_JOURNAL,
   PROP_FRESH,
+  PROP_JOURNAL_OUTAGE_WAIT,
   PROP_CACHE_MAX_SIZE,
   PROP_RESULT_URL,
   PROP_RESULT_VIDEO_ID,
@@ -124,6 +125,9 @@ void set_property(GObject *object, guint prop_id, const GValue *value, GParamSpe
   case PROP_FRESH:
     s.fresh = g_value_get_boolean(value);
     break;
+  case PROP_JOURNAL_OUTAGE_WAIT:
+    s.journal_outage_wait_s = g_value_get_int(value);
+    break;
   case PROP_CACHE_MAX_SIZE:
     s.cache_max_size = g_value_get_uint64(value);
     break;
@@ -212,6 +216,9 @@ void get_property(GObject *object, guint prop_id, GValue *value, GParamSpec *psp
     break;
   case PROP_FRESH:
     g_value_set_boolean(value, s.fresh);
+    break;
+  case PROP_JOURNAL_OUTAGE_WAIT:
+    g_value_set_int(value, s.journal_outage_wait_s);
     break;
   case PROP_CACHE_MAX_SIZE:
     g_value_set_uint64(value, s.cache_max_size);
@@ -375,6 +382,17 @@ void install_properties(GObjectClass *gobject_class) {
           "$XDG_CACHE_HOME/gst-kirin/journal.db. 'none': no journal (every run pays, unless "
           "task-id is set). Read back without its password",
           nullptr, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_JOURNAL_OUTAGE_WAIT,
+      g_param_spec_int(
+          "journal-outage-wait", "Journal outage wait",
+          "Seconds a run that must pay for a task waits for a postgresql:// journal that does "
+          "not answer before it creates the task on this process's journal alone (which the "
+          "fleet learns of once the server answers again; meanwhile another machine may pay "
+          "for the same request). 0: create at once; -1: never create without the server "
+          "(the run fails with an error instead). Replays and attaches this process knows of "
+          "never wait",
+          kJournalNeverAlone, 3600, kDefaultJournalOutageWaitS, rw));
   g_object_class_install_property(
       gobject_class, PROP_FRESH,
       g_param_spec_boolean("fresh", "Fresh take",

@@ -73,6 +73,7 @@ void Run::start_step() {
   question.journal = journal_path_;
   question.request = journal_request(settings_, step_, previous_video_id_);
   question.fresh = settings_.fresh;
+  question.create_alone = may_create_alone();
   g_autofree char *uuid = g_uuid_string_random();
   question.external_task_id = std::string("gst-kirin-") + uuid;
   journal_claim_soon(question, [weak = weak_from_this()](const JournalAnswer &claimed) {
@@ -98,6 +99,11 @@ void Run::on_claim(const JournalAnswer &answer) {
     claim_retry_ms_ = 0;
     waiting_said_ = false;
   }
+  if (answer.server_away) {
+    wait_for_server(el.element);
+    return;
+  }
+  server_away_since_us_ = 0;
   row_id_ = answer.row.id;
   row_task_id_ = answer.row.task_id;
   media_name_ = media_file_name(answer.row);
@@ -149,6 +155,53 @@ void Run::wait_for_claimer(GstElement *element, const LedgerRow &row) {
       post_error(e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_BUSY, text, {"", 0, {}, {}, "timeout"});
     });
     return;
+  }
+  claim_retry_ms_ =
+      claim_retry_ms_ ? MIN(claim_retry_ms_ * 2, kClaimRetryMaxMs) : kClaimRetryFirstMs;
+  decide_later(claim_retry_ms_, [weak = weak_from_this()] {
+    if (std::shared_ptr<Run> run = weak.lock())
+      run->start_step();
+  });
+}
+
+// A server's journal that does not answer, and this step must be paid for: created on this
+// process's journal alone, it could be paid for again by another machine that asks the
+// server once it is back. So the run waits for the server first, `journal-outage-wait`
+// seconds at most (about a restart's length), asking again as it would another claimer.
+bool Run::may_create_alone() const {
+  const gint wait_s = settings_.journal_outage_wait_s;
+  if (wait_s == 0)
+    return true;
+  return wait_s > 0 && server_away_since_us_ &&
+         g_get_monotonic_time() - server_away_since_us_ >= wait_s * G_USEC_PER_SEC;
+}
+
+void Run::wait_for_server(GstElement *element) {
+  const std::string server = journal_display_name(journal_path_);
+  const std::string video = journal_request(settings_, step_, previous_video_id_).request.video_id;
+  if (settings_.journal_outage_wait_s == kJournalNeverAlone) {
+    std::string text = "The journal's server " + server +
+                       " does not answer, and journal-outage-wait=-1 says to create no task "
+                       "without it: the task for video " +
+                       video +
+                       " was not created and nothing was paid. Run again once the server "
+                       "answers, or set journal-outage-wait to 0 or more to create without it.";
+    tell(element, [text](GstElement *e) {
+      post_error(e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_READ_WRITE, text,
+                 {"journal: server away", 0, {}, {}, "journal"});
+    });
+    return;
+  }
+  if (!server_away_since_us_) {
+    server_away_since_us_ = g_get_monotonic_time();
+    std::string text =
+        "Waiting for the journal's server " + server + ", which does not answer, up to " +
+        std::to_string(settings_.journal_outage_wait_s) + " s before paying for video " + video +
+        " on this process's journal alone (journal-outage-wait)";
+    // As wait_for_claimer says its wait: the text twice, for gst-launch-1.0.
+    tell(element, [text](GstElement *e) {
+      GST_ELEMENT_INFO(e, RESOURCE, BUSY, ("%s", text.c_str()), ("%s", text.c_str()));
+    });
   }
   claim_retry_ms_ =
       claim_retry_ms_ ? MIN(claim_retry_ms_ * 2, kClaimRetryMaxMs) : kClaimRetryFirstMs;

@@ -120,6 +120,8 @@ private:
   // run-journal.cpp: the journal's answer before a step, and what it learns after.
   void on_claim(const JournalAnswer &answer);
   void wait_for_claimer(GstElement *element, const LedgerRow &row);
+  void wait_for_server(GstElement *element);
+  bool may_create_alone() const;
   void abandoned(GstElement *element, const LedgerRow &row);
   void send_create();
   void sending_not_recorded(const std::string &failure);
@@ -173,6 +175,7 @@ private:
   bool waiting_said_ = false; // the bus was told that another run creates this step's task
   guint claim_retry_ms_ = 0;  // the wait before asking the journal again
   gint64 waiting_since_us_ = 0;
+  gint64 server_away_since_us_ = 0; // this step waits for a server's journal since then
   TaskStatus last_status_ = TaskStatus::Unknown;
   double last_progress_ = -1;
 

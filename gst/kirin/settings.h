@@ -23,6 +23,11 @@ constexpr double kExtensionSeconds = 5.0;
 constexpr double kMaxVideoSeconds = 180.0;
 constexpr guint kMaxExtensions = 36; // 36 x 5 s = 3 minutes
 constexpr const char *kJournalOff = "none";
+// How long a run that must create waits for a server's journal that does not answer before
+// it creates on this process's journal alone (about a server restart's length); 0: at once;
+// kJournalNeverAlone: never.
+constexpr gint kDefaultJournalOutageWaitS = 10;
+constexpr gint kJournalNeverAlone = -1;
 
 struct Settings {
   std::string api_url;
@@ -41,13 +46,14 @@ struct Settings {
   guint request_timeout_s = kDefaultRequestTimeoutS;
   std::string ca_file;
   bool allow_http_result = false;
-  guint extensions = 1;             // tasks in sequence, each extending the previous result
-  std::string callback_listen;      // "host:port" of the process's callback receiver
-  std::string callback_public_url;  // where the provider reaches that receiver
-  std::string cache_dir;            // kept copies of downloaded results
-  guint64 cache_max_size = 0;       // bytes of kept copies; 0: no bound
-  std::string journal;              // "": the default path; kJournalOff: none
-  bool fresh = false;               // a new task even when the journal has one
+  guint extensions = 1;            // tasks in sequence, each extending the previous result
+  std::string callback_listen;     // "host:port" of the process's callback receiver
+  std::string callback_public_url; // where the provider reaches that receiver
+  std::string cache_dir;           // kept copies of downloaded results
+  guint64 cache_max_size = 0;      // bytes of kept copies; 0: no bound
+  std::string journal;             // "": the default path; kJournalOff: none
+  bool fresh = false;              // a new task even when the journal has one
+  gint journal_outage_wait_s = kDefaultJournalOutageWaitS;
   bool stream_intermediate = false; // stream every step's result of a chain, in turn
 
   // Overwrites the key's bytes before they are freed.

@@ -125,9 +125,9 @@ bool parse_video_id(const char *rest, const char *query, std::string &video_id) 
 // Properties that exist but a URI may not set. A URI may come from a playlist, a web page or
 // another program: it must not choose where the key goes, what TLS trusts, or where files are
 // written. Saying so tells the user the key is not a typo.
-const char *const kUriRefused[] = {"api-key",           "api-url",         "ca-file",
-                                   "allow-http-result", "journal",         "cache-dir",
-                                   "cache-max-size",    "callback-listen", "callback-public-url"};
+const char *const kUriRefused[] = {
+    "api-key",   "api-url",        "ca-file",         "allow-http-result",   "journal",
+    "cache-dir", "cache-max-size", "callback-listen", "callback-public-url", "journal-outage-wait"};
 
 // A whole number as a URI writes it: decimal digits only (no sign, space or 0x, which
 // strtoul would take, wrapping -1 to 4294967295), within the property's range.

@@ -41,6 +41,9 @@ void restart(PgServer &server) {
   fail_unless(server.start_again(error), "PostgreSQL did not start again: %s", error.c_str());
 }
 
+// Runs of the tests of what is paid during an outage: they create at once.
+const OutagePolicy kAtOnce{0, nullptr};
+
 void assert_quiet(const InProcessRun &run) {
   fail_unless(run.eos, "the run did not complete: %s", run.bus.c_str());
   fail_unless(run.warnings.empty(), "the run warned: %s", run.bus.c_str());
@@ -56,7 +59,7 @@ GST_START_TEST(test_daemon_meets_its_server_again) {
   auto emu = kirin_test_start_emulator(kKey);
   assert_quiet(run_here(*emu, server->uri(), nullptr, 1, false, "before"));
   server->stop();
-  InProcessRun during = run_here(*emu, server->uri(), nullptr, 1, false, "during");
+  InProcessRun during = run_here(*emu, server->uri(), nullptr, 1, false, "during", kAtOnce);
   fail_unless(during.eos, "%s", during.bus.c_str());
   assert_warned(during, *server);
   restart(*server);
@@ -107,7 +110,7 @@ GST_START_TEST(test_paid_twice_during_the_outage_becomes_two_takes) {
   server->query("ALTER ROLE daemon NOLOGIN");
   server->query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'daemon'");
 
-  InProcessRun ours = run_here(*emu, daemon, nullptr, 1, false, "same");
+  InProcessRun ours = run_here(*emu, daemon, nullptr, 1, false, "same", kAtOnce);
   fail_unless(ours.eos, "%s", ours.bus.c_str());
   fail_unless(contains(ours.bus, "postgresql://daemon@127.0.0.1"), "%s", ours.bus.c_str());
   InProcessRun theirs = run_here(*emu, server->uri(), nullptr, 1, false, "same");
@@ -174,7 +177,7 @@ GST_START_TEST(test_reconnection_time) {
   auto emu = kirin_test_start_emulator(kKey);
   assert_quiet(run_here(*emu, server->uri(), nullptr, 1, false, "before"));
   server->stop();
-  fail_unless(run_here(*emu, server->uri(), nullptr, 1, false, "during").eos);
+  fail_unless(run_here(*emu, server->uri(), nullptr, 1, false, "during", kAtOnce).eos);
   restart(*server);
   const gint64 started = g_get_monotonic_time();
   std::atomic<double> first_row_s{-1};
@@ -195,6 +198,82 @@ GST_START_TEST(test_reconnection_time) {
 }
 GST_END_TEST;
 
+// (f) The policy, by default: a run that must pay while the server is away waits for it
+// (and says so); the server returns meanwhile, and the run creates on the server itself.
+GST_START_TEST(test_a_create_waits_for_the_server) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  server->stop();
+  std::atomic<int> creates_before_return{-1};
+  OutagePolicy policy{kOutageDefault, [&] {
+                        creates_before_return = emu->create_count();
+                        restart(*server);
+                      }};
+  InProcessRun run = run_here(*emu, server->uri(), nullptr, 1, false, "waits", policy);
+  fail_unless(run.eos, "%s", run.bus.c_str());
+  fail_unless(contains(run.bus, "Waiting for the journal's server " +
+                                    server->uri_without_password() + ", which does not answer"),
+              "%s", run.bus.c_str());
+  fail_if(contains(run.bus, server->password), "the password shows: %s", run.bus.c_str());
+  fail_unless_equals_int(creates_before_return.load(), 0);
+  fail_unless_equals_int(emu->create_count(), 1);
+  // Claimed on the server: no row waited to be written back.
+  assert_same_text(status_of_task(*server, run.task_id), "completed");
+}
+GST_END_TEST;
+
+// (g) journal-outage-wait=-1: never created without the server; the error says so.
+GST_START_TEST(test_never_without_the_server) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  server->stop();
+  InProcessRun run = run_here(*emu, server->uri(), nullptr, 1, false, "never", {-1, nullptr});
+  fail_if(run.eos, "%s", run.bus.c_str());
+  fail_unless(contains(run.bus, "journal-outage-wait=-1 says to create no task without it"), "%s",
+              run.bus.c_str());
+  fail_unless(contains(run.bus, "nothing was paid"), "%s", run.bus.c_str());
+  fail_unless(contains(run.bus, server->uri_without_password()), "%s", run.bus.c_str());
+  fail_if(contains(run.bus, server->password), "the password shows: %s", run.bus.c_str());
+  fail_unless_equals_int(emu->create_count(), 0);
+}
+GST_END_TEST;
+
+// (h) journal-outage-wait=1: after a second without the server the run creates on this
+// process's journal alone, which the server gets once it returns.
+GST_START_TEST(test_creates_alone_after_the_wait) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  assert_quiet(run_here(*emu, server->uri(), nullptr, 1, false, "before"));
+  server->stop();
+  const gint64 start = g_get_monotonic_time();
+  InProcessRun run = run_here(*emu, server->uri(), nullptr, 1, false, "alone", {1, nullptr});
+  fail_unless(run.eos, "%s", run.bus.c_str());
+  fail_unless(seconds_since(start) >= 1.0, "created before the wait was over");
+  fail_unless(contains(run.bus, "up to 1 s before paying"), "%s", run.bus.c_str());
+  assert_warned(run, *server);
+  fail_unless_equals_int(emu->create_count(), 2);
+  restart(*server);
+  fail_unless(wait_completed(*server, run.task_id, 2 * kirin_test_slowdown()) >= 0,
+              "the server never got task %s's row", run.task_id.c_str());
+}
+GST_END_TEST;
+
+// (i) A request this process knows (paid before the outage) replays during it without any
+// wait, also with journal-outage-wait=-1.
+GST_START_TEST(test_a_replay_needs_no_server) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  InProcessRun paid = run_here(*emu, server->uri(), nullptr, 1, false, "known");
+  assert_quiet(paid);
+  server->stop();
+  InProcessRun again = run_here(*emu, server->uri(), nullptr, 1, false, "known", {-1, nullptr});
+  fail_unless(again.eos, "%s", again.bus.c_str());
+  fail_unless_equals_string(again.task_id.c_str(), paid.task_id.c_str());
+  fail_if(contains(again.bus, "Waiting for the journal's server"), "%s", again.bus.c_str());
+  fail_unless_equals_int(emu->create_count(), 1);
+}
+GST_END_TEST;
+
 static Suite *fleet_outage_suite() {
   Suite *s = suite_create("fleet-outage");
   TCase *tc = tcase_create("outage");
@@ -205,6 +284,10 @@ static Suite *fleet_outage_suite() {
   tcase_add_test(tc, test_paid_twice_during_the_outage_becomes_two_takes);
   tcase_add_test(tc, test_multi_host_failover);
   tcase_add_test(tc, test_reconnection_time);
+  tcase_add_test(tc, test_a_create_waits_for_the_server);
+  tcase_add_test(tc, test_never_without_the_server);
+  tcase_add_test(tc, test_creates_alone_after_the_wait);
+  tcase_add_test(tc, test_a_replay_needs_no_server);
   return s;
 }
 

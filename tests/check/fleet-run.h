@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,12 +35,46 @@ struct InProcessRun {
   std::vector<std::string> warnings;
 };
 
+// How a run meets a server that does not answer (journal-outage-wait; kOutageDefault: as
+// the element's default), and what the test does once the run says it waits for it.
+constexpr int kOutageDefault = -2;
+struct OutagePolicy {
+  int wait_s = kOutageDefault;
+  std::function<void()> on_waiting; // on a thread of its own
+};
+
+// The element's info messages, as they are posted; runs `on_waiting` once one says the run
+// waits for the journal's server.
+struct InfoWatch {
+  std::function<void()> on_waiting;
+  std::thread thread;
+  std::mutex lock;
+  std::string infos;
+  static GstBusSyncReply seen(GstBus *, GstMessage *message, gpointer data) {
+    auto *watch = static_cast<InfoWatch *>(data);
+    if (GST_MESSAGE_TYPE(message) != GST_MESSAGE_INFO)
+      return GST_BUS_PASS;
+    GError *error = nullptr;
+    gchar *debug = nullptr;
+    gst_message_parse_info(message, &error, &debug);
+    std::lock_guard<std::mutex> guard(watch->lock);
+    watch->infos += std::string(error->message) + "\n";
+    if (watch->on_waiting && !watch->thread.joinable() &&
+        g_str_has_prefix(error->message, "Waiting for the journal's server"))
+      watch->thread = std::thread(watch->on_waiting);
+    g_error_free(error);
+    g_free(debug);
+    return GST_BUS_PASS;
+  }
+};
+
 // kirinextendsrc ! fakesink in this process, with `journal` and `extensions` steps (paid
 // again with `fresh`), and `prompt` when given (a request of its own); `during` runs once
 // the task is created, before its final poll is answered.
 InProcessRun run_here(kirin_emu::Emulator &emu, const std::string &journal,
                       const std::function<void()> &during = nullptr, guint extensions = 1,
-                      bool fresh = false, const std::string &prompt = "") {
+                      bool fresh = false, const std::string &prompt = "",
+                      const OutagePolicy &outage = {}) {
   if (during) {
     kirin_emu::HoldFilter final_only;
     final_only.only_final = true;
@@ -51,7 +86,14 @@ InProcessRun run_here(kirin_emu::Emulator &emu, const std::string &journal,
                "fresh", fresh, nullptr);
   if (!prompt.empty())
     g_object_set(src, "prompt", prompt.c_str(), nullptr);
+  if (outage.wait_s != kOutageDefault)
+    g_object_set(src, "journal-outage-wait", outage.wait_s, nullptr);
   GstElement *pipeline = gst_pipeline_new(nullptr);
+  InfoWatch watch;
+  watch.on_waiting = outage.on_waiting;
+  GstBus *bus = gst_element_get_bus(pipeline);
+  gst_bus_set_sync_handler(bus, InfoWatch::seen, &watch, nullptr);
+  gst_object_unref(bus);
   GstElement *sink = gst_element_factory_make("fakesink", nullptr);
   gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
   fail_unless(gst_element_link(src, sink));
@@ -66,7 +108,10 @@ InProcessRun run_here(kirin_emu::Emulator &emu, const std::string &journal,
   kirin_test_run(pipeline, 60, result);
   if (releaser.joinable())
     releaser.join();
+  if (watch.thread.joinable())
+    watch.thread.join();
   InProcessRun run;
+  run.bus = watch.infos;
   run.eos = result.eos;
   run.warnings = result.warnings;
   for (const std::string &w : result.warnings)

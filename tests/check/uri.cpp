@@ -234,9 +234,16 @@ GST_END_TEST;
 // well know, so "Unknown key" would read like a typo and suggest trying another spelling.
 GST_START_TEST(test_uri_refuses_unsafe_keys_for_safety) {
   GstElement *src = gst_element_factory_make("kirinextendsrc", nullptr);
-  const char *const unsafe[] = {"api-key",           "api-url",         "ca-file",
-                                "allow-http-result", "journal",         "cache-dir",
-                                "cache-max-size",    "callback-listen", "callback-public-url"};
+  const char *const unsafe[] = {"api-key",
+                                "api-url",
+                                "ca-file",
+                                "allow-http-result",
+                                "journal",
+                                "cache-dir",
+                                "cache-max-size",
+                                "callback-listen",
+                                "callback-public-url",
+                                "journal-outage-wait"};
   for (const char *key : unsafe) {
     // Each is a real property of the element, settable from code.
     fail_unless(g_object_class_find_property(G_OBJECT_GET_CLASS(src), key) != nullptr, "%s", key);
