@@ -4,15 +4,12 @@
 #include "common.h"
 
 #include "emulator-fixture.h"
+#include "journal-disks-child.h"
 
 #include <sqlite3.h>
 
 #include <algorithm>
-#include <csignal>
-#include <cstring>
 #include <ftw.h>
-#include <map>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -218,109 +215,26 @@ GST_END_TEST;
 
 namespace {
 
-// Environment of the child mode of this binary (main() below).
-constexpr const char *kChildJournal = "KIRIN_DISKS_CHILD_JOURNAL";
-constexpr const char *kChildPrompt = "KIRIN_DISKS_CHILD_PROMPT";
-constexpr const char *kChildFileLimit = "KIRIN_DISKS_CHILD_FSIZE";
-
-void count_bytes(GstElement *, GstBuffer *buffer, GstPad *, gpointer checksum) {
-  GstMapInfo map;
-  if (gst_buffer_map(buffer, &map, GST_MAP_READ)) {
-    g_checksum_update(static_cast<GChecksum *>(checksum), map.data, map.size);
-    gst_buffer_unmap(buffer, &map);
-  }
+// A journal at `journal` that holds a completed row, and the file size past which the child
+// can write nothing to it (nor SQLite's 32 KiB of shared memory, so that opening works and
+// the first write is the one that fails).
+guint64 fill_journal(const kirin_emu::Emulator &emu, const std::string &journal) {
+  ChildRun filling = run_child(emu, journal, "before the disk filled", 0);
+  assert_same_text(filling.values["eos"], "1");
+  fail_unless(filling.warnings.empty(), "warned on a good disk: %s", filling.warnings[0].c_str());
+  assert_same_text(journal_row(journal, "before the disk filled").status, "completed");
+  guint64 limit = 32768;
+  for (const char *suffix : {"", "-wal"})
+    limit = std::max(limit, kirin_file_size(journal + suffix));
+  return limit;
 }
 
-std::string one_line(std::string text) {
-  for (char &c : text)
-    if (c == '\n')
-      c = ' ';
-  return text;
-}
-
-// The child: one run of the element with the journal in KIRIN_DISKS_CHILD_JOURNAL, the
-// bytes into a checksum (no file written), no file allowed past KIRIN_DISKS_CHILD_FSIZE
-// bytes once it starts. What it saw goes to stdout, a pipe to the test, one item a line.
-int child_main(int *argc, char ***argv) {
-  kirin_test_init(argc, argv, "journal-disks-child");
-  GstElement *pipeline = gst_pipeline_new(nullptr);
-  GstElement *src = gst_element_factory_make("kirinextendsrc", nullptr);
-  GstElement *sink = gst_element_factory_make("fakesink", nullptr);
-  g_object_set(src, "video-id", "demo-5s", "prompt", g_getenv(kChildPrompt), "journal",
-               g_getenv(kChildJournal), "poll-interval", 50, nullptr);
-  g_autoptr(GChecksum) checksum = g_checksum_new(G_CHECKSUM_SHA256);
-  g_object_set(sink, "signal-handoffs", TRUE, "sync", FALSE, nullptr);
-  g_signal_connect(sink, "handoff", G_CALLBACK(count_bytes), checksum);
-  gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
-  if (!gst_element_link(src, sink))
-    return 2;
-  guint64 limit = g_ascii_strtoull(g_getenv(kChildFileLimit), nullptr, 10);
-  if (limit > 0) {
-    // A write past the limit then fails with EFBIG, as on a full disk, instead of a signal.
-    signal(SIGXFSZ, SIG_IGN);
-    struct rlimit rl = {(rlim_t)limit, (rlim_t)limit};
-    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
-      return 3;
-  }
-  RunResult result;
-  kirin_test_run(pipeline, 60, result);
-  g_autofree char *task_id = nullptr;
-  g_object_get(src, "task-id", &task_id, nullptr);
-  g_print("eos %d\n", result.eos ? 1 : 0);
-  g_print("error %s\n", result.error ? one_line(result.error->message).c_str() : "");
-  g_print("task %s\n", task_id ? task_id : "");
-  g_print("sha256 %s\n", g_checksum_get_string(checksum));
-  for (const std::string &warning : result.warnings)
-    g_print("warning %s\n", one_line(warning).c_str());
-  gst_object_unref(pipeline);
-  return 0;
-}
-
-// What a child run printed: the first value of each key, and every warning.
-struct ChildRun {
-  std::map<std::string, std::string> values;
-  std::vector<std::string> warnings;
-};
-
-ChildRun run_child(const kirin_emu::Emulator &emu, const std::string &journal, const char *prompt,
-                   guint64 file_limit) {
-  g_autofree char *self = g_file_read_link("/proc/self/exe", nullptr);
-  fail_unless(self != nullptr);
-  char **env = g_get_environ();
-  env = g_environ_setenv(env, "KIRIN_DISKS_CHILD", "1", TRUE);
-  env = g_environ_setenv(env, kChildJournal, journal.c_str(), TRUE);
-  env = g_environ_setenv(env, kChildPrompt, prompt, TRUE);
-  env = g_environ_setenv(env, kChildFileLimit, std::to_string(file_limit).c_str(), TRUE);
-  env = g_environ_setenv(env, "VTRIX_API_URL", emu.api_url().c_str(), TRUE);
-  env = g_environ_setenv(env, "VTRIX_API_KEY", emu.api_key().c_str(), TRUE);
-  const char *argv[] = {self, nullptr};
-  g_autofree char *out = nullptr, *err = nullptr;
-  int status = 0;
-  GError *error = nullptr;
-  bool spawned = g_spawn_sync(nullptr, (char **)argv, env, G_SPAWN_DEFAULT, nullptr, nullptr, &out,
-                              &err, &status, &error);
-  g_strfreev(env);
-  fail_unless(spawned, "cannot start the child: %s", error ? error->message : "?");
-  fail_unless(g_spawn_check_wait_status(status, nullptr), "the child failed (%d): %s", status,
-              err ? err : "");
-  ChildRun run;
-  g_auto(GStrv) lines = g_strsplit(out ? out : "", "\n", -1);
-  for (char **line = lines; *line; line++) {
-    const char *space = strchr(*line, ' ');
-    if (!space)
-      continue;
-    std::string key(*line, space - *line), value(space + 1);
-    if (key == "warning")
-      run.warnings.push_back(value);
-    else
-      run.values.emplace(key, value);
-  }
-  return run;
-}
-
-guint64 file_size(const std::string &path) {
-  GStatBuf st;
-  return g_stat(path.c_str(), &st) == 0 ? (guint64)st.st_size : 0;
+std::string sha256_of_result(const kirin_emu::Emulator &emu, const std::string &task_id) {
+  std::string served = kirin_test_read_file(emu.task_result_path(task_id));
+  fail_unless(!served.empty(), "the emulator serves no result for task '%s'", task_id.c_str());
+  g_autofree char *sum =
+      g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)served.data(), served.size());
+  return sum;
 }
 
 } // namespace
@@ -331,24 +245,11 @@ GST_START_TEST(test_full_disk_warns_and_the_run_goes_on) {
   auto emu = kirin_test_start_emulator(kKey);
   TempDir dir;
   const std::string journal = dir.path + "/journal.db";
-  ChildRun filling = run_child(*emu, journal, "before the disk filled", 0);
-  assert_same_text(filling.values["eos"], "1");
-  fail_unless(filling.warnings.empty(), "warned on a good disk: %s", filling.warnings[0].c_str());
-  assert_same_text(journal_row(journal, "before the disk filled").status, "completed");
-
-  // No file may grow past what the journal's files hold now (nor SQLite's 32 KiB of shared
-  // memory, so that opening works and the first write is the one that fails).
-  guint64 limit = 32768;
-  for (const char *suffix : {"", "-wal"})
-    limit = std::max(limit, file_size(journal + suffix));
+  guint64 limit = fill_journal(*emu, journal);
   ChildRun full = run_child(*emu, journal, "after the disk filled", limit);
   assert_same_text(full.values["eos"], "1");
   assert_same_text(full.values["error"], "");
-  std::string served = kirin_test_read_file(emu->task_result_path(full.values["task"]));
-  g_autofree char *served_sum =
-      g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)served.data(), served.size());
-  fail_unless(!served.empty());
-  assert_same_text(full.values["sha256"], served_sum);
+  assert_same_text(full.values["sha256"], sha256_of_result(*emu, full.values["task"]));
   bool named = false;
   for (const std::string &warning : full.warnings) {
     named = named || warning.find(journal) != std::string::npos;
@@ -359,6 +260,28 @@ GST_START_TEST(test_full_disk_warns_and_the_run_goes_on) {
   // The file holds what it held, and nothing of the run that could not write.
   assert_same_text(journal_row(journal, "before the disk filled").status, "completed");
   fail_if(journal_row(journal, "after the disk filled").exists);
+}
+GST_END_TEST;
+
+// The journal's disk fills once the journal is open: the process goes on with a journal in
+// memory, so a second element with the same request, later in the same process, attaches to
+// the task the first one paid for (replayed, the same bytes) instead of paying again.
+GST_START_TEST(test_full_disk_the_process_still_pays_once) {
+  auto emu = kirin_test_start_emulator(kKey);
+  TempDir dir;
+  const std::string journal = dir.path + "/journal.db";
+  guint64 limit = fill_journal(*emu, journal);
+  ChildRun full = run_child(*emu, journal, "twice on a full disk", limit, 2);
+  for (const char *run : {"", "-2"}) {
+    auto value = [&](const char *key) { return full.values[std::string(key) + run]; };
+    assert_same_text(value("eos"), "1");
+    assert_same_text(value("error"), "");
+    assert_same_text(value("sha256"), sha256_of_result(*emu, value("task")));
+  }
+  fail_unless_equals_int(emu->create_count(), 2);
+  assert_same_text(full.values["task-2"], full.values["task"]);
+  assert_same_text(full.values["replayed-2"], "1");
+  fail_if(journal_row(journal, "twice on a full disk").exists);
 }
 GST_END_TEST;
 
@@ -546,6 +469,7 @@ static Suite *journal_disks_suite() {
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_unusable_journal_path_warns_and_pays_once);
   tcase_add_test(tc, test_full_disk_warns_and_the_run_goes_on);
+  tcase_add_test(tc, test_full_disk_the_process_still_pays_once);
   tcase_add_test(tc, test_corrupt_journal_is_moved_aside);
   tcase_add_test(tc, test_cache_max_size_evicts_the_least_recently_used);
   tcase_add_test(tc, test_dead_processes_part_files_are_removed);
@@ -558,7 +482,7 @@ static Suite *journal_disks_suite() {
 int main(int argc, char **argv) {
   // The same binary is the child of test_full_disk_warns_and_the_run_goes_on.
   if (g_getenv("KIRIN_DISKS_CHILD"))
-    return child_main(&argc, &argv);
+    return kirin_child_main(&argc, &argv);
   kirin_test_init(&argc, &argv, "journal-disks");
   return gst_check_run_suite(journal_disks_suite(), "journal-disks", __FILE__);
 }

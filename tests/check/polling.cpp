@@ -87,6 +87,35 @@ GST_START_TEST(test_linear_progress_is_noticed_at_completion) {
 }
 GST_END_TEST;
 
+// When the growing schedule alone makes poll number `poll` (0-based, after the create),
+// with every wait drawn at `jitter`.
+gint64 scheduled_at_ms(guint poll, double jitter) {
+  gint64 at = 0;
+  for (guint i = 0; i <= poll; i++)
+    at += kirin::module::poll_delay_ms(kIntervalMs, i, 0, jitter);
+  return at;
+}
+
+// Linear progress over 6.1 s, completed 6.2 s after the create: the growing schedule polls at
+// about 1, 2.5 and 4.75 s, then not before 7.3 s whatever its jitter draws, over a second
+// late. From the three answers' progress the element polls just after the completion
+// instead: a fourth poll, the last, within a quarter of the interval.
+GST_START_TEST(test_predicted_poll_comes_at_completion) {
+  constexpr guint kProcessingMs = 6100;
+  const gint64 due_ms = kPendingMs + kProcessingMs;
+  const gint64 bound_us = gint64(kIntervalMs * 250 * kirin_test_slowdown());
+  // The schedule's third poll comes before completion, its fourth past the bound.
+  fail_unless(scheduled_at_ms(2, 1.1) < due_ms - 500);
+  fail_unless(scheduled_at_ms(3, 0.9) * 1000 > due_ms * 1000 + bound_us + 500 * 1000);
+  const Polled polled = run_task("progress:linear:" + std::to_string(kProcessingMs), kProcessingMs);
+  const gint64 late = polled.polls.back() - polled.due_us;
+  g_print("completion noticed %.0f ms late, after %zu polls\n", late / 1000.0, polled.polls.size());
+  fail_unless(late >= 0, "the last poll came before completion");
+  fail_unless(late <= bound_us, "completion noticed %" G_GINT64_FORMAT " us late", late);
+  fail_unless_equals_int(polled.polls.size(), 4);
+}
+GST_END_TEST;
+
 // Progress that cannot be trusted (a step back, steps, a stall) never brings polls closer
 // than the floor, and without progress the growing schedule alone runs (its shortest wait is
 // poll-interval less the 10 % jitter).
@@ -105,6 +134,7 @@ static Suite *polling_suite() {
   tcase_set_timeout(tc, 180);
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_linear_progress_is_noticed_at_completion);
+  tcase_add_test(tc, test_predicted_poll_comes_at_completion);
   tcase_add_test(tc, test_untrusted_progress_keeps_polls_apart);
   return s;
 }
