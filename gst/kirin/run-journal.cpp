@@ -237,10 +237,12 @@ void Run::send_create() {
   journal_mark_sending(journal_path_, ledger_, claim_,
                        [weak = weak_from_this()](const std::string &failure) {
                          decide_for(weak, [failure](Run &run) {
-                           if (failure.empty())
+                           if (failure.empty()) {
+                             run.claim_asked_again_ = false;
                              run.start_job(run.plan_, false);
-                           else
+                           } else {
                              run.sending_not_recorded(failure);
+                           }
                          });
                        });
 }
@@ -248,12 +250,22 @@ void Run::send_create() {
 // The journal could not record that the create is leaving. Sent anyway, it could be paid
 // twice: a server's journal lost this claim with the connection, so another machine may
 // take the row (still "claimed") and create too, and with any journal a death before the
-// task ID is recorded leaves the row free to be created again. So it is not sent.
+// task ID is recorded leaves the row free to be created again. So it is not sent. On a
+// server's journal the step asks the journal again, once: the server (reached again) or,
+// during an outage, the process's journal decides anew (see wait_for_server), and the
+// create leaves only once its mark is recorded there.
 void Run::sending_not_recorded(const std::string &failure) {
   ElementRef el = element();
   if (!el || stopped())
     return;
   let_claim_go();
+  if (journal_on_server(journal_path_) && !claim_asked_again_) {
+    claim_asked_again_ = true;
+    GST_INFO_OBJECT(el.element, "the create was not sent (%s): asking the journal again",
+                    failure.c_str());
+    start_step();
+    return;
+  }
   std::string text = "The create request for video " + plan_.request.video_id +
                      " was not sent, so no task was created and nothing was paid: the journal "
                      "could not record that it was leaving (" +

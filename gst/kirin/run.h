@@ -176,6 +176,7 @@ private:
   guint claim_retry_ms_ = 0;  // the wait before asking the journal again
   gint64 waiting_since_us_ = 0;
   gint64 server_away_since_us_ = 0; // this step waits for a server's journal since then
+  bool claim_asked_again_ = false;  // this step's "sending" mark failed once already
   TaskStatus last_status_ = TaskStatus::Unknown;
   double last_progress_ = -1;
 

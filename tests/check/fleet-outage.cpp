@@ -274,6 +274,74 @@ GST_START_TEST(test_a_replay_needs_no_server) {
 }
 GST_END_TEST;
 
+// (j) The server is stopped between a run's claim and its "sending" mark (placed: the
+// element is held at the message it posts in between). The create is not sent on that
+// claim; the run waits for the server as the policy says, the server returns, and the run
+// takes its claim over there and pays once.
+GST_START_TEST(test_server_stopped_between_claim_and_mark) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  std::atomic<int> creates_while_away{-1};
+  OutagePolicy policy;
+  policy.before_sending = [&] { server->stop_immediately(); };
+  policy.on_waiting = [&] {
+    creates_while_away = emu->create_count();
+    restart(*server);
+  };
+  InProcessRun run = run_here(*emu, server->uri(), nullptr, 1, false, "window", policy);
+  fail_unless(run.eos, "%s", run.bus.c_str());
+  fail_if(contains(run.bus, server->password), "the password shows: %s", run.bus.c_str());
+  fail_unless_equals_int(creates_while_away.load(), 0);
+  fail_unless_equals_int(emu->create_count(), 1);
+  auto rows = server->query("SELECT take, status, task_id FROM gst_kirin.tasks");
+  fail_unless_equals_int(rows.size(), 1);
+  fail_unless(rows[0] == (std::vector<std::string>{"1", "completed", run.task_id}), "%s %s",
+              rows[0][1].c_str(), rows[0][2].c_str());
+}
+GST_END_TEST;
+
+// (k) Eight gst-launch-1.0 processes ask for the same extension while the server is down:
+// each waits for it (placed: the server starts again once all eight said so), and once it
+// answers they pay once between them and save the same result.
+GST_START_TEST(test_eight_processes_across_an_outage) {
+  auto server = start_server();
+  auto emu = kirin_test_start_emulator(kKey);
+  WorkDir dir;
+  assert_quiet(run_here(*emu, server->uri(), nullptr, 1, false, "schema"));
+  server->stop();
+  constexpr int kMachines = 8;
+  std::vector<std::unique_ptr<Program>> machines;
+  for (int i = 0; i < kMachines; i++)
+    machines.push_back(machine(*emu, server->uri(), dir, "machine-" + std::to_string(i),
+                               {"journal-outage-wait=120"}));
+  int waiting = 0;
+  for (gint64 end = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+       waiting < kMachines && g_get_monotonic_time() < end; g_usleep(20 * 1000)) {
+    waiting = 0;
+    for (auto &m : machines)
+      waiting += contains(m->out(), "Waiting for the journal's server");
+  }
+  fail_unless_equals_int(waiting, kMachines);
+  fail_unless_equals_int(emu->create_count(), 1); // the run that made the schema
+  restart(*server);
+
+  for (auto &m : machines) {
+    finish(*m);
+    fail_unless(m->exit_status == 0, "exit %d: %s", m->exit_status, m->both().c_str());
+    fail_if(contains(m->both(), server->password), "the password shows: %s", m->both().c_str());
+  }
+  fail_unless_equals_int(emu->create_count(), 2);
+  auto rows = server->query("SELECT status, task_id FROM gst_kirin.tasks WHERE prompt = ''");
+  fail_unless_equals_int(rows.size(), 1);
+  fail_unless_equals_string(rows[0][0].c_str(), "completed");
+  const std::string served = result_bytes(*emu, rows[0][1]);
+  for (int i = 0; i < kMachines; i++) {
+    std::string saved = kirin_test_read_file(dir.file("machine-" + std::to_string(i) + ".mp4"));
+    fail_unless(!saved.empty() && saved == served, "machine %d saved other bytes", i);
+  }
+}
+GST_END_TEST;
+
 static Suite *fleet_outage_suite() {
   Suite *s = suite_create("fleet-outage");
   TCase *tc = tcase_create("outage");
@@ -288,6 +356,8 @@ static Suite *fleet_outage_suite() {
   tcase_add_test(tc, test_never_without_the_server);
   tcase_add_test(tc, test_creates_alone_after_the_wait);
   tcase_add_test(tc, test_a_replay_needs_no_server);
+  tcase_add_test(tc, test_server_stopped_between_claim_and_mark);
+  tcase_add_test(tc, test_eight_processes_across_an_outage);
   return s;
 }
 
