@@ -138,7 +138,12 @@ bool select_legacy(PgConn &conn, const LedgerRequest &request, const std::string
   adopted = false;
   if (request.account.empty())
     return true;
+  // Most requests have none: their turn is taken only when there are, and the rows read again.
   const std::string legacy = ledger_key_without_account(request);
+  if (!pg_select_newest(conn, legacy, newest, error))
+    return false;
+  if (!newest)
+    return true;
   if (!pg_exec(conn, "SELECT pg_advisory_xact_lock($1::bigint)", {request_lock_id(legacy)},
                error) ||
       !pg_select_newest(conn, legacy, newest, error))

@@ -157,7 +157,8 @@ private:
   JobConfig config_;
   const std::string journal_path_; // the journal's file, when it is used
   // The provider account the run pays with, as the journal knows it (ledger_account of the
-  // API key, computed once): a replay never crosses accounts. "" when no journal is used.
+  // API key, computed once): neither a replay nor the element's remembered task crosses
+  // accounts.
   const std::string account_;
   GObject *tls_database_;
 

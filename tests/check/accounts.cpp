@@ -277,7 +277,93 @@ void rows_before_accounts_adopted(bool on_server) {
   fail_unless_equals_int(emu->create_count(), 2);
 }
 
+kirin::LedgerRequest asked(const std::string &account, const char *prompt) {
+  kirin::LedgerRequest r;
+  r.account = account;
+  r.api_url = "https://api.example/v1";
+  r.request.video_id = "vid-1";
+  r.request.prompt = prompt;
+  return r;
+}
+
+kirin::ClaimOutcome claim_ok(kirin::Ledger &ledger, const kirin::LedgerRequest &r) {
+  kirin::ClaimOutcome out;
+  std::string error;
+  fail_unless(ledger.claim(r, false, "gen-1", out, error), "claim: %s", error.c_str());
+  return out;
+}
+
+// Sends the claimed create and records `task_id` (nullptr: the provider refused it).
+void settle(kirin::Ledger &ledger, kirin::ClaimOutcome &out, const char *task_id) {
+  std::string error;
+  fail_unless(out.result == kirin::ClaimResult::Claimed);
+  fail_unless(ledger.mark_sending(out.claim, error), "%s", error.c_str());
+  fail_unless(task_id ? ledger.record_task_id(out.claim, task_id, error)
+                      : ledger.record_create_refused(out.claim, error),
+              "%s", error.c_str());
+}
+
+std::string count_under(TestJournal &journal, const std::string &key) {
+  return journal.query("SELECT count(*) FROM " + journal.table("tasks") + " WHERE request_key = '" +
+                       key + "'")[0][0];
+}
+
+// The rule for rows from before accounts, on the ledger itself (rows claimed without an
+// account are what such a release wrote): a settled request is the first asking account's,
+// all its takes; another account then claims a take of its own. A take an older process is
+// still creating is contested where it is, busy while its claimer lives, and adopted once
+// settled.
+void adoption_rules(bool on_server) {
+  TestJournal journal(on_server);
+  std::string warning, error;
+  auto ledger = kirin::Ledger::open(journal.value, warning);
+  fail_unless(ledger && warning.empty(), "%s", warning.c_str());
+  const std::string x = kirin::ledger_account(kKeyA), y = kirin::ledger_account(kKeyB);
+
+  kirin::ClaimOutcome refused = claim_ok(*ledger, asked("", "rain"));
+  settle(*ledger, refused, nullptr);
+  kirin::ClaimOutcome paid = claim_ok(*ledger, asked("", "rain"));
+  fail_unless_equals_int(paid.row.take, 2);
+  settle(*ledger, paid, "task-old");
+  fail_unless(
+      ledger->record_completed(paid.row.id, "https://cdn/r.mp4", "vid-2", 10, "0.28", error));
+
+  kirin::ClaimOutcome adopted = claim_ok(*ledger, asked(x, "rain"));
+  fail_unless(adopted.result == kirin::ClaimResult::Recorded);
+  assert_same_text(adopted.row.task_id, "task-old");
+  assert_same_text(adopted.row.request.account, x);
+  assert_same_text(adopted.row.request_key, kirin::ledger_key(asked(x, "rain")));
+  assert_same_text(count_under(journal, kirin::ledger_key(asked(x, "rain"))), "2");
+  assert_same_text(count_under(journal, kirin::ledger_key(asked("", "rain"))), "0");
+  kirin::ClaimOutcome other = claim_ok(*ledger, asked(y, "rain"));
+  fail_unless(other.result == kirin::ClaimResult::Claimed);
+  fail_unless_equals_int(other.row.take, 1);
+  other.claim.release();
+  kirin::ClaimOutcome again = claim_ok(*ledger, asked(x, "rain"));
+  fail_unless(again.result == kirin::ClaimResult::Recorded && again.row.id == paid.row.id);
+
+  kirin::ClaimOutcome creating = claim_ok(*ledger, asked("", "snow"));
+  kirin::ClaimOutcome waits = claim_ok(*ledger, asked(x, "snow"));
+  fail_unless(waits.result == kirin::ClaimResult::Busy);
+  assert_same_text(waits.row.request_key, kirin::ledger_key(asked("", "snow")));
+  settle(*ledger, creating, "task-snow");
+  kirin::ClaimOutcome later = claim_ok(*ledger, asked(x, "snow"));
+  fail_unless(later.result == kirin::ClaimResult::Recorded);
+  assert_same_text(later.row.task_id, "task-snow");
+  assert_same_text(later.row.request_key, kirin::ledger_key(asked(x, "snow")));
+}
+
 } // namespace
+
+GST_START_TEST(test_adoption_rules_on_file) {
+  adoption_rules(false);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_adoption_rules_on_server) {
+  adoption_rules(true);
+}
+GST_END_TEST;
 
 GST_START_TEST(test_accounts_apart_on_file) {
   accounts_stay_apart(false);
@@ -299,6 +385,39 @@ GST_START_TEST(test_rows_before_accounts_on_server) {
 }
 GST_END_TEST;
 
+// One element whose api-key changes between runs (a daemon that serves several accounts),
+// without a journal: the task it remembers paying for is attached to again only by the
+// account that paid for it.
+GST_START_TEST(test_remembered_task_stays_with_its_account) {
+  auto options = kirin_test_emulator_options(kKeyA);
+  options.other_api_keys = {kKeyB};
+  auto emu = kirin_test_start_emulator(options);
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  GstElement *src = kirin_test_make_src(*emu);
+  g_object_set(src, "video-id", "demo-5s", "journal", "none", nullptr);
+  GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
+  fail_unless(gst_element_link(src, sink));
+  const struct {
+    const char *key;
+    guint creates;
+  } runs[] = {{kKeyA, 1}, {kKeyB, 2}, {kKeyB, 2}};
+  for (const auto &run : runs) {
+    size_t mark = emu->requests().size();
+    g_object_set(src, "api-key", run.key, nullptr);
+    RunResult result;
+    kirin_test_run(pipeline, 60, result);
+    fail_unless(result.eos, "%s", result.error ? result.error->message : "no EOS");
+    fail_unless_equals_int(emu->create_count(), run.creates);
+    for (const auto &r : since(*emu, mark))
+      assert_same_text(r.route == kirin_emu::Route::Download ? std::string("Bearer ") + run.key
+                                                             : r.header("Authorization"),
+                       std::string("Bearer ") + run.key);
+  }
+  gst_object_unref(pipeline);
+}
+GST_END_TEST;
+
 static Suite *accounts_suite() {
   Suite *s = suite_create("accounts");
   TCase *tc = tcase_create("runs");
@@ -308,6 +427,9 @@ static Suite *accounts_suite() {
   tcase_add_test(tc, test_accounts_apart_on_server);
   tcase_add_test(tc, test_rows_before_accounts_on_file);
   tcase_add_test(tc, test_rows_before_accounts_on_server);
+  tcase_add_test(tc, test_adoption_rules_on_file);
+  tcase_add_test(tc, test_adoption_rules_on_server);
+  tcase_add_test(tc, test_remembered_task_stays_with_its_account);
   return s;
 }
 
