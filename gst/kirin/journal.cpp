@@ -116,12 +116,21 @@ SerialWorker *server_worker(const std::string &journal) {
   return worker;
 }
 
+// The file name of a kept copy made before the journal knew accounts: named after the key
+// its row had then, which a claim of its account adopted since (ledger.h).
+std::string name_before_accounts(const LedgerRow &row) {
+  if (row.request.account.empty())
+    return {};
+  return ledger_key_without_account(row.request).substr(0, 32) + "-" + std::to_string(row.take) +
+         ".media";
+}
+
 // A kept copy answers for a row only when it is the row's own file, whole.
 std::string kept_copy(const LedgerRow &row) {
   if (row.media_file.empty() || !g_path_is_absolute(row.media_file.c_str()))
     return {};
   g_autofree char *base = g_path_get_basename(row.media_file.c_str());
-  if (media_file_name(row) != base)
+  if (media_file_name(row) != base && name_before_accounts(row) != base)
     return {};
   GStatBuf st;
   if (g_stat(row.media_file.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||

@@ -50,14 +50,14 @@ bool claim_new_take(const std::shared_ptr<LedgerDb> &ledger, const LedgerRequest
                     const std::string &key, gint64 take, const std::string &external_task_id,
                     Transaction &tx, ClaimOutcome &out, std::string &error) {
   sqlite3 *db = ledger->db;
-  Stmt s(db,
-         "INSERT INTO tasks (request_key, take, step, extensions, api_url, model, video_id, "
-         "prompt, negative_prompt, cfg_scale, user_external_task_id, external_task_id, "
-         "status, claimed_at, updated_at, claimer_pid) "
-         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'claimed', ?13, ?13, ?14)");
+  Stmt s(db, "INSERT INTO tasks (request_key, take, step, extensions, api_url, model, video_id, "
+             "prompt, negative_prompt, cfg_scale, user_external_task_id, external_task_id, "
+             "account, status, claimed_at, updated_at, claimer_pid) "
+             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULLIF(?13, ''), "
+             "'claimed', ?14, ?14, ?15)");
   bind_request_columns(s, key, take, request, external_task_id);
-  s.bind(13, now_seconds());
-  s.bind(14, (gint64)getpid());
+  s.bind(14, now_seconds());
+  s.bind(15, (gint64)getpid());
   std::optional<LedgerRow> row;
   if (!s.run(error) || !select_newest(db, key, row, error))
     return false;
@@ -128,15 +128,18 @@ bool FileLedger::claim_in(const Transaction *batch, const LedgerRequest &request
   const std::string key = ledger_key(request);
   Transaction tx(db_->db, batch);
   std::optional<LedgerRow> newest;
-  if (!tx.begin(error) || !select_newest(db_->db, key, newest, error))
+  bool adopted = false;
+  if (!tx.begin(error) || !select_newest(db_->db, key, newest, error) ||
+      (!newest && !select_legacy(db_->db, request, key, newest, adopted, error)))
     return false;
   switch (claim_rule(newest, fresh)) {
   case ClaimRule::Contest:
     return contest(db_, *newest, tx, out, error);
   case ClaimRule::Recorded:
-    out.result = ClaimResult::Recorded; // read only, rolled back
+    // Read only, rolled back; but rows adopted from before accounts stay this account's.
+    out.result = ClaimResult::Recorded;
     out.row = *newest;
-    return true;
+    return !adopted || tx.commit(error);
   case ClaimRule::NewTake:
     break;
   }

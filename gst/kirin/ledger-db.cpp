@@ -179,7 +179,7 @@ constexpr const char *kRowColumns =
     "id, request_key, take, step, extensions, api_url, model, video_id, prompt, "
     "negative_prompt, cfg_scale, user_external_task_id, external_task_id, task_id, status, "
     "result_video_id, result_url, duration, cost, media_file, media_size, media_used_at, "
-    "claimed_at, created_at, completed_at, updated_at, claimer_pid";
+    "claimed_at, created_at, completed_at, updated_at, claimer_pid, account";
 
 } // namespace
 
@@ -202,6 +202,7 @@ void bind_request_columns(Stmt &s, const std::string &key, gint64 take,
   s.bind(10, r.cfg_scale);
   s.bind(11, r.external_task_id);
   s.bind(12, external_task_id);
+  s.bind(13, request.account);
 }
 
 LedgerRow read_row(const Stmt &s) {
@@ -235,6 +236,7 @@ LedgerRow read_row(const Stmt &s) {
   row.completed_at = s.integer(24);
   row.updated_at = s.integer(25);
   row.claimer_pid = s.integer(26);
+  row.request.account = s.text(27);
   return row;
 }
 
@@ -254,6 +256,25 @@ bool select_row(sqlite3 *db, const char *where, const std::string &bind,
 bool select_newest(sqlite3 *db, const std::string &key, std::optional<LedgerRow> &row,
                    std::string &error) {
   return select_row(db, "request_key = ?1 ORDER BY take DESC LIMIT 1", key, row, error);
+}
+
+bool select_legacy(sqlite3 *db, const LedgerRequest &request, const std::string &key,
+                   std::optional<LedgerRow> &newest, bool &adopted, std::string &error) {
+  newest.reset();
+  adopted = false;
+  const std::string legacy = ledger_key_without_account(request);
+  if (request.account.empty())
+    return true;
+  if (!select_newest(db, legacy, newest, error))
+    return false;
+  if (!newest || !legacy_adoptable(*newest))
+    return true;
+  Stmt s(db, "UPDATE tasks SET request_key = ?1, account = ?2 WHERE request_key = ?3");
+  s.bind(1, key);
+  s.bind(2, request.account);
+  s.bind(3, legacy);
+  adopted = true;
+  return s.run(error) && select_newest(db, key, newest, error);
 }
 
 std::string lock_path(const LedgerDb &db, const std::string &key, gint64 take) {

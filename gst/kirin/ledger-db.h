@@ -133,9 +133,9 @@ void lock_drop(const std::string &path, int &fd, bool unlink_file);
 
 gint64 now_seconds();
 
-// Binds ?1..?12 of an INSERT INTO tasks whose columns start request_key, take, step,
+// Binds ?1..?13 of an INSERT INTO tasks whose columns start request_key, take, step,
 // extensions, api_url, model, video_id, prompt, negative_prompt, cfg_scale,
-// user_external_task_id, external_task_id.
+// user_external_task_id, external_task_id, account (write it NULLIF(?13, '')).
 void bind_request_columns(Stmt &s, const std::string &key, gint64 take,
                           const LedgerRequest &request, const std::string &external_task_id);
 
@@ -147,6 +147,12 @@ bool select_row(sqlite3 *db, const char *where, const std::string &bind,
 // The newest take's row of a request key, or nullopt.
 bool select_newest(sqlite3 *db, const std::string &key, std::optional<LedgerRow> &row,
                    std::string &error);
+// No row under the request's key: its rows from before accounts, adopted for its account
+// when their newest take is settled (ledger.h, legacy_adoptable), are `newest` now; a take
+// still claimed or sending is `newest` as it is. Nothing found leaves `newest` empty.
+// `adopted` says whether rows were re-keyed: the transaction must commit then.
+bool select_legacy(sqlite3 *db, const LedgerRequest &request, const std::string &key,
+                   std::optional<LedgerRow> &newest, bool &adopted, std::string &error);
 
 // The lock file of a take: <claims dir>/<request key>-<take>.lock
 std::string lock_path(const LedgerDb &db, const std::string &key, gint64 take);

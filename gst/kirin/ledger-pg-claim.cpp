@@ -67,13 +67,13 @@ bool claim_new_take(const std::shared_ptr<PgConn> &conn, const LedgerRequest &re
   if (!pg_exec(*conn,
                "INSERT INTO gst_kirin.tasks (request_key, take, step, extensions, api_url, model, "
                "video_id, prompt, negative_prompt, cfg_scale, user_external_task_id, "
-               "external_task_id, status, claimed_at, updated_at, claimer_host, claimer_pid) "
-               "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'claimed', now(), "
-               "now(), $13, $14)",
+               "external_task_id, status, claimed_at, updated_at, claimer_host, claimer_pid, "
+               "account) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'claimed', "
+               "now(), now(), $13, $14, NULLIF($15, ''))",
                {key, std::to_string(take), std::to_string(request.step),
                 std::to_string(request.extensions), request.api_url, r.model, r.video_id, r.prompt,
                 r.negative_prompt, cfg_scale, r.external_task_id, external_task_id, conn->host,
-                std::to_string(getpid())},
+                std::to_string(getpid()), request.account},
                error))
     return false;
   std::optional<LedgerRow> row;
@@ -127,6 +127,36 @@ bool contest(const std::shared_ptr<PgConn> &conn, const LedgerRow &row, PgTransa
   return true;
 }
 
+// No row under the request's key: its rows from before accounts (ledger.h,
+// legacy_adoptable), in their own request's turn too (`adopted`: re-keyed, to commit), so that
+// neither a process of an older version nor another account's claimer looks between the read and
+// the re-key. Claimers of new keys take the turns in that order, older versions take the old key's
+// only: no cycle.
+bool select_legacy(PgConn &conn, const LedgerRequest &request, const std::string &key,
+                   std::optional<LedgerRow> &newest, bool &adopted, std::string &error) {
+  newest.reset();
+  adopted = false;
+  if (request.account.empty())
+    return true;
+  // Most requests have none: their turn is taken only when there are, and the rows read again.
+  const std::string legacy = ledger_key_without_account(request);
+  if (!pg_select_newest(conn, legacy, newest, error))
+    return false;
+  if (!newest)
+    return true;
+  if (!pg_exec(conn, "SELECT pg_advisory_xact_lock($1::bigint)", {request_lock_id(legacy)},
+               error) ||
+      !pg_select_newest(conn, legacy, newest, error))
+    return false;
+  if (!newest || !legacy_adoptable(*newest))
+    return true;
+  adopted = true;
+  return pg_exec(conn,
+                 "UPDATE gst_kirin.tasks SET request_key = $1, account = $2 WHERE request_key = $3",
+                 {key, request.account, legacy}, error) &&
+         pg_select_newest(conn, key, newest, error);
+}
+
 } // namespace
 
 PgClaimHold::~PgClaimHold() {
@@ -156,10 +186,12 @@ bool PgLedger::claim(const LedgerRequest &request, bool fresh,
   const std::string key = ledger_key(request);
   PgTransaction tx(*conn_);
   std::optional<LedgerRow> newest;
+  bool adopted = false;
   // The request's turn: other claimers of it, anywhere, wait for this transaction's end.
   if (!tx.begin(error) ||
       !pg_exec(*conn_, "SELECT pg_advisory_xact_lock($1::bigint)", {request_lock_id(key)}, error) ||
-      !pg_select_newest(*conn_, key, newest, error))
+      !pg_select_newest(*conn_, key, newest, error) ||
+      (!newest && !select_legacy(*conn_, request, key, newest, adopted, error)))
     return false;
   bool ok = true;
   switch (claim_rule(newest, fresh)) {
@@ -167,8 +199,10 @@ bool PgLedger::claim(const LedgerRequest &request, bool fresh,
     ok = contest(conn_, *newest, tx, out, error);
     break;
   case ClaimRule::Recorded:
-    out.result = ClaimResult::Recorded; // read only, rolled back
+    // Read only, rolled back; but rows adopted from before accounts stay this account's.
+    out.result = ClaimResult::Recorded;
     out.row = *newest;
+    ok = !adopted || tx.commit(error);
     break;
   case ClaimRule::NewTake: {
     const std::string &external_task_id = request.request.external_task_id.empty()

@@ -99,11 +99,12 @@ bool insert_take(PgConn &conn, const LedgerRow &row, gint64 &id, std::string &er
           "INSERT INTO gst_kirin.tasks (request_key, take, step, extensions, api_url, model, "
           "video_id, prompt, negative_prompt, cfg_scale, user_external_task_id, external_task_id, "
           "task_id, status, result_video_id, result_url, duration, cost, claimed_at, created_at, "
-          "completed_at, updated_at, claimer_host, claimer_pid) VALUES ($1, (SELECT "
+          "completed_at, updated_at, claimer_host, claimer_pid, account) VALUES ($1, (SELECT "
           "coalesce(max(take), 0) + 1 FROM gst_kirin.tasks WHERE request_key = $1), $2, $3, $4, "
           "$5, $6, $7, $8, $9::double precision, $10, $11, $12, $13, $14, $15, "
           "$16::double precision, $17, coalesce(to_timestamp($18::bigint), now()), "
-          "to_timestamp($19::bigint), to_timestamp($20::bigint), now(), $21, $22) RETURNING id",
+          "to_timestamp($19::bigint), to_timestamp($20::bigint), now(), $21, $22, $23) "
+          "RETURNING id",
           {row.request_key,
            std::to_string(request.step),
            std::to_string(request.extensions),
@@ -125,7 +126,8 @@ bool insert_take(PgConn &conn, const LedgerRow &row, gint64 &id, std::string &er
            seconds_or_null(row.created_at),
            seconds_or_null(row.completed_at),
            conn.host,
-           std::to_string(getpid())},
+           std::to_string(getpid()),
+           text_or_null(request.account)},
           result, error))
     return false;
   id = result.integer(0, 0);

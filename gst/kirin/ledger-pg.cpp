@@ -8,15 +8,16 @@ namespace kirin {
 
 namespace {
 
-// Version 1 of the server's schema, in gst_kirin.schema_version. docs/journal.md describes
+// Version 2 of the server's schema, in gst_kirin.schema_version. docs/journal.md describes
 // every column; a change of meaning needs a new version and a migration. The columns are
 // those of a file's ledger, but for the kept copies: each machine keeps its own, so they
-// are a table of their own, by host.
-constexpr int kSchemaVersion = 1;
+// are a table of their own, by host. Version 1 had no account (kMigrateV1).
+constexpr int kSchemaVersion = 2;
 constexpr const char *kSchema = R"sql(
 CREATE TABLE gst_kirin.tasks (
   id                    bigserial PRIMARY KEY,
   request_key           text    NOT NULL, -- SHA-256 of the request's fields
+  account               text,             -- ledger_account() of the API key; NULL before 2
   take                  integer NOT NULL, -- 1, 2, ...: a fresh request or a failed take adds one
   step                  integer NOT NULL, -- 1.. within a chain of `extensions` steps
   extensions            integer NOT NULL,
@@ -54,6 +55,9 @@ CREATE TABLE gst_kirin.kept (
 );
 CREATE INDEX kept_task ON gst_kirin.kept (task_row, host);
 )sql";
+
+// From version 1: the column; the rows keep their keys until a claim adopts them.
+constexpr const char *kMigrateV1 = "ALTER TABLE gst_kirin.tasks ADD COLUMN account text";
 
 // The advisory lock that serialises the making of the schema.
 constexpr const char *kSchemaLock = "7165396815361327150";
@@ -96,6 +100,11 @@ bool ensure_schema(PgConn &conn, std::string &error) {
   if (version.is_null(0, 0)) {
     if (!pg_exec(conn, kSchema, {}, error) ||
         !pg_exec(conn, "INSERT INTO gst_kirin.schema_version VALUES ($1)",
+                 {std::to_string(kSchemaVersion)}, error))
+      return false;
+  } else if (version.integer(0, 0) == 1) {
+    if (!pg_exec(conn, kMigrateV1, {}, error) ||
+        !pg_exec(conn, "UPDATE gst_kirin.schema_version SET version = $1",
                  {std::to_string(kSchemaVersion)}, error))
       return false;
   } else if (version.integer(0, 0) != kSchemaVersion) {
@@ -212,7 +221,7 @@ const char *const kPgRowSelect =
     "k.media_size, extract(epoch FROM k.used_at)::bigint, extract(epoch FROM "
     "t.claimed_at)::bigint, "
     "extract(epoch FROM t.created_at)::bigint, extract(epoch FROM t.completed_at)::bigint, "
-    "extract(epoch FROM t.updated_at)::bigint, t.claimer_pid, t.claimer_host "
+    "extract(epoch FROM t.updated_at)::bigint, t.claimer_pid, t.claimer_host, t.account "
     "FROM gst_kirin.tasks t LEFT JOIN LATERAL (SELECT media_file, media_size, used_at FROM "
     "gst_kirin.kept WHERE task_row = t.id AND host = $1 ORDER BY used_at DESC LIMIT 1) k ON true ";
 
@@ -250,6 +259,7 @@ LedgerRow pg_read_row(const PgResult &r, int i) {
   row.updated_at = integer(25);
   row.claimer_pid = integer(26);
   row.claimer_host = text(27);
+  row.request.account = text(28);
   return row;
 }
 

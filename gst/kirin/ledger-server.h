@@ -31,7 +31,7 @@ std::unique_ptr<Ledger> open_pg_ledger(const std::string &uri, std::string &erro
 // so that a plugin and a module of different builds refuse each other instead of misreading
 // each other's memory. (They pass C++ library types too: both must be built with the same
 // compiler and standard library.)
-constexpr guint32 kLedgerServerAbiVersion = 4;
+constexpr guint32 kLedgerServerAbiVersion = 5;
 
 // What the module exports, as kirin_ledger_server_api() (extern "C"). The first two fields
 // are a ModuleTableHead's (modules.h) in every version.

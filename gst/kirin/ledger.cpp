@@ -15,13 +15,15 @@ namespace kirin {
 
 namespace {
 
-// Version 1 of the schema, kept in PRAGMA user_version. docs/journal.md describes every
-// column; a change of meaning needs a new version and a migration.
-constexpr gint64 kSchemaVersion = 1;
+// Version 2 of the schema, kept in PRAGMA user_version. docs/journal.md describes every
+// column; a change of meaning needs a new version and a migration. Version 1 had no account:
+// its request keys are those of ledger_key_without_account, and migrate_v1 adds the column.
+constexpr gint64 kSchemaVersion = 2;
 constexpr const char *kSchema = R"sql(
 CREATE TABLE tasks (
   id                    INTEGER PRIMARY KEY,
   request_key           TEXT    NOT NULL, -- ledger_key(): SHA-256 of the request's fields
+  account               TEXT,             -- ledger_account() of the API key; NULL before 2
   take                  INTEGER NOT NULL, -- 1, 2, ...: a fresh request or a failed take adds one
   step                  INTEGER NOT NULL, -- 1.. within a chain of `extensions` steps
   extensions            INTEGER NOT NULL,
@@ -53,6 +55,9 @@ CREATE TABLE tasks (
 CREATE UNIQUE INDEX tasks_request ON tasks (request_key, take);
 CREATE INDEX tasks_result_video ON tasks (result_video_id);
 )sql";
+
+// From version 1: the column; the rows keep their keys until a claim adopts them.
+constexpr const char *kMigrateV1 = "ALTER TABLE tasks ADD COLUMN account TEXT";
 
 // The process's in-memory ledger. The memdb VFS shares a database among the connections of
 // a process that name it, with the usual locking (unlike shared-cache mode, where the busy
@@ -112,19 +117,23 @@ bool read_version(sqlite3 *db, gint64 &version, std::string &error) {
   return true;
 }
 
-// Creates the schema on first use, in a write transaction that looks again, so two
-// processes starting at once do not both create it.
+// Creates the schema on first use, or migrates an older one, in a write transaction that
+// looks again, so two processes starting at once do not both do it.
 bool ensure_schema(sqlite3 *db, std::string &error) {
   gint64 found = 0;
   if (!read_version(db, found, error))
     return false;
-  if (found == 0) {
+  if (found < kSchemaVersion) {
     Transaction tx(db);
     if (!tx.begin(error) || !read_version(db, found, error))
       return false;
-    if (found == 0)
-      return sql_exec(db, kSchema, error) && sql_exec(db, "PRAGMA user_version = 1", error) &&
-             tx.commit(error);
+    const std::string set_version = "PRAGMA user_version = " + std::to_string(kSchemaVersion);
+    if (found < kSchemaVersion) {
+      if (!sql_exec(db, found == 0 ? kSchema : kMigrateV1, error) ||
+          !sql_exec(db, set_version.c_str(), error) || !tx.commit(error))
+        return false;
+      found = kSchemaVersion;
+    }
   }
   if (found != kSchemaVersion) {
     error = "it was written by a newer gst-kirin (schema version " + std::to_string(found) + ")";
@@ -271,13 +280,18 @@ std::shared_ptr<LedgerDb> open_memory_db(std::string &error) {
 
 } // namespace
 
-std::string ledger_key(const LedgerRequest &request) {
-  // Every field with its length, so no two requests give the same text.
+namespace {
+
+// Every field with its length, so no two requests give the same text; the account only when
+// set, so that a request without one has the key it had before the journal knew accounts.
+std::string key_of(const LedgerRequest &request, bool with_account) {
   const CreateRequest &r = request.request;
   std::string text = "kirin-ledger-1\n";
   auto add = [&text](const char *name, const std::string &value) {
     text += std::string(name) + "=" + std::to_string(value.size()) + ":" + value + "\n";
   };
+  if (with_account && !request.account.empty())
+    add("account", request.account);
   add("api_url", request.api_url);
   add("model", r.model);
   add("video_id", r.video_id);
@@ -293,6 +307,32 @@ std::string ledger_key(const LedgerRequest &request) {
   g_autofree char *digest =
       g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)text.data(), text.size());
   return digest;
+}
+
+// What the API key signs: fixed, so that every process of a fleet computes the same account
+// for the same key, also one that started while the fleet's server was away.
+constexpr const char *kAccountMessage = "gst-kirin account 1";
+
+} // namespace
+
+std::string ledger_account(const std::string &api_key) {
+  if (api_key.empty())
+    return {};
+  g_autofree char *digest = g_compute_hmac_for_string(
+      G_CHECKSUM_SHA256, (const guchar *)api_key.data(), api_key.size(), kAccountMessage, -1);
+  return digest;
+}
+
+std::string ledger_key(const LedgerRequest &request) {
+  return key_of(request, true);
+}
+
+std::string ledger_key_without_account(const LedgerRequest &request) {
+  return key_of(request, false);
+}
+
+bool legacy_adoptable(const LedgerRow &newest) {
+  return newest.status != "claimed" && newest.status != "sending";
 }
 
 std::string default_ledger_path() {
@@ -464,28 +504,28 @@ bool FileLedger::adopt(const std::vector<LedgerRow> &rows, std::string &error) {
       continue;
     Stmt s(db_->db,
            "INSERT INTO tasks (request_key, take, step, extensions, api_url, model, video_id, "
-           "prompt, negative_prompt, cfg_scale, user_external_task_id, external_task_id, task_id, "
-           "status, result_video_id, result_url, duration, cost, claimed_at, created_at, "
-           "completed_at, updated_at, claimer_pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-           "?10, ?11, ?12, NULLIF(?13, ''), ?14, NULLIF(?15, ''), NULLIF(?16, ''), ?17, "
-           "NULLIF(?18, ''), ?19, NULLIF(?20, 0), NULLIF(?21, 0), ?22, ?23) "
+           "prompt, negative_prompt, cfg_scale, user_external_task_id, external_task_id, account, "
+           "task_id, status, result_video_id, result_url, duration, cost, claimed_at, "
+           "created_at, completed_at, updated_at, claimer_pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+           "?7, ?8, ?9, ?10, ?11, ?12, NULLIF(?13, ''), NULLIF(?14, ''), ?15, NULLIF(?16, ''), "
+           "NULLIF(?17, ''), ?18, NULLIF(?19, ''), ?20, NULLIF(?21, 0), NULLIF(?22, 0), ?23, ?24) "
            "ON CONFLICT (request_key, take) DO UPDATE SET task_id = excluded.task_id, "
            "status = excluded.status, result_video_id = excluded.result_video_id, "
            "result_url = excluded.result_url, duration = excluded.duration, "
            "cost = excluded.cost, created_at = excluded.created_at, "
            "completed_at = excluded.completed_at, updated_at = excluded.updated_at");
     bind_request_columns(s, row.request_key, row.take, row.request, row.external_task_id);
-    s.bind(13, row.task_id);
-    s.bind(14, row.status);
-    s.bind(15, row.result_video_id);
-    s.bind(16, row.result_url);
-    s.bind(17, row.duration >= 0 ? std::optional<double>(row.duration) : std::nullopt);
-    s.bind(18, row.cost);
-    s.bind(19, row.claimed_at ? row.claimed_at : now_seconds());
-    s.bind(20, row.created_at);
-    s.bind(21, row.completed_at);
-    s.bind(22, now_seconds());
-    s.bind(23, row.claimer_pid);
+    s.bind(14, row.task_id);
+    s.bind(15, row.status);
+    s.bind(16, row.result_video_id);
+    s.bind(17, row.result_url);
+    s.bind(18, row.duration >= 0 ? std::optional<double>(row.duration) : std::nullopt);
+    s.bind(19, row.cost);
+    s.bind(20, row.claimed_at ? row.claimed_at : now_seconds());
+    s.bind(21, row.created_at);
+    s.bind(22, row.completed_at);
+    s.bind(23, now_seconds());
+    s.bind(24, row.claimer_pid);
     if (!s.run(error))
       return false;
   }

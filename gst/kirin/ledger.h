@@ -23,18 +23,29 @@
 
 namespace kirin {
 
-// What makes two runs "the same" step: where it is sent, what is sent, the user's external
-// task ID and the step of the chain of `extensions` steps. The callback URL is not part of
-// it (it only says where to notify); the API key is never stored.
+// What makes two runs "the same" step: the provider account that pays, where it is sent,
+// what is sent, the user's external task ID and the step of the chain of `extensions` steps.
+// The callback URL is not part of it (it only says where to notify); the API key is never
+// stored, only its keyed hash (ledger_account).
 struct LedgerRequest {
+  std::string account; // ledger_account() of the run's API key; "" in rows from before accounts
   std::string api_url;
   CreateRequest request; // external_task_id as the user set it ("" when not set)
   guint extensions = 1;
   guint step = 1;
 };
 
-// 64 hex digits: the SHA-256 of every field of the request with its length.
+// The provider account an API key pays with, as the journal knows it: 64 hex digits, the
+// HMAC-SHA-256 keyed with the API key of a fixed message. Every process and machine computes
+// the same for the same key, and the key cannot be recovered from it (docs/journal.md).
+std::string ledger_account(const std::string &api_key);
+
+// 64 hex digits: the SHA-256 of every field of the request with its length. The account is
+// one of them when set; without one, the key is the one a request had before the journal
+// knew accounts (ledger_key_without_account).
 std::string ledger_key(const LedgerRequest &request);
+// The key of the same request without its account: where rows from before accounts are.
+std::string ledger_key_without_account(const LedgerRequest &request);
 
 // g_get_user_cache_dir()/gst-kirin/journal.db
 std::string default_ledger_path();
@@ -58,7 +69,7 @@ struct LedgerRow {
   gint64 id = 0;
   std::string request_key;
   gint64 take = 0;
-  LedgerRequest request;
+  LedgerRequest request;        // its account too: ledger_key(request) is request_key
   std::string external_task_id; // the one sent (the user's or a generated one)
   std::string task_id;          // "" until the provider answered the create
   std::string status;           // "claimed", "sending", "created", "completed", "failed"
@@ -153,6 +164,12 @@ struct PushOutcome {
   // IDs, not failed): the same request was paid for twice.
   std::vector<LedgerRow> others;
 };
+
+// Rows from before the journal knew accounts are under ledger_key_without_account: a claim that
+// finds none under its own key adopts them for its account (the first account to ask owns
+// them), once their newest take is settled; a take still claimed or sending is contested
+// where it is, and adopted once settled.
+bool legacy_adoptable(const LedgerRow &newest);
 
 // The rules of a claim, the same for every journal: what the newest take of a request
 // (nullopt: none) means for a claim.

@@ -89,7 +89,7 @@ Plan plan_step(const PlanInput &in) {
     plan = create(plan, in);
   } else if (!in.settings->task_id.empty()) {
     plan = attach(plan, in.settings->task_id, in.settings->external_task_id, "task-id is set");
-  } else if (!in.fresh && !in.remembered.task_id.empty() &&
+  } else if (!in.fresh && !in.remembered.task_id.empty() && in.remembered.account == in.account &&
              same_request(in.remembered.request, in.request)) {
     plan = attach(plan, in.remembered.task_id, in.remembered.external_task_id,
                   "this element paid for the same request before");

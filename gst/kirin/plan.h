@@ -26,6 +26,7 @@ struct PaidTask {
   std::string task_id;
   std::string external_task_id;
   CreateRequest request;
+  std::string account; // ledger_account() of the key that paid: another account's is not ours
 };
 
 // A step's task as the journal recorded it.
@@ -50,6 +51,7 @@ struct PlanInput {
   bool fresh = false;                    // pay for a new task, whatever was paid before
   const JournalEntry *journal = nullptr; // this step's recorded entry, when there is one
   PaidTask remembered;                   // from earlier runs of this element
+  std::string account;                   // ledger_account() of this run's key
   std::string generated_external_id;     // sent when the user set no ID (the journal's claim)
 };
 

@@ -72,6 +72,7 @@ void Run::start_step() {
   JournalQuestion question;
   question.journal = journal_path_;
   question.request = journal_request(settings_, step_, previous_video_id_);
+  question.request.account = account_;
   question.fresh = settings_.fresh;
   question.create_alone = may_create_alone();
   g_autofree char *uuid = g_uuid_string_random();

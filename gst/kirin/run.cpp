@@ -23,6 +23,7 @@ Run::Run(GstElement *element, Settings settings, JobConfig config, PaidTask paid
          GObject *tls_database, GstElementCallAsyncFunc expose)
     : expose_(expose), settings_(std::move(settings)), config_(std::move(config)),
       journal_path_(settings_.task_id.empty() ? journal_path(settings_) : std::string()),
+      account_(ledger_account(config_.api_key)),
       tls_database_(tls_database ? G_OBJECT(g_object_ref(tls_database)) : nullptr),
       paid_(std::move(paid)) {
   g_weak_ref_init(&element_, element);
@@ -155,6 +156,7 @@ void Run::act(const JournalEntry *recorded, const std::string &media) {
   in.journal = recorded;
   in.fresh = settings_.fresh;
   in.remembered = paid_;
+  in.account = account_;
   g_autofree char *uuid = g_uuid_string_random();
   in.generated_external_id = std::string("gst-kirin-") + uuid;
   if (claim_) // the ID the journal's claim recorded
@@ -239,7 +241,7 @@ void Run::on_task_id(const std::string &task_id) {
   publish([&](Published &p) { p.task_id = task_id; });
   if (step_ == 1 && plan_.costs_money()) {
     // Running again unchanged attaches to this task (plan_step, "remembered").
-    paid_ = PaidTask{task_id, plan_.external_task_id, plan_.request};
+    paid_ = PaidTask{task_id, plan_.external_task_id, plan_.request, account_};
     auto *priv = GST_KIRIN_EXTEND_SRC(el.element)->priv;
     std::lock_guard<std::mutex> guard(priv->lock);
     if (priv->run.get() == this)

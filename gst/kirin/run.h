@@ -158,6 +158,10 @@ private:
   Settings settings_; // a snapshot: only the destructor changes it (wiping the key)
   JobConfig config_;
   const std::string journal_path_; // the journal's file, when it is used
+  // The provider account the run pays with, as the journal knows it (ledger_account of the
+  // API key, computed once): neither a replay nor the element's remembered task crosses
+  // accounts.
+  const std::string account_;
   GObject *tls_database_;
 
   // Only the decider touches these.

@@ -658,7 +658,7 @@ GST_START_TEST(test_ledger_key_covers_every_field) {
   const std::string key = kirin::ledger_key(base);
   fail_unless_equals_int(key.size(), 64);
   fail_unless(kirin::ledger_key(base) == key);
-  std::vector<LedgerRequest> changed(9, base);
+  std::vector<LedgerRequest> changed(10, base);
   changed[0].api_url = "https://other.example/v1";
   changed[1].extensions = 2;
   changed[2].step = 2;
@@ -668,6 +668,9 @@ GST_START_TEST(test_ledger_key_covers_every_field) {
   changed[6].request.negative_prompt = "sun";
   changed[7].request.external_task_id = "order-1";
   changed[8].request.prompt = "rain ";
+  changed[9].account = kirin::ledger_account("key-a");
+  // Without its account, a request has the key it had before the journal knew accounts.
+  fail_unless(kirin::ledger_key_without_account(changed[9]) == key);
   for (size_t i = 0; i < changed.size(); i++)
     fail_if(kirin::ledger_key(changed[i]) == key, "change %zu keeps the key", i);
   LedgerRequest zero = base;
@@ -677,6 +680,17 @@ GST_START_TEST(test_ledger_key_covers_every_field) {
   callback.request.callback_url = "https://me.example/cb";
   fail_unless(kirin::ledger_key(callback) == key, "the callback URL is not the request");
   fail_unless(g_str_has_suffix(kirin::default_ledger_path().c_str(), "/gst-kirin/journal.db"));
+}
+GST_END_TEST;
+
+// The account is the HMAC-SHA-256 of a fixed message keyed with the API key: the same in every
+// process and release (a fleet's machines must agree), never the key.
+GST_START_TEST(test_ledger_account_is_a_keyed_hash) {
+  const std::string a = kirin::ledger_account("key-a");
+  fail_unless(a == "a90ef40abffe002444808c81a9270408548a911979ca1349913a618f4e48ee94", "%s",
+              a.c_str());
+  fail_if(kirin::ledger_account("key-b") == a);
+  fail_unless(kirin::ledger_account("").empty());
 }
 GST_END_TEST;
 
@@ -746,7 +760,7 @@ GST_START_TEST(test_server_unusable_falls_back_to_memory) {
   fail_unless(ledger && warning.empty(), "%s", warning.c_str());
   ledger.reset();
   std::string name = t.journal.substr(t.journal.rfind('/') + 1);
-  server->query_in(name, "UPDATE gst_kirin.schema_version SET version = 2");
+  server->query_in(name, "UPDATE gst_kirin.schema_version SET version = 3");
   ledger = Ledger::open(t.journal, warning);
   fail_unless(ledger && ledger->path().empty());
   fail_unless(warning.find("newer") != std::string::npos, "%s", warning.c_str());
@@ -785,6 +799,7 @@ static Suite *ledger_suite() {
   tcase_add_test(tc, test_permission_denied_falls_back_to_memory);
   tcase_add_test(tc, test_disk_full_is_an_error_not_a_crash);
   tcase_add_test(tc, test_ledger_key_covers_every_field);
+  tcase_add_test(tc, test_ledger_account_is_a_keyed_hash);
   tcase_add_test(tc, test_evict_media_by_last_use);
   tcase_add_test(tc, test_server_names_without_password);
 

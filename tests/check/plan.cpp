@@ -75,6 +75,13 @@ GST_START_TEST(test_same_request_again_attaches_to_the_paid_task) {
   fail_unless_equals_string(plan.task_id.c_str(), "task-paid");
   fail_unless_equals_string(plan.external_task_id.c_str(), "ext-paid");
 
+  // Another account (the api-key changed since) pays for its own.
+  f.in.remembered.account = "account-a";
+  f.in.account = "account-b";
+  fail_unless(kirin::plan_step(f.in).action == Action::Create);
+  f.in.account = "account-a";
+  fail_unless(kirin::plan_step(f.in).action == Action::Attach);
+
   // Another prompt is another video: paid for.
   f.in.request.prompt = "snow";
   plan = kirin::plan_step(f.in);

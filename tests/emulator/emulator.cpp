@@ -1046,7 +1046,9 @@ bool Emulator::Impl::authorize(SoupServerMessage *msg) {
     g_autofree char *trimmed = g_strstrip(g_strdup(value + 7));
     key = trimmed;
   }
-  if (!key.empty() && key == options.api_key)
+  if (!key.empty() && (key == options.api_key ||
+                       std::find(options.other_api_keys.begin(), options.other_api_keys.end(),
+                                 key) != options.other_api_keys.end()))
     return true;
   if (!key.empty() && key == options.no_balance_key) {
     respond_json(msg, SOUP_STATUS_FORBIDDEN, message_json("Insufficient balance"));

@@ -19,6 +19,8 @@ struct Options {
   std::string host = "127.0.0.1";
   guint port = 0; // 0 = pick a free port
   std::string api_key = "test-key";
+  // Keys of other accounts, accepted as api_key is: each account pays for its own tasks.
+  std::vector<std::string> other_api_keys;
   std::string no_balance_key = "broke-key"; // accepted as a key, but answered with 403
   guint pending_ms = 500, processing_ms = 2000;
   // Above processing_ms: each task's processing time is drawn from [processing_ms,

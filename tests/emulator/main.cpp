@@ -64,13 +64,15 @@ int main(int argc, char **argv) {
   g_autofree char *host = nullptr, *api_key = nullptr, *no_balance_key = nullptr;
   g_autofree char *media_dir = nullptr, *video_size = nullptr;
   g_autofree char *tls_cert = nullptr, *tls_key = nullptr;
-  g_auto(GStrv) faults = nullptr;
+  g_auto(GStrv) faults = nullptr, other_keys = nullptr;
   gboolean quiet = FALSE, audio = FALSE;
   const GOptionEntry entries[] = {
       {"port", 0, 0, G_OPTION_ARG_INT, &port, "Port to listen on (0 = pick a free one)", "N"},
       {"host", 0, 0, G_OPTION_ARG_STRING, &host, "Address to listen on (default 127.0.0.1)", "IP"},
       {"api-key", 0, 0, G_OPTION_ARG_STRING, &api_key,
        "The accepted API key (default: $VTRIX_API_KEY, else test-key)", "KEY"},
+      {"other-api-key", 0, 0, G_OPTION_ARG_STRING_ARRAY, &other_keys,
+       "Also accept this key: another account's (repeatable)", "KEY"},
       {"no-balance-key", 0, 0, G_OPTION_ARG_STRING, &no_balance_key,
        "A key answered with 403 Insufficient balance (default broke-key)", "KEY"},
       {"pending-ms", 0, 0, G_OPTION_ARG_INT, &pending_ms, "Time a task stays pending (500)", "MS"},
@@ -128,6 +130,8 @@ int main(int argc, char **argv) {
     options.api_key = api_key;
   else if (const char *from_env = g_getenv("VTRIX_API_KEY"); from_env && *from_env)
     options.api_key = from_env;
+  for (char **key = other_keys; key && *key; key++)
+    options.other_api_keys.push_back(*key);
   if (no_balance_key)
     options.no_balance_key = no_balance_key;
   if (media_dir)
