@@ -42,7 +42,7 @@ void restart(PgServer &server) {
 }
 
 // Runs of the tests of what is paid during an outage: they create at once.
-const OutagePolicy kAtOnce{0, nullptr};
+const OutagePolicy kAtOnce{0, nullptr, nullptr};
 
 void assert_quiet(const InProcessRun &run) {
   fail_unless(run.eos, "the run did not complete: %s", run.bus.c_str());
@@ -205,10 +205,12 @@ GST_START_TEST(test_a_create_waits_for_the_server) {
   auto emu = kirin_test_start_emulator(kKey);
   server->stop();
   std::atomic<int> creates_before_return{-1};
-  OutagePolicy policy{kOutageDefault, [&] {
+  OutagePolicy policy{kOutageDefault,
+                      [&] {
                         creates_before_return = emu->create_count();
                         restart(*server);
-                      }};
+                      },
+                      nullptr};
   InProcessRun run = run_here(*emu, server->uri(), nullptr, 1, false, "waits", policy);
   fail_unless(run.eos, "%s", run.bus.c_str());
   fail_unless(contains(run.bus, "Waiting for the journal's server " +
@@ -227,7 +229,8 @@ GST_START_TEST(test_never_without_the_server) {
   auto server = start_server();
   auto emu = kirin_test_start_emulator(kKey);
   server->stop();
-  InProcessRun run = run_here(*emu, server->uri(), nullptr, 1, false, "never", {-1, nullptr});
+  InProcessRun run =
+      run_here(*emu, server->uri(), nullptr, 1, false, "never", {-1, nullptr, nullptr});
   fail_if(run.eos, "%s", run.bus.c_str());
   fail_unless(contains(run.bus, "journal-outage-wait=-1 says to create no task without it"), "%s",
               run.bus.c_str());
@@ -246,7 +249,8 @@ GST_START_TEST(test_creates_alone_after_the_wait) {
   assert_quiet(run_here(*emu, server->uri(), nullptr, 1, false, "before"));
   server->stop();
   const gint64 start = g_get_monotonic_time();
-  InProcessRun run = run_here(*emu, server->uri(), nullptr, 1, false, "alone", {1, nullptr});
+  InProcessRun run =
+      run_here(*emu, server->uri(), nullptr, 1, false, "alone", {1, nullptr, nullptr});
   fail_unless(run.eos, "%s", run.bus.c_str());
   fail_unless(seconds_since(start) >= 1.0, "created before the wait was over");
   fail_unless(contains(run.bus, "up to 1 s before paying"), "%s", run.bus.c_str());
@@ -266,7 +270,8 @@ GST_START_TEST(test_a_replay_needs_no_server) {
   InProcessRun paid = run_here(*emu, server->uri(), nullptr, 1, false, "known");
   assert_quiet(paid);
   server->stop();
-  InProcessRun again = run_here(*emu, server->uri(), nullptr, 1, false, "known", {-1, nullptr});
+  InProcessRun again =
+      run_here(*emu, server->uri(), nullptr, 1, false, "known", {-1, nullptr, nullptr});
   fail_unless(again.eos, "%s", again.bus.c_str());
   fail_unless_equals_string(again.task_id.c_str(), paid.task_id.c_str());
   fail_if(contains(again.bus, "Waiting for the journal's server"), "%s", again.bus.c_str());

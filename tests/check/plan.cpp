@@ -69,7 +69,7 @@ GST_END_TEST;
 
 GST_START_TEST(test_same_request_again_attaches_to_the_paid_task) {
   Fixture f;
-  f.in.remembered = {"task-paid", "ext-paid", f.in.request};
+  f.in.remembered = {"task-paid", "ext-paid", f.in.request, ""};
   kirin::Plan plan = kirin::plan_step(f.in);
   fail_unless(plan.action == Action::Attach);
   fail_unless_equals_string(plan.task_id.c_str(), "task-paid");
@@ -121,7 +121,7 @@ GST_START_TEST(test_chain_step_creates_on_the_previous_video) {
   f.in.previous_video_id = "vid-2";
   // Neither task-id nor the remembered task applies past step 1.
   f.settings.task_id = "task-9";
-  f.in.remembered = {"task-paid", "ext-paid", f.in.request};
+  f.in.remembered = {"task-paid", "ext-paid", f.in.request, ""};
   kirin::Plan plan = kirin::plan_step(f.in);
   fail_unless(plan.action == Action::Create);
   fail_unless_equals_string(plan.request.video_id.c_str(), "vid-2");
@@ -173,7 +173,7 @@ GST_END_TEST;
 
 GST_START_TEST(test_fresh_pays_again) {
   Fixture f;
-  f.in.remembered = {"task-paid", "ext-paid", f.in.request};
+  f.in.remembered = {"task-paid", "ext-paid", f.in.request, ""};
   f.in.fresh = true;
   kirin::Plan plan = kirin::plan_step(f.in);
   fail_unless(plan.action == Action::Create);
