@@ -428,6 +428,15 @@ bool ServerJournal::record_failed(gint64 id, std::string &error) {
       error);
 }
 
+bool ServerJournal::record_create_answer(gint64 id, const std::string &answer, std::string &error) {
+  return write(
+      id, [&](LedgerRow &row) { row.create_answer = answer; },
+      [&](Ledger &ledger, gint64 own, std::string &e) {
+        return ledger.record_create_answer(own, answer, e);
+      },
+      error);
+}
+
 bool ServerJournal::record_media(gint64 id, const std::string &media_file, guint64 media_size,
                                  std::string &error) {
   return write(

@@ -64,6 +64,7 @@ public:
                         const std::string &result_video_id, double duration,
                         const std::string &cost, std::string &error) override;
   bool record_failed(gint64 id, std::string &error) override;
+  bool record_create_answer(gint64 id, const std::string &answer, std::string &error) override;
   bool record_media(gint64 id, const std::string &media_file, guint64 media_size,
                     std::string &error) override;
   bool touch_media(gint64 id, std::string &error) override;

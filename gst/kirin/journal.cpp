@@ -390,6 +390,11 @@ std::string journal_failed(Ledger &ledger, gint64 row_id) {
   return checked(ledger, ledger.record_failed(row_id, error), error);
 }
 
+std::string journal_create_answer(Ledger &ledger, gint64 row_id, const std::string &answer) {
+  std::string error;
+  return checked(ledger, ledger.record_create_answer(row_id, answer, error), error);
+}
+
 std::string journal_kept(Ledger &ledger, gint64 row_id, const std::string &media_path, guint64 size,
                          guint64 max_bytes) {
   std::string error;

@@ -73,6 +73,8 @@ void journal_record_created(const std::string &journal, std::shared_ptr<Ledger> 
                             std::function<void(const std::string &warning)> done);
 std::string journal_completed(Ledger &ledger, gint64 row_id, const Task &task);
 std::string journal_failed(Ledger &ledger, gint64 row_id);
+// The create of `row_id` left and got `answer` instead of a task ID.
+std::string journal_create_answer(Ledger &ledger, gint64 row_id, const std::string &answer);
 // A kept copy is complete at `media_path`: recorded, then the copies in its directory are
 // trimmed to `max_bytes` (0: no bound), the least recently used deleted first.
 std::string journal_kept(Ledger &ledger, gint64 row_id, const std::string &media_path, guint64 size,

@@ -179,7 +179,7 @@ constexpr const char *kRowColumns =
     "id, request_key, take, step, extensions, api_url, model, video_id, prompt, "
     "negative_prompt, cfg_scale, user_external_task_id, external_task_id, task_id, status, "
     "result_video_id, result_url, duration, cost, media_file, media_size, media_used_at, "
-    "claimed_at, created_at, completed_at, updated_at, claimer_pid, account";
+    "claimed_at, created_at, completed_at, updated_at, claimer_pid, account, create_answer";
 
 } // namespace
 
@@ -237,6 +237,7 @@ LedgerRow read_row(const Stmt &s) {
   row.updated_at = s.integer(25);
   row.claimer_pid = s.integer(26);
   row.request.account = s.text(27);
+  row.create_answer = s.text(28);
   return row;
 }
 

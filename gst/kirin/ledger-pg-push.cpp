@@ -81,11 +81,12 @@ bool advance(PgConn &conn, gint64 id, const LedgerRow &row, std::string &error) 
       "result_video_id = coalesce($4, result_video_id), result_url = coalesce($5, result_url), "
       "duration = coalesce($6::double precision, duration), cost = coalesce($7, cost), "
       "created_at = coalesce(created_at, to_timestamp($8::bigint)), "
-      "completed_at = coalesce(completed_at, to_timestamp($9::bigint)), updated_at = now() "
-      "WHERE id = $1",
+      "completed_at = coalesce(completed_at, to_timestamp($9::bigint)), "
+      "create_answer = coalesce($10, create_answer), updated_at = now() WHERE id = $1",
       {std::to_string(id), row.status, text_or_null(row.task_id), text_or_null(row.result_video_id),
        text_or_null(row.result_url), real_or_null(row.duration, row.duration >= 0),
-       text_or_null(row.cost), seconds_or_null(row.created_at), seconds_or_null(row.completed_at)},
+       text_or_null(row.cost), seconds_or_null(row.created_at), seconds_or_null(row.completed_at),
+       text_or_null(row.create_answer)},
       error);
 }
 
@@ -99,11 +100,12 @@ bool insert_take(PgConn &conn, const LedgerRow &row, gint64 &id, std::string &er
           "INSERT INTO gst_kirin.tasks (request_key, take, step, extensions, api_url, model, "
           "video_id, prompt, negative_prompt, cfg_scale, user_external_task_id, external_task_id, "
           "task_id, status, result_video_id, result_url, duration, cost, claimed_at, created_at, "
-          "completed_at, updated_at, claimer_host, claimer_pid, account) VALUES ($1, (SELECT "
-          "coalesce(max(take), 0) + 1 FROM gst_kirin.tasks WHERE request_key = $1), $2, $3, $4, "
-          "$5, $6, $7, $8, $9::double precision, $10, $11, $12, $13, $14, $15, "
+          "completed_at, updated_at, claimer_host, claimer_pid, account, create_answer) VALUES "
+          "($1, "
+          "(SELECT coalesce(max(take), 0) + 1 FROM gst_kirin.tasks WHERE request_key = $1), $2, "
+          "$3, $4, $5, $6, $7, $8, $9::double precision, $10, $11, $12, $13, $14, $15, "
           "$16::double precision, $17, coalesce(to_timestamp($18::bigint), now()), "
-          "to_timestamp($19::bigint), to_timestamp($20::bigint), now(), $21, $22, $23) "
+          "to_timestamp($19::bigint), to_timestamp($20::bigint), now(), $21, $22, $23, $24) "
           "RETURNING id",
           {row.request_key,
            std::to_string(request.step),
@@ -127,7 +129,8 @@ bool insert_take(PgConn &conn, const LedgerRow &row, gint64 &id, std::string &er
            seconds_or_null(row.completed_at),
            conn.host,
            std::to_string(getpid()),
-           text_or_null(request.account)},
+           text_or_null(request.account),
+           text_or_null(row.create_answer)},
           result, error))
     return false;
   id = result.integer(0, 0);
@@ -165,8 +168,14 @@ bool PgLedger::push_row(const LedgerRow &row, gint64 id_hint, PushOutcome &out,
     return false;
   gint64 id = same ? same->id : 0;
   std::vector<LedgerRow> others;
-  if (same && rank(row.status) > rank(same->status) && !advance(*conn_, id, row, error))
-    return false;
+  // Further along, or what its create got back, which the server's row lacks; never back.
+  const bool further = same && rank(row.status) > rank(same->status);
+  if (same && (further || (!row.create_answer.empty() && same->create_answer.empty()))) {
+    LedgerRow newer = row;
+    newer.status = further ? row.status : same->status;
+    if (!advance(*conn_, id, newer, error))
+      return false;
+  }
   if (!same && (!other_takes(*conn_, row, others, error) || !insert_take(*conn_, row, id, error)))
     return false;
   PgResult result;

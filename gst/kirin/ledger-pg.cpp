@@ -42,6 +42,7 @@ CREATE TABLE gst_kirin.tasks (
   updated_at            timestamptz NOT NULL,
   claimer_host          text    NOT NULL,
   claimer_pid           integer NOT NULL,
+  create_answer         text,             -- what a create that got no task ID got instead
   UNIQUE (request_key, take)
 );
 CREATE INDEX tasks_result_video ON gst_kirin.tasks (result_video_id);
@@ -56,8 +57,9 @@ CREATE TABLE gst_kirin.kept (
 CREATE INDEX kept_task ON gst_kirin.kept (task_row, host);
 )sql";
 
-// From version 1: the column; the rows keep their keys until a claim adopts them.
-constexpr const char *kMigrateV1 = "ALTER TABLE gst_kirin.tasks ADD COLUMN account text";
+// From version 1: the columns; the rows keep their keys until a claim adopts them.
+constexpr const char *kMigrateV1 = "ALTER TABLE gst_kirin.tasks ADD COLUMN account text, ADD "
+                                   "COLUMN create_answer text";
 
 // The advisory lock that serialises the making of the schema.
 constexpr const char *kSchemaLock = "7165396815361327150";
@@ -221,8 +223,9 @@ const char *const kPgRowSelect =
     "k.media_size, extract(epoch FROM k.used_at)::bigint, extract(epoch FROM "
     "t.claimed_at)::bigint, "
     "extract(epoch FROM t.created_at)::bigint, extract(epoch FROM t.completed_at)::bigint, "
-    "extract(epoch FROM t.updated_at)::bigint, t.claimer_pid, t.claimer_host, t.account "
-    "FROM gst_kirin.tasks t LEFT JOIN LATERAL (SELECT media_file, media_size, used_at FROM "
+    "extract(epoch FROM t.updated_at)::bigint, t.claimer_pid, t.claimer_host, t.account, "
+    "t.create_answer FROM gst_kirin.tasks t LEFT JOIN LATERAL (SELECT media_file, media_size, "
+    "used_at FROM "
     "gst_kirin.kept WHERE task_row = t.id AND host = $1 ORDER BY used_at DESC LIMIT 1) k ON true ";
 
 LedgerRow pg_read_row(const PgResult &r, int i) {
@@ -260,6 +263,7 @@ LedgerRow pg_read_row(const PgResult &r, int i) {
   row.claimer_pid = integer(26);
   row.claimer_host = text(27);
   row.request.account = text(28);
+  row.create_answer = text(29);
   return row;
 }
 
@@ -322,6 +326,12 @@ bool PgLedger::record_failed(gint64 id, std::string &error) {
   return update_task(
       id, "UPDATE gst_kirin.tasks SET status = 'failed', updated_at = now() WHERE id = $1", {},
       error);
+}
+
+bool PgLedger::record_create_answer(gint64 id, const std::string &answer, std::string &error) {
+  return update_task(
+      id, "UPDATE gst_kirin.tasks SET create_answer = $2, updated_at = now() WHERE id = $1",
+      {answer}, error);
 }
 
 // Kept copies: this machine's rows of gst_kirin.kept. Their times are the statement's own

@@ -50,14 +50,16 @@ CREATE TABLE tasks (
   created_at            INTEGER,
   completed_at          INTEGER,
   updated_at            INTEGER NOT NULL,
-  claimer_pid           INTEGER NOT NULL
+  claimer_pid           INTEGER NOT NULL,
+  create_answer         TEXT              -- what a create that got no task ID got instead
 );
 CREATE UNIQUE INDEX tasks_request ON tasks (request_key, take);
 CREATE INDEX tasks_result_video ON tasks (result_video_id);
 )sql";
 
-// From version 1: the column; the rows keep their keys until a claim adopts them.
-constexpr const char *kMigrateV1 = "ALTER TABLE tasks ADD COLUMN account TEXT";
+// From version 1: the columns; the rows keep their keys until a claim adopts them.
+constexpr const char *kMigrateV1 = "ALTER TABLE tasks ADD COLUMN account TEXT; "
+                                   "ALTER TABLE tasks ADD COLUMN create_answer TEXT";
 
 // The process's in-memory ledger. The memdb VFS shares a database among the connections of
 // a process that name it, with the usual locking (unlike shared-cache mode, where the busy
@@ -419,6 +421,12 @@ bool FileLedger::record_failed(gint64 id, std::string &error) {
                     bind_nothing, error);
 }
 
+bool FileLedger::record_create_answer(gint64 id, const std::string &answer, std::string &error) {
+  return update_row(
+      db_->db, id, "UPDATE tasks SET create_answer = ?3, updated_at = ?2 WHERE id = ?1",
+      [&](Stmt &s) { s.bind(3, answer); }, error);
+}
+
 bool FileLedger::record_media(gint64 id, const std::string &media_file, guint64 media_size,
                               std::string &error) {
   return update_row(
@@ -506,14 +514,16 @@ bool FileLedger::adopt(const std::vector<LedgerRow> &rows, std::string &error) {
            "INSERT INTO tasks (request_key, take, step, extensions, api_url, model, video_id, "
            "prompt, negative_prompt, cfg_scale, user_external_task_id, external_task_id, account, "
            "task_id, status, result_video_id, result_url, duration, cost, claimed_at, "
-           "created_at, completed_at, updated_at, claimer_pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
-           "?7, ?8, ?9, ?10, ?11, ?12, NULLIF(?13, ''), NULLIF(?14, ''), ?15, NULLIF(?16, ''), "
-           "NULLIF(?17, ''), ?18, NULLIF(?19, ''), ?20, NULLIF(?21, 0), NULLIF(?22, 0), ?23, ?24) "
+           "created_at, completed_at, updated_at, claimer_pid, create_answer) VALUES (?1, ?2, ?3, "
+           "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULLIF(?13, ''), NULLIF(?14, ''), ?15, "
+           "NULLIF(?16, ''), NULLIF(?17, ''), ?18, NULLIF(?19, ''), ?20, NULLIF(?21, 0), "
+           "NULLIF(?22, 0), ?23, ?24, NULLIF(?25, '')) "
            "ON CONFLICT (request_key, take) DO UPDATE SET task_id = excluded.task_id, "
            "status = excluded.status, result_video_id = excluded.result_video_id, "
            "result_url = excluded.result_url, duration = excluded.duration, "
            "cost = excluded.cost, created_at = excluded.created_at, "
-           "completed_at = excluded.completed_at, updated_at = excluded.updated_at");
+           "completed_at = excluded.completed_at, updated_at = excluded.updated_at, "
+           "create_answer = excluded.create_answer");
     bind_request_columns(s, row.request_key, row.take, row.request, row.external_task_id);
     s.bind(14, row.task_id);
     s.bind(15, row.status);
@@ -526,6 +536,7 @@ bool FileLedger::adopt(const std::vector<LedgerRow> &rows, std::string &error) {
     s.bind(22, row.completed_at);
     s.bind(23, now_seconds());
     s.bind(24, row.claimer_pid);
+    s.bind(25, row.create_answer);
     if (!s.run(error))
       return false;
   }

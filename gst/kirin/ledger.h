@@ -87,6 +87,9 @@ struct LedgerRow {
   gint64 updated_at = 0;
   gint64 claimer_pid = 0;
   std::string claimer_host; // on a server's journal; "" in a file's
+  // A create that left and got no task ID: what came back instead (create_answer_text in
+  // run-journal.cpp), so that a later run can say it; "" when nothing was recorded.
+  std::string create_answer;
 };
 
 // A journal's hold on one claimed take (ledger-claim.cpp for a file, ledger-pg-claim.cpp for
@@ -251,6 +254,9 @@ public:
                                 const std::string &result_video_id, double duration,
                                 const std::string &cost, std::string &error) = 0;
   virtual bool record_failed(gint64 id, std::string &error) = 0;
+  // The create of row `id` left and got no task ID: `answer` says what came back instead.
+  // The row stays "sending" (the task may exist); only its create_answer changes.
+  virtual bool record_create_answer(gint64 id, const std::string &answer, std::string &error) = 0;
   // A complete download of the result, kept at `media_file` (a path on this machine); used
   // now.
   virtual bool record_media(gint64 id, const std::string &media_file, guint64 media_size,

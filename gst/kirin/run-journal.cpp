@@ -32,6 +32,17 @@ JournalEntry entry_of(const LedgerRow &row) {
   return entry;
 }
 
+// What came back for a create that got no task ID, as the journal keeps it for a later run
+// that finds the row (abandoned()).
+std::string create_answer_text(const JobOutcome &outcome) {
+  const std::string status = std::to_string(outcome.http_status);
+  if (outcome.http_status >= 500)
+    return "a server error (HTTP " + status + ")";
+  if (outcome.http_status)
+    return "an answer without a task ID it could read (HTTP " + status + ")";
+  return "no answer (the connection failed or timed out after the request was sent)";
+}
+
 // "process 123", and on a server's journal "process 123 on host-a".
 std::string claimer_of(const LedgerRow &row) {
   std::string text = "process " + std::to_string(row.claimer_pid);
@@ -217,15 +228,19 @@ void Run::wait_for_server(GstElement *element) {
 // The journal does not say which; in each case the task may exist and be charged, so
 // nothing is sent again without the user saying so.
 void Run::abandoned(GstElement *element, const LedgerRow &row) {
+  const std::string what =
+      row.create_answer.empty()
+          ? "got no task ID back: the run that sent it ended (or its process died) before the "
+            "answer came, or could not record it"
+          : "got " + row.create_answer + " instead of a task ID";
   std::string text =
       "An earlier run sent the create request for video " + row.request.request.video_id +
-      " (external-task-id " + row.external_task_id +
-      ") and got no task ID back: the provider answered it with a server error or something "
-      "unreadable, the answer was lost, or the run ended before it came. The request may have "
-      "arrived, so the task may exist and be charged. Look it up with the provider by that "
-      "external-task-id and resume with task-id, or set fresh=true to pay for a new task.";
+      " (external-task-id " + row.external_task_id + ") and " + what +
+      ". The request may have arrived, so the task may exist and be charged. Look it up with "
+      "the provider by that external-task-id and resume with task-id, or set fresh=true to pay "
+      "for a new task.";
   std::string debug =
-      "journal: create sent, answer never recorded (" + journal_display_name(journal_path_) + ")";
+      "journal: create sent, no task ID recorded (" + journal_display_name(journal_path_) + ")";
   tell(element, [text, debug](GstElement *e) {
     post_error(e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED, text,
                {debug, 0, {}, {}, "abandoned"});
@@ -298,6 +313,12 @@ void Run::record_outcome(const JobOutcome &outcome) {
     if (claim_ && !may_exist)
       journal_work(journal_path_,
                    [ledger = ledger_, claim = claim_] { journal_create_refused(*ledger, *claim); });
+    if (claim_ && may_exist)
+      journal_work(journal_path_,
+                   [weak = weak_from_this(), journal = journal_path_, ledger = ledger_,
+                    id = row_id_, answer = create_answer_text(outcome)] {
+                     journal_warning(weak, journal, journal_create_answer(*ledger, id, answer));
+                   });
     let_claim_go();
     return;
   }

@@ -226,6 +226,7 @@ void as_before_accounts(TestJournal &journal, const kirin_emu::Emulator &emu) {
   journal.query(std::string("UPDATE ") + (journal.server ? "gst_kirin.kept" : "tasks") +
                 " SET media_file = '" + old_file + "'");
   journal.query("ALTER TABLE " + tasks + " DROP COLUMN account");
+  journal.query("ALTER TABLE " + tasks + " DROP COLUMN create_answer");
   journal.query(journal.server ? "UPDATE gst_kirin.schema_version SET version = 1"
                                : "PRAGMA user_version = 1");
 }

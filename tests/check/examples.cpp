@@ -370,9 +370,9 @@ GST_START_TEST(test_timeout_says_provider_unreachable) {
 }
 GST_END_TEST;
 
-// A 500 to the create: the task may exist. The same command again stops too, saying that
-// the create got no task ID back (a server error among the causes), not only that a run
-// ended first; --fresh then pays for a new task.
+// A 500 to the create: the task may exist. The same command again stops too, saying what
+// the create got back (the journal recorded it: a server error, HTTP 500), not only that a
+// run ended first; --fresh then pays for a new task.
 GST_START_TEST(test_server_error_then_fresh) {
   const int app = __i__;
   auto emu = kirin_test_start_emulator(kKey, 100, 300);
@@ -388,9 +388,8 @@ GST_START_TEST(test_server_error_then_fresh) {
   Finished again = run(app, *emu, args, dir);
   fail_unless(again.exit_status == 6, "%s again exited with %d:\n%s", app_name(app),
               again.exit_status, again.both().c_str());
-  fail_unless(contains(again.err, "got no task ID back: the provider answered it with a server "
-                                  "error"),
-              "%s", again.both().c_str());
+  fail_unless(contains(again.err, "and got a server error (HTTP 500) instead of a task ID"), "%s",
+              again.both().c_str());
   fail_unless(contains(again.err, "fresh=true"), "%s", again.both().c_str());
   fail_unless(contains(again.err, "run again with --fresh"), "%s", again.both().c_str());
   fail_if(contains(again.err, "ended before the provider answered"), "%s", again.both().c_str());

@@ -27,7 +27,7 @@ std::string journal_file() {
 // user's sqlite3 would while the element runs.
 struct Row {
   bool exists = false;
-  std::string status, task_id, media_file;
+  std::string status, task_id, media_file, create_answer;
 };
 
 Row journal_row(const std::string &external_id) {
@@ -36,8 +36,9 @@ Row journal_row(const std::string &external_id) {
   if (sqlite3_open_v2(journal_file().c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
     sqlite3_busy_timeout(db, 5000);
     sqlite3_stmt *row = nullptr;
-    const char *sql = "SELECT status, COALESCE(task_id, ''), COALESCE(media_file, '') FROM tasks "
-                      "WHERE user_external_task_id = ?1 ORDER BY id DESC LIMIT 1";
+    const char *sql = "SELECT status, COALESCE(task_id, ''), COALESCE(media_file, ''), "
+                      "COALESCE(create_answer, '') FROM tasks WHERE user_external_task_id = ?1 "
+                      "ORDER BY id DESC LIMIT 1";
     if (sqlite3_prepare_v2(db, sql, -1, &row, nullptr) == SQLITE_OK &&
         sqlite3_bind_text(row, 1, external_id.c_str(), -1, SQLITE_TRANSIENT) == SQLITE_OK &&
         sqlite3_step(row) == SQLITE_ROW) {
@@ -49,6 +50,7 @@ Row journal_row(const std::string &external_id) {
       entry.status = text(0);
       entry.task_id = text(1);
       entry.media_file = text(2);
+      entry.create_answer = text(3);
     }
     sqlite3_finalize(row);
   }
@@ -229,23 +231,40 @@ GST_END_TEST;
 // The provider answered the create with a server error: it may have made the task and
 // charged it. Running the same request again pays nothing: it fails, naming the request's
 // external-task-id and fresh=true, and sends no second create.
+// Run with the loop's index: a server error, then a create that got no answer within
+// request-timeout. The second run says what the first one's create got back, as the journal kept
+// it.
 GST_START_TEST(test_a_create_that_may_exist_is_not_paid_again) {
+  struct Case {
+    const char *fault, *external_id, *answer;
+  };
+  const Case cases[] = {
+      {"http:500", "answered-500", "a server error (HTTP 500)"},
+      {"hang", "answer-lost",
+       "no answer (the connection failed or timed out after the request was sent)"}};
+  const Case &c = cases[__i__];
   auto emu = kirin_test_start_emulator(kKey);
-  fail_unless(emu->push_fault(Route::Create, "http:500"));
+  fail_unless(emu->push_fault(Route::Create, c.fault));
   for (int attempt = 0; attempt < 2; attempt++) {
-    Pipeline run(*emu, "answered-500");
+    Pipeline run(*emu, c.external_id);
+    g_object_set(run.src, "request-timeout", 1u, nullptr);
     RunResult result;
     kirin_test_run(run.pipeline, 60, result);
     fail_if(result.eos, "run %d streamed a result", attempt + 1);
-    fail_unless(contains(error_text(result), "answered-500"), "run %d: %s", attempt + 1,
+    fail_unless(contains(error_text(result), c.external_id), "run %d: %s", attempt + 1,
                 error_text(result).c_str());
     if (attempt == 1) {
       fail_unless(contains(error_text(result), "fresh=true"), "%s", error_text(result).c_str());
+      fail_unless(contains(error_text(result),
+                           std::string("and got ") + c.answer + " instead of a task ID"),
+                  "%s", error_text(result).c_str());
       assert_same_text(result.detail("error-kind"), "abandoned");
     }
     fail_unless_equals_int(emu->create_count(), 1);
   }
-  assert_same_text(journal_row("answered-500").status, "sending");
+  Row row = journal_row(c.external_id);
+  assert_same_text(row.status, "sending");
+  assert_same_text(row.create_answer, c.answer);
 }
 GST_END_TEST;
 
@@ -308,7 +327,7 @@ static Suite *guards_suite() {
   tcase_set_timeout(tc, 120);
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_stop_while_the_create_is_marked_sends_nothing);
-  tcase_add_test(tc, test_a_create_that_may_exist_is_not_paid_again);
+  tcase_add_loop_test(tc, test_a_create_that_may_exist_is_not_paid_again, 0, 2);
   tcase_add_test(tc, test_a_broken_download_is_not_kept);
   return s;
 }

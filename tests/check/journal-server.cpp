@@ -134,6 +134,38 @@ GST_START_TEST(test_a_long_lived_process_remembers_a_bounded_number_of_rows) {
 }
 GST_END_TEST;
 
+// What a create got back instead of a task ID reaches the server: at once while it answers,
+// and, recorded during an outage, once it answers again.
+GST_START_TEST(test_what_a_create_got_back_reaches_the_server) {
+  auto journal = open_ok();
+  std::string error;
+  auto send = [&](const std::string &prompt, const std::string &answer) {
+    ClaimOutcome out = claim_ok(*journal, request(prompt));
+    fail_unless(out.result == ClaimResult::Claimed);
+    fail_unless(journal->mark_sending(out.claim, error), "%s", error.c_str());
+    fail_unless(journal->record_create_answer(out.row.id, answer, error), "%s", error.c_str());
+  };
+  auto answer_of = [](const std::string &prompt) {
+    auto rows = server->query(
+        "SELECT status, coalesce(create_answer, '') FROM gst_kirin.tasks WHERE prompt = $1",
+        {prompt});
+    return rows.empty() ? std::string() : rows[0][0] + ": " + rows[0][1];
+  };
+  send("answered", "a server error (HTTP 502)");
+  const std::string answered = answer_of("answered");
+  fail_unless_equals_string(answered.c_str(), "sending: a server error (HTTP 502)");
+
+  server->stop();
+  send("during", "a server error (HTTP 503)");
+  server->start_again(error);
+  std::string found;
+  for (gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+       found.empty() && g_get_monotonic_time() < end; g_usleep(20 * 1000))
+    found = answer_of("during");
+  fail_unless_equals_string(found.c_str(), "sending: a server error (HTTP 503)");
+}
+GST_END_TEST;
+
 static Suite *journal_server_suite() {
   Suite *s = suite_create("journal-server");
   TCase *tc = tcase_create("server");
@@ -142,6 +174,7 @@ static Suite *journal_server_suite() {
   suite_add_tcase(s, tc);
   tcase_add_test(tc, test_an_outage_knows_this_processes_rows);
   tcase_add_test(tc, test_a_long_lived_process_remembers_a_bounded_number_of_rows);
+  tcase_add_test(tc, test_what_a_create_got_back_reaches_the_server);
   return s;
 }
 
