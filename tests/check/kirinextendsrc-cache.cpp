@@ -69,18 +69,10 @@ bool replayed_message_seen(const RunResult &result) {
   return false;
 }
 
-} // namespace
-
-// A run killed between the task's creation and its completion: the next run with the
-// same parameters attaches to the recorded task instead of paying again, keeps the result,
-// and the run after that replays the kept file without any request.
-GST_START_TEST(test_cache_survives_a_crash_then_replays) {
-  auto emu = kirin_test_start_emulator(kKey);
-  std::string dir = make_temp_dir();
-  fail_unless(emu->push_fault(kirin_emu::Route::Task, "stuck"));
-
-  // The first run is another process, killed once the provider has its task.
-  g_autofree char *api_url_arg = g_strdup_printf("api-url=%s", emu->api_url().c_str());
+// Runs gst-launch-1.0 kirinextendsrc with `dir` as its cache-dir in another process, and kills
+// it once its journal has recorded the task; returns that row.
+JournalFile run_killed_after_create(const kirin_emu::Emulator &emu, const std::string &dir) {
+  g_autofree char *api_url_arg = g_strdup_printf("api-url=%s", emu.api_url().c_str());
   g_autofree char *cache_arg = g_strdup_printf("cache-dir=%s", dir.c_str());
   const char *argv[] = {"gst-launch-1.0",
                         "-q",
@@ -108,6 +100,21 @@ GST_START_TEST(test_cache_survives_a_crash_then_replays) {
   kill(pid, SIGKILL);
   waitpid(pid, nullptr, 0);
   g_spawn_close_pid(pid);
+  return recorded;
+}
+
+} // namespace
+
+// A run killed between the task's creation and its completion: the next run with the
+// same parameters attaches to the recorded task instead of paying again, keeps the result,
+// and the run after that replays the kept file without any request.
+GST_START_TEST(test_cache_survives_a_crash_then_replays) {
+  auto emu = kirin_test_start_emulator(kKey);
+  std::string dir = make_temp_dir();
+  fail_unless(emu->push_fault(kirin_emu::Route::Task, "stuck"));
+
+  // The first run is another process, killed once the provider has its task.
+  JournalFile recorded = run_killed_after_create(*emu, dir);
   fail_if(recorded.task_id.empty(), "the first run recorded no task in %s", dir.c_str());
   assert_same_text(recorded.status, "created");
   fail_unless_equals_int(emu->create_count(), 1);
