@@ -291,9 +291,7 @@ GST_END_TEST;
 // Set from the element's weak-ref notify, on whichever thread drops the last reference.
 static Suite *kirinextendsrc_cache_suite() {
   Suite *s = suite_create("kirinextendsrc-cache");
-  TCase *tc = tcase_create("general");
-  tcase_set_timeout(tc, 180);
-  suite_add_tcase(s, tc);
+  TCase *tc = add_general_case(s);
   tcase_add_test(tc, test_cache_survives_a_crash_then_replays);
   tcase_add_test(tc, test_cache_keys_and_chains);
   tcase_add_test(tc, test_cache_forgets_a_failed_task);

@@ -242,9 +242,7 @@ GST_END_TEST;
 
 static Suite *kirinextendsrc_errors_suite() {
   Suite *s = suite_create("kirinextendsrc-errors");
-  TCase *tc = tcase_create("general");
-  tcase_set_timeout(tc, 180);
-  suite_add_tcase(s, tc);
+  TCase *tc = add_general_case(s);
   tcase_add_test(tc, test_provider_refuses_past_three_minutes);
   tcase_add_test(tc, test_validation_errors_name_the_property);
   tcase_add_test(tc, test_exactly_2500_characters_accepted);

@@ -88,3 +88,11 @@ inline bool wait_for_message(GstBus *bus, const char *status, double max_seconds
   }
   return false;
 }
+
+// Adds a suite's one case, "general": its tests each run against an emulator of their own.
+inline TCase *add_general_case(Suite *s) {
+  TCase *tc = tcase_create("general");
+  tcase_set_timeout(tc, 180);
+  suite_add_tcase(s, tc);
+  return tc;
+}

@@ -194,9 +194,7 @@ GST_END_TEST;
 
 static Suite *kirinextendsrc_stop_suite() {
   Suite *s = suite_create("kirinextendsrc-stop");
-  TCase *tc = tcase_create("general");
-  tcase_set_timeout(tc, 180);
-  suite_add_tcase(s, tc);
+  TCase *tc = add_general_case(s);
   tcase_add_test(tc, test_stop_while_polling_waits_for_no_answer);
   tcase_add_test(tc, test_stop_from_inside_a_callback);
   tcase_add_test(tc, test_stop_while_downloading_is_fast_and_clean);

@@ -477,9 +477,7 @@ GST_END_TEST;
 
 static Suite *kirinextendsrc_suite() {
   Suite *s = suite_create("kirinextendsrc");
-  TCase *tc = tcase_create("general");
-  tcase_set_timeout(tc, 180);
-  suite_add_tcase(s, tc);
+  TCase *tc = add_general_case(s);
   tcase_add_test(tc, test_properties_and_secret_key);
   tcase_add_test(tc, test_happy_path_byte_identical);
   tcase_add_test(tc, test_optional_fields_passed_through);

@@ -226,10 +226,7 @@ static Suite *ledger_fallback_suite() {
   tcase_add_test(tc, test_server_names_without_password);
 
   // A server it cannot use.
-  TCase *pg = tcase_create("server");
-  tcase_set_timeout(pg, 120);
-  tcase_add_checked_fixture(pg, start_server, stop_server);
-  suite_add_tcase(s, pg);
+  TCase *pg = add_server_case(s);
   tcase_add_test(pg, test_server_unusable_falls_back_to_memory);
   return s;
 }

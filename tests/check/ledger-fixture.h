@@ -38,6 +38,15 @@ inline void stop_server() {
   server = nullptr;
 }
 
+// Adds a suite's "server" case: each of its tests with a PostgreSQL server of its own.
+inline TCase *add_server_case(Suite *s) {
+  TCase *pg = tcase_create("server");
+  tcase_set_timeout(pg, 120);
+  tcase_add_checked_fixture(pg, start_server, stop_server);
+  suite_add_tcase(s, pg);
+  return pg;
+}
+
 struct TestDir {
   std::string dir, path;
   std::string journal; // what Ledger::open is given: `path`, or the test's database

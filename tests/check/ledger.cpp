@@ -503,10 +503,7 @@ static Suite *ledger_suite() {
   tcase_add_test(tc, test_evict_media_by_last_use);
 
   // The same rules on a server the fleet shares.
-  TCase *pg = tcase_create("server");
-  tcase_set_timeout(pg, 120);
-  tcase_add_checked_fixture(pg, start_server, stop_server);
-  suite_add_tcase(s, pg);
+  TCase *pg = add_server_case(s);
   tcase_add_test(pg, test_claim_send_record_then_recorded);
   tcase_add_test(pg, test_users_external_id_is_sent);
   tcase_add_test(pg, test_failed_or_refused_take_makes_a_new_one);
