@@ -16,7 +16,7 @@ using kirin::ServerJournal;
 
 namespace {
 
-// Each test starts a server of its own, in its own process (see ledger.cpp).
+// Each test starts a server of its own, in its own process (see ledger-fixture.h).
 PgServer *server = nullptr;
 
 void start_server() {
