@@ -128,7 +128,8 @@ GST_START_TEST(test_a_long_lived_process_remembers_a_bounded_number_of_rows) {
   const std::string last = std::to_string(settled - 1);
   ClaimOutcome replay = claim_ok(*journal, request("prompt-" + last));
   fail_unless(replay.result == ClaimResult::Recorded, "%d", (int)replay.result);
-  fail_unless_equals_string(replay.row.task_id.c_str(), ("task-" + last).c_str());
+  const std::string last_task = "task-" + last;
+  fail_unless_equals_string(replay.row.task_id.c_str(), last_task.c_str());
   fail_if(journal->touch_media(first, error), "a forgotten row changed in an outage");
   fail_unless(error.find("no longer remembers") != std::string::npos, "%s", error.c_str());
 }
