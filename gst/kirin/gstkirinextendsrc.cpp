@@ -180,11 +180,33 @@ static void push_eos(GstElement *element, gpointer event) {
   gst_pad_push_event(pad, gst_event_ref(GST_EVENT(event)));
 }
 
+// The EOS for the child streaming the result, or, when there is none any more, pushed here.
+static void send_eos_to_child(GstElement *element, gpointer event) {
+  auto *self = GST_KIRIN_EXTEND_SRC(element);
+  GstElement *child;
+  {
+    std::lock_guard<std::mutex> guard(self->priv->lock);
+    child = self->priv->source ? GST_ELEMENT(gst_object_ref(self->priv->source)) : nullptr;
+  }
+  if (!child) {
+    push_eos(element, event);
+    return;
+  }
+  gst_element_send_event(child, gst_event_ref(GST_EVENT(event)));
+  gst_object_unref(child);
+}
+
 // An EOS sent to the element (gst-launch-1.0 -e on Ctrl-C, an application finishing a
 // recording) while no result streams yet: nothing can come before the task ends, so the
 // run stops, which says on the bus which task goes on and how to get its result, while the
 // application still reads the bus, and the EOS goes downstream so the pipeline can finish
-// instead of waiting for ever. With a child streaming, the bin hands the EOS to it.
+// instead of waiting for ever. With a child streaming, the EOS is handed to it.
+//
+// Either way from GStreamer's call-async thread, never from this call: the application
+// holds the pipeline's state lock here, and while the sink prerolls (the pipeline not yet
+// PLAYING) the child's streaming thread waits for PLAYING, which needs that lock, holding
+// its stream lock, which a source takes for an EOS sent to it: sent from here, the EOS would
+// wait for ever.
 static gboolean gst_kirin_extend_src_send_event(GstElement *element, GstEvent *event) {
   auto *self = GST_KIRIN_EXTEND_SRC(element);
   if (GST_EVENT_TYPE(event) != GST_EVENT_EOS)
@@ -203,11 +225,9 @@ static gboolean gst_kirin_extend_src_send_event(GstElement *element, GstEvent *e
   if (run)
     run->stop();
   GST_STATE_UNLOCK(element);
-  if (streaming)
-    return GST_ELEMENT_CLASS(gst_kirin_extend_src_parent_class)->send_event(element, event);
-  // Pushed from GStreamer's call-async thread: a paused sink holds an EOS until PLAYING,
-  // which the application (holding the state lock here) could then never set.
-  gst_element_call_async(element, push_eos, event, (GDestroyNotify)gst_event_unref);
+  // Without a child, pushed from there too: a paused sink holds an EOS until PLAYING.
+  gst_element_call_async(element, streaming ? send_eos_to_child : push_eos, event,
+                         (GDestroyNotify)gst_event_unref);
   return TRUE;
 }
 

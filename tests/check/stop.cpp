@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -28,6 +29,7 @@ using kirin_emu::Route;
 struct Pipeline {
   GstElement *pipeline = nullptr;
   GstElement *src = nullptr;
+  GstElement *sink = nullptr;
 };
 
 Pipeline make_pipeline(const kirin_emu::Emulator &emu) {
@@ -35,10 +37,10 @@ Pipeline make_pipeline(const kirin_emu::Emulator &emu) {
   p.pipeline = gst_pipeline_new(nullptr);
   p.src = kirin_test_make_src(emu, 50);
   g_object_set(p.src, "video-id", "demo-5s", nullptr);
-  GstElement *sink = gst_element_factory_make("fakesink", nullptr);
-  g_object_set(sink, "sync", FALSE, nullptr);
-  gst_bin_add_many(GST_BIN(p.pipeline), p.src, sink, nullptr);
-  fail_unless(gst_element_link(p.src, sink));
+  p.sink = gst_element_factory_make("fakesink", nullptr);
+  g_object_set(p.sink, "sync", FALSE, nullptr);
+  gst_bin_add_many(GST_BIN(p.pipeline), p.src, p.sink, nullptr);
+  fail_unless(gst_element_link(p.src, p.sink));
   return p;
 }
 
@@ -181,6 +183,71 @@ GST_START_TEST(test_ready_while_creating_follows_no_answer) {
 }
 GST_END_TEST;
 
+// What the application thread of the test below saw: the first buffer reach the sink (which
+// then prerolls it), and its EOS sent.
+struct PrerollEos {
+  std::mutex lock;
+  std::condition_variable changed;
+  bool buffer_came = false, eos_returned = false;
+  static GstPadProbeReturn probe(GstPad *, GstPadProbeInfo *, gpointer data) {
+    auto *seen = static_cast<PrerollEos *>(data);
+    std::lock_guard<std::mutex> guard(seen->lock);
+    seen->buffer_came = true;
+    seen->changed.notify_all();
+    return GST_PAD_PROBE_REMOVE;
+  }
+};
+
+// An EOS the application sends while the sink prerolls the result's first buffer (the
+// pipeline not PLAYING yet, as `gst-launch-1.0 -e` interrupted at the start) returns at once,
+// and the stream ends once the pipeline plays. Placed: the test holds the pipeline's state
+// lock (as gst_element_send_event does) from before the task is created until the EOS was
+// sent, so the state change to PLAYING waits meanwhile. An EOS handed to the child source
+// from the sending thread waits for its streaming thread, which waits for PLAYING: for ever.
+GST_START_TEST(test_eos_during_preroll_ends_the_stream) {
+  auto emu = kirin_test_start_emulator(kKey);
+  Pipeline p = make_pipeline(*emu);
+  PrerollEos seen;
+  GstPad *pad = gst_element_get_static_pad(p.sink, "sink");
+  gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, PrerollEos::probe, &seen, nullptr);
+  gst_object_unref(pad);
+  emu->hold(Route::Create);
+  fail_if(gst_element_set_state(p.pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE);
+  fail_unless_equals_int(emu->wait_held(Route::Create, 1, kWaitMs), 1);
+  // The application's thread: the pipeline's state lock, then the EOS once the sink prerolls.
+  std::thread app([&] {
+    GST_STATE_LOCK(p.pipeline);
+    emu->release(Route::Create);
+    std::unique_lock<std::mutex> guard(seen.lock);
+    if (seen.changed.wait_for(guard, std::chrono::milliseconds(3 * kWaitMs),
+                              [&] { return seen.buffer_came; })) {
+      guard.unlock();
+      gst_element_send_event(p.pipeline, gst_event_new_eos());
+      guard.lock();
+    }
+    GST_STATE_UNLOCK(p.pipeline);
+    seen.eos_returned = true;
+    seen.changed.notify_all();
+  });
+  {
+    std::unique_lock<std::mutex> guard(seen.lock);
+    fail_unless(seen.changed.wait_for(guard, std::chrono::milliseconds(4 * kWaitMs),
+                                      [&] { return seen.eos_returned; }),
+                "the EOS sent while the sink prerolled did not return");
+    fail_unless(seen.buffer_came, "no buffer reached the sink");
+  }
+  app.join();
+  GstBus *bus = gst_element_get_bus(p.pipeline);
+  GstMessage *end = gst_bus_timed_pop_filtered(bus, kWaitMs * GST_MSECOND,
+                                               GstMessageType(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  fail_unless(end && GST_MESSAGE_TYPE(end) == GST_MESSAGE_EOS, "the stream did not end with EOS");
+  gst_message_unref(end);
+  gst_object_unref(bus);
+  gst_element_set_state(p.pipeline, GST_STATE_NULL);
+  gst_object_unref(p.pipeline);
+}
+GST_END_TEST;
+
 static Suite *stop_suite() {
   Suite *s = suite_create("stop");
   TCase *tc = tcase_create("general");
@@ -189,6 +256,7 @@ static Suite *stop_suite() {
   tcase_add_test(tc, test_ready_while_polling_polls_no_more);
   tcase_add_test(tc, test_ready_while_creating_follows_no_answer);
   tcase_add_test(tc, test_a_retry_caught_in_its_timer_is_not_sent_after_the_stop);
+  tcase_add_test(tc, test_eos_during_preroll_ends_the_stream);
   return s;
 }
 

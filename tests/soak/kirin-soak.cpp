@@ -24,6 +24,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <unistd.h>
 
 namespace {
 
@@ -214,6 +215,23 @@ void check_flat(Verdict &verdict, const std::vector<Sample> &samples, bool asser
                                                          std::to_string(threads_second));
 }
 
+// The channels end once the deadline passed and their last run ended, within its bound. A
+// channel blocked in a call into GStreamer for good (a deadlock) never does: it is counted
+// instead of waited for. Returns how many did not return.
+int join_channels(std::vector<std::thread> &channels, Shared &shared) {
+  constexpr gint64 kMarginUs = 120 * G_USEC_PER_SEC; // twice a run's bound
+  const gint64 give_up_us = shared.deadline_us + kMarginUs;
+  while (shared.channels_done < int(channels.size()) && g_get_monotonic_time() < give_up_us)
+    g_usleep(G_USEC_PER_SEC / 10);
+  const int hung = int(channels.size()) - shared.channels_done;
+  for (std::thread &channel : channels)
+    if (hung)
+      channel.detach();
+    else
+      channel.join();
+  return hung;
+}
+
 } // namespace
 
 // Under LeakSanitizer, for this program only: Debian 12's libsoup (3.2.3) leaks the task of a
@@ -268,8 +286,7 @@ int main(int argc, char **argv) {
     g_usleep(G_USEC_PER_SEC / 2);
     samples.push_back(sample_now());
   }
-  for (std::thread &channel : channels)
-    channel.join();
+  const int hung = join_channels(channels, shared);
   running = false;
   faults.join();
   if (restarts.joinable())
@@ -285,6 +302,8 @@ int main(int argc, char **argv) {
   shared.report(verdict.checks, verdict.failures);
   verdict.check(shared.stuck_runs == 0, std::to_string(shared.stuck_runs.load()) +
                                             " runs neither ended nor stopped within their bound");
+  verdict.check(hung == 0, std::to_string(hung) +
+                               " channels never returned: a call into GStreamer blocked for good");
   // The sanitizers make every instruction slower: their test setup says by how much.
   const char *slowdown = g_getenv("KIRIN_TEST_SLOWDOWN");
   const double factor = slowdown ? MAX(g_ascii_strtod(slowdown, nullptr), 1.0) : 1.0;
@@ -300,5 +319,7 @@ int main(int argc, char **argv) {
   g_autofree char *remove = g_strdup_printf("rm -rf '%s'", dir);
   if (system(remove) != 0)
     g_printerr("soak: could not remove %s\n", dir);
+  if (hung)
+    _exit(1); // the hung channels' threads cannot be joined, nor GStreamer shut down under them
   return verdict.failures ? 1 : 0;
 }

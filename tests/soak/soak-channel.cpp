@@ -296,6 +296,7 @@ void run_channel(Shared &shared, int channel, guint32 seed) {
     }
   }
   g_rand_free(rand);
+  shared.channels_done++;
 }
 
 } // namespace soak
