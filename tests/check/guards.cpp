@@ -5,6 +5,7 @@
 #include "common.h"
 
 #include "emulator-fixture.h"
+#include "threads-named.h"
 
 #include <glib/gstdio.h>
 #include <sqlite3.h>
@@ -107,23 +108,6 @@ std::string error_text(const RunResult &result) {
 }
 
 // ---- a stop while the journal records that the create leaves ----
-
-// The threads of this process with this name (the journal's file worker is "kirin-files":
-// it has a thread only while it has work, and a few milliseconds after).
-int threads_named(const char *name) {
-  int count = 0;
-  GDir *dir = g_dir_open("/proc/self/task", 0, nullptr);
-  fail_unless(dir != nullptr);
-  while (const char *task = g_dir_read_name(dir)) {
-    g_autofree char *path = g_strdup_printf("/proc/self/task/%s/comm", task);
-    g_autofree char *comm = nullptr;
-    if (g_file_get_contents(path, &comm, nullptr, nullptr) &&
-        g_strcmp0(g_strstrip(comm), name) == 0)
-      count++;
-  }
-  g_dir_close(dir);
-  return count;
-}
 
 // Waits (bounded) until the file worker has a thread (`running`) or none.
 bool file_worker_is(bool running) {

@@ -4,6 +4,7 @@
 // together, each claim let go only once its record is in the file.
 #include "journal.h"
 #include "serial-worker.h"
+#include "threads-named.h"
 
 #include <gst/check/gstcheck.h>
 #include <glib/gstdio.h>
@@ -69,21 +70,6 @@ struct Gate {
 kirin::SerialWorker *test_worker() {
   static kirin::SerialWorker *worker = kirin::serial_worker("kirin-test");
   return worker;
-}
-
-int threads_named(const char *name) {
-  int count = 0;
-  GDir *dir = g_dir_open("/proc/self/task", 0, nullptr);
-  fail_unless(dir != nullptr);
-  while (const char *task = g_dir_read_name(dir)) {
-    g_autofree char *path = g_strdup_printf("/proc/self/task/%s/comm", task);
-    g_autofree char *comm = nullptr;
-    if (g_file_get_contents(path, &comm, nullptr, nullptr) &&
-        g_strcmp0(g_strstrip(comm), name) == 0)
-      count++;
-  }
-  g_dir_close(dir);
-  return count;
 }
 
 // The worker's thread ends by itself once idle: waits for that, 5 s at most (a bounded
