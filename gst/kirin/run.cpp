@@ -53,13 +53,15 @@ void Run::publish(const std::function<void(Published &)> &change) const {
     change(priv->published);
 }
 
-void Run::tell(GstElement *element, Outbox::Delivery delivery) {
-  GST_KIRIN_EXTEND_SRC(element)->priv->outbox.deliver(element, std::move(delivery));
+void Run::tell(GstElement *element, Outbox::Delivery delivery, Outbox::Kind kind) {
+  GST_KIRIN_EXTEND_SRC(element)->priv->outbox.deliver(element, std::move(delivery), kind);
 }
 
 void Run::after_told(GstElement *element, std::function<void(Run &)> work) {
-  tell(element,
-       [weak = weak_from_this(), work = std::move(work)](GstElement *) { decide_for(weak, work); });
+  tell(
+      element,
+      [weak = weak_from_this(), work = std::move(work)](GstElement *) { decide_for(weak, work); },
+      Outbox::Kind::Work);
 }
 
 void Run::begin() {
@@ -86,7 +88,11 @@ void Run::stop() {
   if (ElementRef el = element()) {
     progress(el.element, GST_PROGRESS_TYPE_CANCELED, canceled_text());
     // Before the stop returns: the bus is flushed once the pipeline is in NULL.
-    GST_KIRIN_EXTEND_SRC(el.element)->priv->outbox.deliver_pending_now(el.element);
+    if (!GST_KIRIN_EXTEND_SRC(el.element)->priv->outbox.deliver_pending_now(el.element))
+      GST_WARNING_OBJECT(el.element,
+                         "a handler of the application held a message for over "
+                         "%lld ms: the stop's messages may come before its end",
+                         (long long)Outbox::kStopWait.count());
   }
 }
 
@@ -425,7 +431,8 @@ void Run::queue_exposure(GstElement *element, const Task &task, const std::strin
     exposures_.push_back(std::move(exposure));
   }
   // From the outbox's call-async thread, after the messages that came before it.
-  tell(element, [expose = expose_](GstElement *e) { expose(e, nullptr); });
+  tell(
+      element, [expose = expose_](GstElement *e) { expose(e, nullptr); }, Outbox::Kind::Work);
 }
 
 // ---- the child's side (GStreamer's threads) ----

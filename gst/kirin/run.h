@@ -109,7 +109,8 @@ private:
   void publish(const std::function<void(Published &)> &change) const;
   // What the application hears of a decision, through the element's outbox (outbox.h), in
   // the order decided: never posted from the decider, which every element shares.
-  void tell(GstElement *element, Outbox::Delivery delivery);
+  void tell(GstElement *element, Outbox::Delivery delivery,
+            Outbox::Kind kind = Outbox::Kind::Message);
   // `work` on the decider once everything told before it was delivered: what follows a
   // message (a create, the next step) waits for the handlers of that message, so a sync
   // handler that stops the pipeline there still prevents it.
