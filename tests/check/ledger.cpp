@@ -7,6 +7,7 @@
 #include "ledger-pg.h"
 
 #include <glib/gstdio.h>
+#include <poll.h>
 
 #include <atomic>
 #include <csignal>
@@ -181,9 +182,22 @@ GST_START_TEST(test_two_ledgers_of_one_process_exclude_each_other) {
 }
 GST_END_TEST;
 
+// Reads `count` bytes from `fd`, for at most `seconds`.
+static void wait_for_bytes(int fd, int count, int seconds) {
+  const gint64 deadline = g_get_monotonic_time() + seconds * G_TIME_SPAN_SECOND;
+  char byte;
+  while (count > 0 && g_get_monotonic_time() < deadline) {
+    struct pollfd readable = {fd, POLLIN, 0};
+    if (poll(&readable, 1, 100) == 1 && read(fd, &byte, 1) == 1)
+      count--;
+  }
+}
+
 // One racer: claims until it created the task or found it recorded. Writes
-// "<claimed|recorded|error> <task id> <busy answers>" on `out`.
-[[noreturn]] void racer(const std::string &path, int start, int out) {
+// "<claimed|recorded|error> <task id> <busy answers>" on `out`. After its first answer, a
+// racer that did not win writes a byte on `asked`; the winner holds its claim until it has
+// read one from each of the `others`, so every other racer's first answer is "busy".
+[[noreturn]] void racer(const std::string &path, int start, int out, int asked[2], int others) {
   char go;
   if (read(start, &go, 1) != 0)
     _exit(2);
@@ -199,6 +213,8 @@ GST_END_TEST;
     ClaimOutcome claim;
     if (!ledger->claim(request(), false, "gen-race", claim, error))
       break;
+    if (attempt == 0 && claim.result != ClaimResult::Claimed && write(asked[1], "a", 1) != 1)
+      _exit(5);
     if (claim.result == ClaimResult::Busy) {
       busy++;
       g_usleep(10 * 1000);
@@ -207,9 +223,9 @@ GST_END_TEST;
       task_id = claim.row.task_id;
     } else if (claim.result == ClaimResult::Claimed) {
       task_id = "task-" + std::to_string(getpid());
-      // Held a while, so the others find it busy.
+      // Held until every other racer has asked once (or 30 s passed).
       if (ledger->mark_sending(claim.claim, error)) {
-        g_usleep(300 * 1000);
+        wait_for_bytes(asked[0], others, 30);
         if (ledger->record_task_id(claim.claim, task_id, error))
           kind = "claimed";
       }
@@ -227,8 +243,8 @@ GST_END_TEST;
 GST_START_TEST(test_processes_race_for_one_claim) {
   TestDir t;
   const int kRacers = 8;
-  int start[2], results[2];
-  fail_unless(pipe(start) == 0 && pipe(results) == 0);
+  int start[2], results[2], asked[2];
+  fail_unless(pipe(start) == 0 && pipe(results) == 0 && pipe(asked) == 0);
   pid_t pids[kRacers];
   for (pid_t &pid : pids) {
     pid = fork();
@@ -236,11 +252,13 @@ GST_START_TEST(test_processes_race_for_one_claim) {
     if (pid == 0) {
       close(start[1]);
       close(results[0]);
-      racer(t.journal, start[0], results[1]);
+      racer(t.journal, start[0], results[1], asked, kRacers - 1);
     }
   }
   close(start[0]);
   close(results[1]);
+  close(asked[0]);
+  close(asked[1]);
   close(start[1]); // all start at once
   for (pid_t pid : pids) {
     int status = wait_child(pid);
@@ -269,7 +287,8 @@ GST_START_TEST(test_processes_race_for_one_claim) {
   }
   fail_unless_equals_int(claimed, 1);
   fail_unless_equals_int(recorded, kRacers - 1);
-  fail_unless(busy_total > 0, "no racer found the claim busy");
+  // Each racer but the winner found the claim busy at least once: the winner held it.
+  fail_unless(busy_total >= kRacers - 1, "%d busy answers", busy_total);
   for (char **line = lines; *line; line++)
     fail_unless(strstr(*line, winner.c_str()) != nullptr, "%s: not %s", *line, winner.c_str());
 }
