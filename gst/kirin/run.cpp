@@ -401,6 +401,7 @@ void Run::step_completed(GstElement *element, const Task &task, const std::strin
   GST_INFO_OBJECT(element, "step %u done (video %s); starting step %u", step_,
                   task.video_id.c_str(), step_ + 1);
   step_++;
+  claim_asked_again_ = false; // each step may ask the journal again once
   previous_video_id_ = task.video_id;
   after_told(element, [](Run &run) { run.start_step(); });
 }
