@@ -1,5 +1,6 @@
 // Claims on a file's ledger: who creates a request's task, decided in one transaction per
 // claim, with an flock() per claimed take that says whether its claimer still lives.
+#include "ledger-claiming.h"
 #include "ledger-db.h"
 
 #include <unistd.h>
@@ -35,119 +36,79 @@ ClaimRule claim_rule(const std::optional<LedgerRow> &newest, bool fresh) {
 
 namespace {
 
-Claim hold(const std::shared_ptr<LedgerDb> &db, gint64 row_id, int fd, const std::string &path) {
-  auto hold = std::make_unique<FileClaimHold>();
-  hold->owner = db.get();
-  hold->row_id = row_id;
-  hold->db = db;
-  hold->lock_fd = fd;
-  hold->lock_path = path;
-  return Claim(std::move(hold));
-}
+// The file's side of a claim (ledger-claiming.h): a transaction (a savepoint of claim_all's
+// batch), and a lock file per take.
+class FileClaimStore {
+public:
+  FileClaimStore(std::shared_ptr<LedgerDb> ledger, const Transaction *batch)
+      : ledger_(std::move(ledger)), tx_(ledger_->db, batch) {}
+  ~FileClaimStore() { lock_drop(lock_path_, lock_fd_, false); }
 
-// A new take of the request, claimed by this process: the row and its lock, both or none.
-bool claim_new_take(const std::shared_ptr<LedgerDb> &ledger, const LedgerRequest &request,
-                    const std::string &key, gint64 take, const std::string &external_task_id,
-                    Transaction &tx, ClaimOutcome &out, std::string &error) {
-  sqlite3 *db = ledger->db;
-  Stmt s(db, "INSERT INTO tasks (request_key, take, step, extensions, api_url, model, video_id, "
-             "prompt, negative_prompt, cfg_scale, user_external_task_id, external_task_id, "
-             "account, status, claimed_at, updated_at, claimer_pid) "
-             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULLIF(?13, ''), "
-             "'claimed', ?14, ?14, ?15)");
-  bind_request_columns(s, key, take, request, external_task_id);
-  s.bind(14, now_seconds());
-  s.bind(15, (gint64)getpid());
-  std::optional<LedgerRow> row;
-  if (!s.run(error) || !select_newest(db, key, row, error))
-    return false;
-  std::string path = lock_path(*ledger, key, take);
-  int fd = -1;
-  // The lock before the commit: no one ever sees the row claimed without a live claimer.
-  LockTry locked = lock_try(path, fd, error);
-  if (locked == LockTry::Held)
-    error = path + " is locked, but its take is new";
-  if (locked != LockTry::Taken || !tx.commit(error)) {
-    lock_drop(path, fd, locked == LockTry::Taken);
-    return false;
+  bool begin(const std::string &, std::string &error) { return tx_.begin(error); }
+  bool newest(const std::string &key, std::optional<LedgerRow> &row, std::string &error) {
+    return select_newest(ledger_->db, key, row, error);
   }
-  out.claim = hold(ledger, row->id, fd, path);
-  out.result = ClaimResult::Claimed;
-  out.row = *row;
-  return true;
-}
-
-// A claimed or sending row: is its claimer alive? Its lock says so.
-bool contest(const std::shared_ptr<LedgerDb> &ledger, const LedgerRow &row, Transaction &tx,
-             ClaimOutcome &out, std::string &error) {
-  out.row = row;
-  std::string path = lock_path(*ledger, row.request_key, row.take);
-  int fd = -1;
-  LockTry locked = lock_try(path, fd, error);
-  if (locked != LockTry::Taken) {
-    out.result = ClaimResult::Busy;
-    return locked == LockTry::Held;
+  bool legacy(const LedgerRequest &request, const std::string &key,
+              std::optional<LedgerRow> &newest, bool &adopted, std::string &error) {
+    return select_legacy(ledger_->db, request, key, newest, adopted, error);
   }
-  if (row.status == "sending") {
-    // The claimer died after sending: the provider may have the task. The lock file we
-    // made to find out goes again.
-    lock_drop(path, fd, true);
-    out.result = ClaimResult::Abandoned;
+  bool insert_take(const LedgerRequest &request, const std::string &key, gint64 take,
+                   const std::string &external_task_id, std::string &error) {
+    Stmt s(ledger_->db,
+           "INSERT INTO tasks (request_key, take, step, extensions, api_url, model, video_id, "
+           "prompt, negative_prompt, cfg_scale, user_external_task_id, external_task_id, "
+           "account, status, claimed_at, updated_at, claimer_pid) "
+           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULLIF(?13, ''), "
+           "'claimed', ?14, ?14, ?15)");
+    bind_request_columns(s, key, take, request, external_task_id);
+    s.bind(14, now_seconds());
+    s.bind(15, (gint64)getpid());
+    return s.run(error);
+  }
+  LockTry lock_take(const std::string &key, gint64 take, std::string &error) {
+    lock_path_ = lock_path(*ledger_, key, take);
+    return lock_try(lock_path_, lock_fd_, error);
+  }
+  void unlock_take(bool forget) { lock_drop(lock_path_, lock_fd_, forget); }
+  bool take_over(const LedgerRow &row, LedgerRow &out, std::string &error) {
+    gint64 now = now_seconds();
+    Stmt s(ledger_->db,
+           "UPDATE tasks SET claimer_pid = ?2, claimed_at = ?3, updated_at = ?3 WHERE id = ?1");
+    s.bind(1, row.id);
+    s.bind(2, (gint64)getpid());
+    s.bind(3, now);
+    if (!s.run(error))
+      return false;
+    out.claimer_pid = getpid();
+    out.claimed_at = out.updated_at = now;
     return true;
   }
-  // Claimed by a process that died before sending: ours now, with the lock we hold.
-  gint64 now = now_seconds();
-  Stmt s(ledger->db,
-         "UPDATE tasks SET claimer_pid = ?2, claimed_at = ?3, updated_at = ?3 WHERE id = ?1");
-  s.bind(1, row.id);
-  s.bind(2, (gint64)getpid());
-  s.bind(3, now);
-  if (!s.run(error) || !tx.commit(error)) {
-    lock_drop(path, fd, false);
-    return false;
+  bool commit(std::string &error) { return tx_.commit(error); }
+  Claim hold(const LedgerRow &row) {
+    auto hold = std::make_unique<FileClaimHold>();
+    hold->owner = ledger_.get();
+    hold->row_id = row.id;
+    hold->db = ledger_;
+    hold->lock_fd = lock_fd_;
+    hold->lock_path = lock_path_;
+    lock_fd_ = -1; // the hold's now
+    return Claim(std::move(hold));
   }
-  out.row.claimer_pid = getpid();
-  out.row.claimed_at = out.row.updated_at = now;
-  out.claim = hold(ledger, row.id, fd, path);
-  out.result = ClaimResult::Claimed;
-  return true;
-}
+
+private:
+  std::shared_ptr<LedgerDb> ledger_;
+  Transaction tx_;
+  std::string lock_path_;
+  int lock_fd_ = -1;
+};
 
 } // namespace
 
 bool FileLedger::claim(const LedgerRequest &request, bool fresh,
                        const std::string &generated_external_id, ClaimOutcome &out,
                        std::string &error) {
-  return claim_in(nullptr, request, fresh, generated_external_id, out, error);
-}
-
-bool FileLedger::claim_in(const Transaction *batch, const LedgerRequest &request, bool fresh,
-                          const std::string &generated_external_id, ClaimOutcome &out,
-                          std::string &error) {
-  out = ClaimOutcome();
-  const std::string key = ledger_key(request);
-  Transaction tx(db_->db, batch);
-  std::optional<LedgerRow> newest;
-  bool adopted = false;
-  if (!tx.begin(error) || !select_newest(db_->db, key, newest, error) ||
-      (!newest && !select_legacy(db_->db, request, key, newest, adopted, error)))
-    return false;
-  switch (claim_rule(newest, fresh)) {
-  case ClaimRule::Contest:
-    return contest(db_, *newest, tx, out, error);
-  case ClaimRule::Recorded:
-    // Read only, rolled back; but rows adopted from before accounts stay this account's.
-    out.result = ClaimResult::Recorded;
-    out.row = *newest;
-    return !adopted || tx.commit(error);
-  case ClaimRule::NewTake:
-    break;
-  }
-  const std::string &external_task_id = request.request.external_task_id.empty()
-                                            ? generated_external_id
-                                            : request.request.external_task_id;
-  return claim_new_take(db_, request, key, newest ? newest->take + 1 : 1, external_task_id, tx, out,
-                        error);
+  FileClaimStore store(db_, nullptr);
+  return claim_in(store, request, fresh, generated_external_id, out, error);
 }
 
 bool FileLedger::claim_all(const std::vector<ClaimAsk> &asks, std::vector<ClaimOutcome> &out,
@@ -158,9 +119,11 @@ bool FileLedger::claim_all(const std::vector<ClaimAsk> &asks, std::vector<ClaimO
     return false;
   out.resize(asks.size());
   bool ok = true;
-  for (size_t i = 0; ok && i < asks.size(); i++)
-    ok = claim_in(&batch, *asks[i].request, asks[i].fresh, asks[i].generated_external_id, out[i],
+  for (size_t i = 0; ok && i < asks.size(); i++) {
+    FileClaimStore store(db_, &batch);
+    ok = claim_in(store, *asks[i].request, asks[i].fresh, asks[i].generated_external_id, out[i],
                   error);
+  }
   // Each claim took its lock before its savepoint: no one sees a row without its claimer.
   if (ok && batch.commit(error))
     return true;

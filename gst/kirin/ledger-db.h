@@ -3,6 +3,7 @@
 // directory, and the claim lock files. Internal to ledger*.cpp.
 #pragma once
 
+#include "ledger-claiming.h"
 #include "ledger.h"
 
 #include <glib.h>
@@ -59,9 +60,6 @@ public:
   bool adopt(const std::vector<LedgerRow> &rows, std::string &error) override;
 
 private:
-  // claim(), inside `batch` (claim_all's transaction) when given.
-  bool claim_in(const Transaction *batch, const LedgerRequest &request, bool fresh,
-                const std::string &generated_external_id, ClaimOutcome &out, std::string &error);
   bool held(const Claim &claim, std::string &error) const;
 
   std::shared_ptr<LedgerDb> db_;
@@ -121,9 +119,6 @@ private:
   const Transaction *outer_;
   bool open_ = false;
 };
-
-// Outcome of trying a claim's lock file.
-enum class LockTry { Taken, Held, Error };
 
 // Takes the exclusive flock() of `path` (created 0600) without waiting. On Taken, `fd`
 // holds it. flock locks belong to the open file description, so two ledgers of one process

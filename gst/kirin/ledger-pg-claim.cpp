@@ -11,6 +11,7 @@
 // only tries take locks, without waiting.
 #include "ledger-pg.h"
 
+#include "ledger-claiming.h"
 #include "ledger-db.h"
 
 #include <unistd.h>
@@ -45,88 +46,6 @@ void drop_take_lock(PgConn &conn, gint64 lock_id) {
   pg_exec(conn, "SELECT pg_advisory_unlock($1::bigint)", {lock_text(lock_id)}, ignored);
 }
 
-Claim hold(const std::shared_ptr<PgConn> &conn, const LedgerRow &row) {
-  auto hold = std::make_unique<PgClaimHold>();
-  hold->owner = conn.get();
-  hold->row_id = row.id;
-  hold->conn = conn;
-  hold->request_key = row.request_key;
-  hold->take = row.take;
-  return Claim(std::move(hold));
-}
-
-// A new take of the request, claimed by this process: the row and its lock, both or none.
-bool claim_new_take(const std::shared_ptr<PgConn> &conn, const LedgerRequest &request,
-                    const std::string &key, gint64 take, const std::string &external_task_id,
-                    PgTransaction &tx, ClaimOutcome &out, std::string &error) {
-  const CreateRequest &r = request.request;
-  std::optional<std::string> cfg_scale;
-  char number[G_ASCII_DTOSTR_BUF_SIZE];
-  if (r.cfg_scale)
-    cfg_scale = g_ascii_dtostr(number, sizeof number, *r.cfg_scale);
-  if (!pg_exec(*conn,
-               "INSERT INTO gst_kirin.tasks (request_key, take, step, extensions, api_url, model, "
-               "video_id, prompt, negative_prompt, cfg_scale, user_external_task_id, "
-               "external_task_id, status, claimed_at, updated_at, claimer_host, claimer_pid, "
-               "account) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'claimed', "
-               "now(), now(), $13, $14, NULLIF($15, ''))",
-               {key, std::to_string(take), std::to_string(request.step),
-                std::to_string(request.extensions), request.api_url, r.model, r.video_id, r.prompt,
-                r.negative_prompt, cfg_scale, r.external_task_id, external_task_id, conn->host,
-                std::to_string(getpid()), request.account},
-               error))
-    return false;
-  std::optional<LedgerRow> row;
-  if (!pg_select_newest(*conn, key, row, error))
-    return false;
-  // The lock before the commit: no one ever sees the row claimed without a live claimer.
-  gint64 lock_id = take_lock_id(key, take);
-  if (!try_take_lock(*conn, lock_id, error)) {
-    if (error.empty())
-      error = "the lock of take " + std::to_string(take) + " is held, but the take is new";
-    return false;
-  }
-  if (!tx.commit(error)) {
-    drop_take_lock(*conn, lock_id);
-    return false;
-  }
-  out.claim = hold(conn, *row);
-  out.result = ClaimResult::Claimed;
-  out.row = *row;
-  return true;
-}
-
-// A claimed or sending row: is its claimer alive? Its lock says so.
-bool contest(const std::shared_ptr<PgConn> &conn, const LedgerRow &row, PgTransaction &tx,
-             ClaimOutcome &out, std::string &error) {
-  out.row = row;
-  gint64 lock_id = take_lock_id(row.request_key, row.take);
-  if (!try_take_lock(*conn, lock_id, error)) {
-    out.result = ClaimResult::Busy;
-    return error.empty();
-  }
-  if (row.status == "sending") {
-    // The claimer died after sending: the provider may have the task.
-    drop_take_lock(*conn, lock_id);
-    out.result = ClaimResult::Abandoned;
-    return true;
-  }
-  // Claimed by a process that died before sending: ours now, with the lock we hold.
-  PgResult result;
-  const char *sql = "UPDATE gst_kirin.tasks SET claimer_host = $2, claimer_pid = $3, "
-                    "claimed_at = now(), updated_at = now() WHERE id = $1";
-  if (!pg_exec(*conn, sql, {std::to_string(row.id), conn->host, std::to_string(getpid())}, error) ||
-      !tx.commit(error)) {
-    drop_take_lock(*conn, lock_id);
-    return false;
-  }
-  out.row.claimer_host = conn->host;
-  out.row.claimer_pid = getpid();
-  out.claim = hold(conn, row);
-  out.result = ClaimResult::Claimed;
-  return true;
-}
-
 // No row under the request's key: its rows from before accounts (ledger.h,
 // legacy_adoptable), in their own request's turn too (`adopted`: re-keyed, to commit), so that
 // neither a process of an older version nor another account's claimer looks between the read and
@@ -157,6 +76,82 @@ bool select_legacy(PgConn &conn, const LedgerRequest &request, const std::string
          pg_select_newest(conn, key, newest, error);
 }
 
+// The server's side of a claim (ledger-claiming.h): a transaction in the request's turn (its
+// transaction-level advisory lock), and a session-level advisory lock per take.
+class PgClaimStore {
+public:
+  explicit PgClaimStore(std::shared_ptr<PgConn> conn) : conn_(std::move(conn)), tx_(*conn_) {}
+
+  bool begin(const std::string &key, std::string &error) {
+    // The request's turn: other claimers of it, anywhere, wait for this transaction's end.
+    return tx_.begin(error) && pg_exec(*conn_, "SELECT pg_advisory_xact_lock($1::bigint)",
+                                       {request_lock_id(key)}, error);
+  }
+  bool newest(const std::string &key, std::optional<LedgerRow> &row, std::string &error) {
+    return pg_select_newest(*conn_, key, row, error);
+  }
+  bool legacy(const LedgerRequest &request, const std::string &key,
+              std::optional<LedgerRow> &newest, bool &adopted, std::string &error) {
+    return select_legacy(*conn_, request, key, newest, adopted, error);
+  }
+  bool insert_take(const LedgerRequest &request, const std::string &key, gint64 take,
+                   const std::string &external_task_id, std::string &error) {
+    const CreateRequest &r = request.request;
+    std::optional<std::string> cfg_scale;
+    char number[G_ASCII_DTOSTR_BUF_SIZE];
+    if (r.cfg_scale)
+      cfg_scale = g_ascii_dtostr(number, sizeof number, *r.cfg_scale);
+    return pg_exec(
+        *conn_,
+        "INSERT INTO gst_kirin.tasks (request_key, take, step, extensions, api_url, model, "
+        "video_id, prompt, negative_prompt, cfg_scale, user_external_task_id, "
+        "external_task_id, status, claimed_at, updated_at, claimer_host, claimer_pid, "
+        "account) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'claimed', "
+        "now(), now(), $13, $14, NULLIF($15, ''))",
+        {key, std::to_string(take), std::to_string(request.step),
+         std::to_string(request.extensions), request.api_url, r.model, r.video_id, r.prompt,
+         r.negative_prompt, cfg_scale, r.external_task_id, external_task_id, conn_->host,
+         std::to_string(getpid()), request.account},
+        error);
+  }
+  LockTry lock_take(const std::string &key, gint64 take, std::string &error) {
+    lock_id_ = take_lock_id(key, take);
+    std::string failure;
+    if (try_take_lock(*conn_, lock_id_, failure))
+      return LockTry::Taken;
+    if (failure.empty())
+      return LockTry::Held;
+    error = failure;
+    return LockTry::Error;
+  }
+  void unlock_take(bool) { drop_take_lock(*conn_, lock_id_); }
+  bool take_over(const LedgerRow &row, LedgerRow &out, std::string &error) {
+    if (!pg_exec(*conn_,
+                 "UPDATE gst_kirin.tasks SET claimer_host = $2, claimer_pid = $3, "
+                 "claimed_at = now(), updated_at = now() WHERE id = $1",
+                 {std::to_string(row.id), conn_->host, std::to_string(getpid())}, error))
+      return false;
+    out.claimer_host = conn_->host;
+    out.claimer_pid = getpid();
+    return true;
+  }
+  bool commit(std::string &error) { return tx_.commit(error); }
+  Claim hold(const LedgerRow &row) {
+    auto hold = std::make_unique<PgClaimHold>();
+    hold->owner = conn_.get();
+    hold->row_id = row.id;
+    hold->conn = conn_;
+    hold->request_key = row.request_key;
+    hold->take = row.take;
+    return Claim(std::move(hold));
+  }
+
+private:
+  std::shared_ptr<PgConn> conn_;
+  PgTransaction tx_;
+  gint64 lock_id_ = 0;
+};
+
 } // namespace
 
 PgClaimHold::~PgClaimHold() {
@@ -182,38 +177,8 @@ PgClaimHold::~PgClaimHold() {
 bool PgLedger::claim(const LedgerRequest &request, bool fresh,
                      const std::string &generated_external_id, ClaimOutcome &out,
                      std::string &error) {
-  out = ClaimOutcome();
-  const std::string key = ledger_key(request);
-  PgTransaction tx(*conn_);
-  std::optional<LedgerRow> newest;
-  bool adopted = false;
-  // The request's turn: other claimers of it, anywhere, wait for this transaction's end.
-  if (!tx.begin(error) ||
-      !pg_exec(*conn_, "SELECT pg_advisory_xact_lock($1::bigint)", {request_lock_id(key)}, error) ||
-      !pg_select_newest(*conn_, key, newest, error) ||
-      (!newest && !select_legacy(*conn_, request, key, newest, adopted, error)))
-    return false;
-  bool ok = true;
-  switch (claim_rule(newest, fresh)) {
-  case ClaimRule::Contest:
-    ok = contest(conn_, *newest, tx, out, error);
-    break;
-  case ClaimRule::Recorded:
-    // Read only, rolled back; but rows adopted from before accounts stay this account's.
-    out.result = ClaimResult::Recorded;
-    out.row = *newest;
-    ok = !adopted || tx.commit(error);
-    break;
-  case ClaimRule::NewTake: {
-    const std::string &external_task_id = request.request.external_task_id.empty()
-                                              ? generated_external_id
-                                              : request.request.external_task_id;
-    ok = claim_new_take(conn_, request, key, newest ? newest->take + 1 : 1, external_task_id, tx,
-                        out, error);
-    break;
-  }
-  }
-  return ok;
+  PgClaimStore store(conn_);
+  return claim_in(store, request, fresh, generated_external_id, out, error);
 }
 
 bool PgLedger::held(const Claim &claim, std::string &error) const {
