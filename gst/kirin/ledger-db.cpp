@@ -1,5 +1,7 @@
 #include "ledger-db.h"
 
+#include "ledger-schema.h"
+
 #include <glib/gstdio.h>
 
 #include <cerrno>
@@ -172,17 +174,6 @@ void lock_drop(const std::string &path, int &fd, bool unlink_file) {
   fd = -1;
 }
 
-namespace {
-
-// What read_row reads, in its order.
-constexpr const char *kRowColumns =
-    "id, request_key, take, step, extensions, api_url, model, video_id, prompt, "
-    "negative_prompt, cfg_scale, user_external_task_id, external_task_id, task_id, status, "
-    "result_video_id, result_url, duration, cost, media_file, media_size, media_used_at, "
-    "claimed_at, created_at, completed_at, updated_at, claimer_pid, account, create_answer";
-
-} // namespace
-
 gint64 now_seconds() {
   return g_get_real_time() / G_USEC_PER_SEC;
 }
@@ -205,50 +196,14 @@ void bind_request_columns(Stmt &s, const std::string &key, gint64 take,
   s.bind(13, request.account);
 }
 
-LedgerRow read_row(const Stmt &s) {
-  LedgerRow row;
-  row.id = s.integer(0);
-  row.request_key = s.text(1);
-  row.take = s.integer(2);
-  row.request.step = (guint)s.integer(3);
-  row.request.extensions = (guint)s.integer(4);
-  row.request.api_url = s.text(5);
-  CreateRequest &r = row.request.request;
-  r.model = s.text(6);
-  r.video_id = s.text(7);
-  r.prompt = s.text(8);
-  r.negative_prompt = s.text(9);
-  if (!s.is_null(10))
-    r.cfg_scale = s.real(10);
-  r.external_task_id = s.text(11);
-  row.external_task_id = s.text(12);
-  row.task_id = s.text(13);
-  row.status = s.text(14);
-  row.result_video_id = s.text(15);
-  row.result_url = s.text(16);
-  row.duration = s.is_null(17) ? -1 : s.real(17);
-  row.cost = s.text(18);
-  row.media_file = s.text(19);
-  row.media_size = (guint64)s.integer(20);
-  row.media_used_at = s.integer(21);
-  row.claimed_at = s.integer(22);
-  row.created_at = s.integer(23);
-  row.completed_at = s.integer(24);
-  row.updated_at = s.integer(25);
-  row.claimer_pid = s.integer(26);
-  row.request.account = s.text(27);
-  row.create_answer = s.text(28);
-  return row;
-}
-
 bool select_row(sqlite3 *db, const char *where, const std::string &bind,
                 std::optional<LedgerRow> &row, std::string &error) {
   row.reset();
-  Stmt s(db, (std::string("SELECT ") + kRowColumns + " FROM tasks WHERE " + where).c_str());
+  Stmt s(db, (ledger_row_select(LedgerDialect::File) + "WHERE " + where).c_str());
   s.bind(1, bind);
   int rc = s.step();
   if (rc == SQLITE_ROW)
-    row = read_row(s);
+    row = read_ledger_row(s);
   else if (rc != SQLITE_DONE)
     error = sql_error(db, "cannot read the journal");
   return rc == SQLITE_ROW || rc == SQLITE_DONE;

@@ -135,8 +135,6 @@ gint64 now_seconds();
 void bind_request_columns(Stmt &s, const std::string &key, gint64 take,
                           const LedgerRequest &request, const std::string &external_task_id);
 
-// A row from a statement that selected the columns of kRowColumns (ledger-db.cpp).
-LedgerRow read_row(const Stmt &s);
 // The one row `where` selects (`bind` sets its ?1), or nullopt.
 bool select_row(sqlite3 *db, const char *where, const std::string &bind,
                 std::optional<LedgerRow> &row, std::string &error);

@@ -1,6 +1,7 @@
 #include "ledger-pg.h"
 
 #include "ledger-db.h"
+#include "ledger-schema.h"
 
 #include <cstring>
 
@@ -8,58 +9,7 @@ namespace kirin {
 
 namespace {
 
-// Version 2 of the server's schema, in gst_kirin.schema_version. docs/journal.md describes
-// every column; a change of meaning needs a new version and a migration. The columns are
-// those of a file's ledger, but for the kept copies: each machine keeps its own, so they
-// are a table of their own, by host. Version 1 had no account (kMigrateV1).
-constexpr int kSchemaVersion = 2;
-constexpr const char *kSchema = R"sql(
-CREATE TABLE gst_kirin.tasks (
-  id                    bigserial PRIMARY KEY,
-  request_key           text    NOT NULL, -- SHA-256 of the request's fields
-  account               text,             -- ledger_account() of the API key; NULL before 2
-  take                  integer NOT NULL, -- 1, 2, ...: a fresh request or a failed take adds one
-  step                  integer NOT NULL, -- 1.. within a chain of `extensions` steps
-  extensions            integer NOT NULL,
-  api_url               text    NOT NULL,
-  model                 text    NOT NULL,
-  video_id              text    NOT NULL,
-  prompt                text    NOT NULL,
-  negative_prompt       text    NOT NULL,
-  cfg_scale             double precision, -- NULL when not set
-  user_external_task_id text    NOT NULL, -- '' when the user gave none
-  external_task_id      text    NOT NULL, -- the one sent
-  task_id               text,             -- NULL until the provider answered the create
-  status                text    NOT NULL
-    CHECK (status IN ('claimed', 'sending', 'created', 'completed', 'failed')),
-  result_video_id       text,
-  result_url            text,
-  duration              double precision,
-  cost                  text,             -- as the provider wrote it, e.g. '0.28'
-  claimed_at            timestamptz NOT NULL,
-  created_at            timestamptz,
-  completed_at          timestamptz,
-  updated_at            timestamptz NOT NULL,
-  claimer_host          text    NOT NULL,
-  claimer_pid           integer NOT NULL,
-  create_answer         text,             -- what a create that got no task ID got instead
-  UNIQUE (request_key, take)
-);
-CREATE INDEX tasks_result_video ON gst_kirin.tasks (result_video_id);
-CREATE TABLE gst_kirin.kept (
-  host       text   NOT NULL, -- the machine that keeps the copy
-  media_file text   NOT NULL, -- a path on that machine
-  task_row   bigint NOT NULL REFERENCES gst_kirin.tasks (id) ON DELETE CASCADE,
-  media_size bigint NOT NULL,
-  used_at    timestamptz NOT NULL,
-  PRIMARY KEY (host, media_file)
-);
-CREATE INDEX kept_task ON gst_kirin.kept (task_row, host);
-)sql";
-
-// From version 1: the columns; the rows keep their keys until a claim adopts them.
-constexpr const char *kMigrateV1 = "ALTER TABLE gst_kirin.tasks ADD COLUMN account text, ADD "
-                                   "COLUMN create_answer text";
+// The schema's version is in gst_kirin.schema_version.
 
 // The advisory lock that serialises the making of the schema.
 constexpr const char *kSchemaLock = "7165396815361327150";
@@ -100,16 +50,16 @@ bool ensure_schema(PgConn &conn, std::string &error) {
       !pg_exec(conn, "SELECT max(version) FROM gst_kirin.schema_version", {}, version, error))
     return false;
   if (version.is_null(0, 0)) {
-    if (!pg_exec(conn, kSchema, {}, error) ||
+    if (!pg_exec(conn, ledger_schema(LedgerDialect::Server).c_str(), {}, error) ||
         !pg_exec(conn, "INSERT INTO gst_kirin.schema_version VALUES ($1)",
-                 {std::to_string(kSchemaVersion)}, error))
+                 {std::to_string(kLedgerSchemaVersion)}, error))
       return false;
   } else if (version.integer(0, 0) == 1) {
-    if (!pg_exec(conn, kMigrateV1, {}, error) ||
+    if (!pg_exec(conn, ledger_migration_from_v1(LedgerDialect::Server).c_str(), {}, error) ||
         !pg_exec(conn, "UPDATE gst_kirin.schema_version SET version = $1",
-                 {std::to_string(kSchemaVersion)}, error))
+                 {std::to_string(kLedgerSchemaVersion)}, error))
       return false;
-  } else if (version.integer(0, 0) != kSchemaVersion) {
+  } else if (version.integer(0, 0) != kLedgerSchemaVersion) {
     error = "its schema gst_kirin was written by a newer gst-kirin (version " + version.text(0, 0) +
             ")";
     return false;
@@ -216,63 +166,33 @@ gint64 take_lock_id(const std::string &request_key, gint64 take) {
   return lock_id_of("kirin-take-" + request_key + "-" + std::to_string(take));
 }
 
-const char *const kPgRowSelect =
-    "SELECT t.id, t.request_key, t.take, t.step, t.extensions, t.api_url, t.model, t.video_id, "
-    "t.prompt, t.negative_prompt, t.cfg_scale, t.user_external_task_id, t.external_task_id, "
-    "t.task_id, t.status, t.result_video_id, t.result_url, t.duration, t.cost, k.media_file, "
-    "k.media_size, extract(epoch FROM k.used_at)::bigint, extract(epoch FROM "
-    "t.claimed_at)::bigint, "
-    "extract(epoch FROM t.created_at)::bigint, extract(epoch FROM t.completed_at)::bigint, "
-    "extract(epoch FROM t.updated_at)::bigint, t.claimer_pid, t.claimer_host, t.account, "
-    "t.create_answer FROM gst_kirin.tasks t LEFT JOIN LATERAL (SELECT media_file, media_size, "
-    "used_at FROM "
-    "gst_kirin.kept WHERE task_row = t.id AND host = $1 ORDER BY used_at DESC LIMIT 1) k ON true ";
+namespace {
 
-LedgerRow pg_read_row(const PgResult &r, int i) {
-  LedgerRow row;
-  auto text = [&](int column) { return r.text(i, column); };
-  auto integer = [&](int column) { return r.integer(i, column); };
-  row.id = integer(0);
-  row.request_key = text(1);
-  row.take = integer(2);
-  row.request.step = (guint)integer(3);
-  row.request.extensions = (guint)integer(4);
-  row.request.api_url = text(5);
-  CreateRequest &c = row.request.request;
-  c.model = text(6);
-  c.video_id = text(7);
-  c.prompt = text(8);
-  c.negative_prompt = text(9);
-  if (!r.is_null(i, 10))
-    c.cfg_scale = r.real(i, 10);
-  c.external_task_id = text(11);
-  row.external_task_id = text(12);
-  row.task_id = text(13);
-  row.status = text(14);
-  row.result_video_id = text(15);
-  row.result_url = text(16);
-  row.duration = r.is_null(i, 17) ? -1 : r.real(i, 17);
-  row.cost = text(18);
-  row.media_file = text(19);
-  row.media_size = (guint64)integer(20);
-  row.media_used_at = integer(21);
-  row.claimed_at = integer(22);
-  row.created_at = integer(23);
-  row.completed_at = integer(24);
-  row.updated_at = integer(25);
-  row.claimer_pid = integer(26);
-  row.claimer_host = text(27);
-  row.request.account = text(28);
-  row.create_answer = text(29);
-  return row;
+// One row of a result, as read_ledger_row reads it.
+struct PgRow {
+  const PgResult &result;
+  int row;
+  bool is_null(int column) const { return result.is_null(row, column); }
+  std::string text(int column) const { return result.text(row, column); }
+  gint64 integer(int column) const { return result.integer(row, column); }
+  double real(int column) const { return result.real(row, column); }
+};
+
+} // namespace
+
+std::string pg_row_select() {
+  return ledger_row_select(LedgerDialect::Server);
+}
+
+LedgerRow pg_read_row(const PgResult &result, int row) {
+  return read_ledger_row(PgRow{result, row});
 }
 
 bool pg_select_newest(PgConn &conn, const std::string &key, std::optional<LedgerRow> &row,
                       std::string &error) {
   row.reset();
   PgResult result;
-  std::string sql =
-      std::string(kPgRowSelect) + "WHERE t.request_key = $2 ORDER BY t.take DESC LIMIT 1";
+  std::string sql = pg_row_select() + "WHERE t.request_key = $2 ORDER BY t.take DESC LIMIT 1";
   if (!pg_exec(conn, sql.c_str(), {conn.host, key}, result, error))
     return false;
   if (result.rows() == 1)

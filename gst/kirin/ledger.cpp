@@ -1,6 +1,7 @@
 #include "ledger.h"
 
 #include "ledger-db.h"
+#include "ledger-schema.h"
 #include "ledger-server.h"
 
 #include <glib/gstdio.h>
@@ -15,51 +16,7 @@ namespace kirin {
 
 namespace {
 
-// Version 2 of the schema, kept in PRAGMA user_version. docs/journal.md describes every
-// column; a change of meaning needs a new version and a migration. Version 1 had no account:
-// its request keys are those of ledger_key_without_account, and migrate_v1 adds the column.
-constexpr gint64 kSchemaVersion = 2;
-constexpr const char *kSchema = R"sql(
-CREATE TABLE tasks (
-  id                    INTEGER PRIMARY KEY,
-  request_key           TEXT    NOT NULL, -- ledger_key(): SHA-256 of the request's fields
-  account               TEXT,             -- ledger_account() of the API key; NULL before 2
-  take                  INTEGER NOT NULL, -- 1, 2, ...: a fresh request or a failed take adds one
-  step                  INTEGER NOT NULL, -- 1.. within a chain of `extensions` steps
-  extensions            INTEGER NOT NULL,
-  api_url               TEXT    NOT NULL,
-  model                 TEXT    NOT NULL,
-  video_id              TEXT    NOT NULL,
-  prompt                TEXT    NOT NULL,
-  negative_prompt       TEXT    NOT NULL,
-  cfg_scale             REAL,             -- NULL when not set
-  user_external_task_id TEXT    NOT NULL, -- '' when the user gave none
-  external_task_id      TEXT    NOT NULL, -- the one sent
-  task_id               TEXT,             -- NULL until the provider answered the create
-  status                TEXT    NOT NULL
-    CHECK (status IN ('claimed', 'sending', 'created', 'completed', 'failed')),
-  result_video_id       TEXT,
-  result_url            TEXT,
-  duration              REAL,
-  cost                  TEXT,             -- as the provider wrote it, e.g. '0.28'
-  media_file            TEXT,             -- the kept download, a path
-  media_size            INTEGER,
-  media_used_at         INTEGER,          -- unix seconds with microseconds (stored REAL),
-                                          -- so uses within a second keep their order
-  claimed_at            INTEGER NOT NULL, -- unix seconds, as are the other *_at
-  created_at            INTEGER,
-  completed_at          INTEGER,
-  updated_at            INTEGER NOT NULL,
-  claimer_pid           INTEGER NOT NULL,
-  create_answer         TEXT              -- what a create that got no task ID got instead
-);
-CREATE UNIQUE INDEX tasks_request ON tasks (request_key, take);
-CREATE INDEX tasks_result_video ON tasks (result_video_id);
-)sql";
-
-// From version 1: the columns; the rows keep their keys until a claim adopts them.
-constexpr const char *kMigrateV1 = "ALTER TABLE tasks ADD COLUMN account TEXT; "
-                                   "ALTER TABLE tasks ADD COLUMN create_answer TEXT";
+// The schema's version is kept in PRAGMA user_version.
 
 // The process's in-memory ledger. The memdb VFS shares a database among the connections of
 // a process that name it, with the usual locking (unlike shared-cache mode, where the busy
@@ -125,19 +82,23 @@ bool ensure_schema(sqlite3 *db, std::string &error) {
   gint64 found = 0;
   if (!read_version(db, found, error))
     return false;
-  if (found < kSchemaVersion) {
+  if (found < kLedgerSchemaVersion) {
     Transaction tx(db);
     if (!tx.begin(error) || !read_version(db, found, error))
       return false;
-    const std::string set_version = "PRAGMA user_version = " + std::to_string(kSchemaVersion);
-    if (found < kSchemaVersion) {
-      if (!sql_exec(db, found == 0 ? kSchema : kMigrateV1, error) ||
+    const std::string set_version = "PRAGMA user_version = " + std::to_string(kLedgerSchemaVersion);
+    if (found < kLedgerSchemaVersion) {
+      if (!sql_exec(db,
+                    (found == 0 ? ledger_schema(LedgerDialect::File)
+                                : ledger_migration_from_v1(LedgerDialect::File))
+                        .c_str(),
+                    error) ||
           !sql_exec(db, set_version.c_str(), error) || !tx.commit(error))
         return false;
-      found = kSchemaVersion;
+      found = kLedgerSchemaVersion;
     }
   }
-  if (found != kSchemaVersion) {
+  if (found != kLedgerSchemaVersion) {
     error = "it was written by a newer gst-kirin (schema version " + std::to_string(found) + ")";
     return false;
   }
