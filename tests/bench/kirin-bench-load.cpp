@@ -6,7 +6,7 @@
 //   kirin-bench-load FILE [MODULE]   prints {"plugin", "load_ms", "elements"[, "module_ms"]}
 //
 // MODULE: also time g_module_open of the plugin's client module after the plugin, which is
-// what the first element to run pays once per process (gst/kirin/client.h).
+// what the first element to run pays once per process (gst/kirin/client/client.h).
 #include <gmodule.h>
 #include <gst/gst.h>
 

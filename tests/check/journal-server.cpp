@@ -1,4 +1,4 @@
-// A server's journal (gst/kirin/journal-server.h) on its own, on a PostgreSQL server of the
+// A server's journal (gst/kirin/journal/journal-server.h) on its own, on a PostgreSQL server of the
 // test's own on loopback: what it remembers of this process's rows through an outage, and
 // that a process living for weeks remembers a bounded number of them.
 #include "journal-server.h"

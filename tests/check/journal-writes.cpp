@@ -1,4 +1,4 @@
-// How the journal's work reaches the disk (gst/kirin/serial-worker.h, journal.h): a serial
+// How the journal's work reaches the disk (gst/kirin/journal/serial-worker.h, journal.h): a serial
 // worker keeps the order of its work across the threads it starts and ends, holds no thread
 // while idle, and the task IDs that reach a ledger while its worker is busy are recorded
 // together, each claim let go only once its record is in the file.

@@ -1,4 +1,4 @@
-// The ledger of paid tasks (gst/kirin/ledger.h): claims within a process and across
+// The ledger of paid tasks (gst/kirin/journal/ledger.h): claims within a process and across
 // processes (racing, dying before and after sending), the key and account of a request, and
 // the kept copies it evicts. Every test has its own directory, also as XDG_CACHE_HOME. The
 // tests of claims run twice: on a file, and on a PostgreSQL server of the test's own on

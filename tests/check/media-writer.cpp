@@ -1,4 +1,4 @@
-// The kept copy of a download (gst/kirin/cache.h's MediaWriter): it is renamed into place
+// The kept copy of a download (gst/kirin/run/cache.h's MediaWriter): it is renamed into place
 // only when the byte ranges received cover [0, size), whatever order they came in. A copy
 // with a hole would replay as a corrupt file for good, so a refused commit must leave
 // nothing behind. Pure file I/O: no element, no emulator.

@@ -1,4 +1,4 @@
-// The element's outbox (gst/kirin/outbox.h) on its own: what a run tells the application is
+// The element's outbox (gst/kirin/run/outbox.h) on its own: what a run tells the application is
 // delivered in order from a call-async thread, and a stop delivers what is left before it
 // returns, after the message a call-async thread has under way, since a message taken from
 // the queue but not yet posted would otherwise reach a bus the stop is about to flush.

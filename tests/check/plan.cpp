@@ -1,4 +1,4 @@
-// The plan of a step (gst/kirin/plan.h): what is sent, and whether it costs money, for
+// The plan of a step (gst/kirin/run/plan.h): what is sent, and whether it costs money, for
 // every branch. Pure: no emulator, no element.
 #include "plan.h"
 

@@ -1,4 +1,4 @@
-// When a running task is polled next (gst/kirin/poll-schedule.h): the estimate of its
+// When a running task is polled next (gst/kirin/client/poll-schedule.h): the estimate of its
 // completion from the progress its answers report, and the fall-back to the growing
 // schedule when progress says nothing reliable. Pure: no emulator, no element.
 #include "poll-schedule.h"

@@ -1,4 +1,4 @@
-// When the element polls a running task (gst/kirin/poll-schedule.h): just after the
+// When the element polls a running task (gst/kirin/client/poll-schedule.h): just after the
 // completion that steady progress predicts, and never sooner than a quarter of poll-interval
 // after an answer, whatever the progress says. Measured at the emulator, from the arrival of
 // each poll.

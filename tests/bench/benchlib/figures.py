@@ -30,7 +30,7 @@ def start_reference(reference=None):
     whose stripped size is closest to ours: Debian's plugins are stripped; ours has debug
     info), and the stripped size of our code."""
     # The plugin's code is the plugin file and, when there is one, the client module it
-    # loads on first use (gst/kirin/client.h): "the same size" counts both (not the ledger
+    # loads on first use (gst/kirin/client/client.h): "the same size" counts both (not the ledger
     # module, which only server journals load: see client_module).
     module = client_module()
     our_size = 0

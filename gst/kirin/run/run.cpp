@@ -1,9 +1,9 @@
 #include "run.h"
 
-#include "element.h"
 #include "messages.h"
 #include "workers.h"
 
+GST_DEBUG_CATEGORY(kirin_extend_src_debug);
 #define GST_CAT_DEFAULT kirin_extend_src_debug
 
 namespace kirin {
@@ -19,13 +19,13 @@ std::string step_suffix(guint step, guint steps) {
   return steps > 1 ? " (step " + std::to_string(step) + " of " + std::to_string(steps) + ")" : "";
 }
 
-Run::Run(GstElement *element, Settings settings, JobConfig config, PaidTask paid,
+Run::Run(GstElement *element, RunHost &host, Settings settings, JobConfig config, PaidTask paid,
          GObject *tls_database, GstElementCallAsyncFunc expose)
     : expose_(expose), settings_(std::move(settings)), config_(std::move(config)),
       journal_path_(settings_.task_id.empty() ? journal_path(settings_) : std::string()),
       account_(ledger_account(config_.api_key)),
       tls_database_(tls_database ? G_OBJECT(g_object_ref(tls_database)) : nullptr),
-      paid_(std::move(paid)) {
+      paid_(std::move(paid)), host_(host) {
   g_weak_ref_init(&element_, element);
 }
 
@@ -47,14 +47,11 @@ void Run::publish(const std::function<void(Published &)> &change) const {
   ElementRef el = element();
   if (!el)
     return;
-  GstKirinExtendSrcPrivate *priv = GST_KIRIN_EXTEND_SRC(el.element)->priv;
-  std::lock_guard<std::mutex> guard(priv->lock);
-  if (priv->run.get() == this) // a stopped run's findings are not the element's any more
-    change(priv->published);
+  host_.publish(*this, change);
 }
 
 void Run::tell(GstElement *element, Outbox::Delivery delivery, Outbox::Kind kind) {
-  GST_KIRIN_EXTEND_SRC(element)->priv->outbox.deliver(element, std::move(delivery), kind);
+  host_.outbox().deliver(element, std::move(delivery), kind);
 }
 
 void Run::after_told(GstElement *element, std::function<void(Run &)> work) {
@@ -88,7 +85,7 @@ void Run::stop() {
   if (ElementRef el = element()) {
     progress(el.element, GST_PROGRESS_TYPE_CANCELED, canceled_text());
     // Before the stop returns: the bus is flushed once the pipeline is in NULL.
-    if (!GST_KIRIN_EXTEND_SRC(el.element)->priv->outbox.deliver_pending_now(el.element))
+    if (!host_.outbox().deliver_pending_now(el.element))
       GST_WARNING_OBJECT(el.element,
                          "a handler of the application held a message for over "
                          "%lld ms: the stop's messages may come before its end",
@@ -248,10 +245,7 @@ void Run::on_task_id(const std::string &task_id) {
   if (step_ == 1 && plan_.costs_money()) {
     // Running again unchanged attaches to this task (plan_step, "remembered").
     paid_ = PaidTask{task_id, plan_.external_task_id, plan_.request, account_};
-    auto *priv = GST_KIRIN_EXTEND_SRC(el.element)->priv;
-    std::lock_guard<std::mutex> guard(priv->lock);
-    if (priv->run.get() == this)
-      priv->paid = paid_;
+    host_.remember_paid(*this, paid_);
   }
   {
     std::lock_guard<std::mutex> guard(lock_);

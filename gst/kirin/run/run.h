@@ -13,6 +13,7 @@
 #include "outbox.h"
 #include "journal.h"
 #include "plan.h"
+#include "run-host.h"
 #include "settings.h"
 
 #include <gst/gst.h>
@@ -24,9 +25,10 @@
 #include <mutex>
 #include <string>
 
-namespace kirin {
+// The element's category: a run logs as the element it runs for.
+GST_DEBUG_CATEGORY_EXTERN(kirin_extend_src_debug);
 
-struct Published;
+namespace kirin {
 
 // A result ready to stream: the final one, or with stream-intermediate each step's in turn.
 struct Exposure {
@@ -67,7 +69,8 @@ public:
   // without the plan's choices; `tls_database` the ca-file for a download from the API host;
   // `expose` streams the oldest queued result (the child's side, called through
   // gst_element_call_async so that it runs under the state lock).
-  Run(GstElement *element, Settings settings, JobConfig config, PaidTask paid,
+  // `host` is the element's side (run-host.h).
+  Run(GstElement *element, RunHost &host, Settings settings, JobConfig config, PaidTask paid,
       GObject *tls_database, GstElementCallAsyncFunc expose);
   ~Run();
   Run(const Run &) = delete;
@@ -167,6 +170,7 @@ private:
 
   // Only the decider touches these.
   PaidTask paid_;
+  RunHost &host_; // used only while the element is held
   guint step_ = 1;
   std::string previous_video_id_;
   Plan plan_;

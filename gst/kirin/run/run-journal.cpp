@@ -3,7 +3,6 @@
 // creating it; afterwards it learns the task ID, the outcome and the kept copy. The
 // journal's calls run on its worker (journal_work); what they answer is decided here, on
 // the decider.
-#include "element.h"
 #include "messages.h"
 #include "run.h"
 #include "workers.h"

@@ -6,23 +6,27 @@
 #include "gstkirinextendsrc.h"
 #include "outbox.h"
 #include "plan.h"
+#include "run.h"
 #include "settings.h"
 
 #include <memory>
 #include <mutex>
 #include <string>
 
+struct GstKirinExtendSrcPrivate;
+
 namespace kirin {
 
-class Run;
+// The element's side of its runs (run-host.h).
+class ElementRunHost final : public RunHost {
+public:
+  explicit ElementRunHost(GstKirinExtendSrcPrivate *priv) : priv_(priv) {}
+  void publish(const Run &run, const std::function<void(Published &)> &change) override;
+  void remember_paid(const Run &run, const PaidTask &paid) override;
+  Outbox &outbox() override;
 
-// What a run found out, for the read-only properties and task-id / external-task-id.
-struct Published {
-  std::string task_id;
-  std::string external_task_id; // the one sent (the user's or a generated one)
-  std::string result_url;
-  std::string result_video_id;
-  double result_duration = -1;
+private:
+  GstKirinExtendSrcPrivate *priv_;
 };
 
 } // namespace kirin
@@ -34,9 +38,10 @@ struct GstKirinExtendSrcPrivate {
   kirin::PaidTask paid; // step 1's task of an earlier run: the same request attaches to it
   // The current run: made by READY→PAUSED, dropped by PAUSED→READY, nowhere else.
   std::shared_ptr<kirin::Run> run;
-  GstElement *source = nullptr;        // the HTTP source child, once a result is exposed
-  GstElement *failed_source = nullptr; // a child being replaced: its messages are dropped
-  kirin::Outbox outbox;                // what the runs' decisions tell the application (outbox.h)
+  GstElement *source = nullptr;         // the HTTP source child, once a result is exposed
+  GstElement *failed_source = nullptr;  // a child being replaced: its messages are dropped
+  kirin::Outbox outbox;                 // what the runs' decisions tell the application (outbox.h)
+  kirin::ElementRunHost run_host{this}; // what the runs touch of the element
 };
 
 struct _GstKirinExtendSrc {
@@ -47,7 +52,5 @@ struct _GstKirinExtendSrc {
 
 enum { SIGNAL_SOURCE_SETUP, N_SIGNALS };
 extern guint kirin_extend_src_signals[N_SIGNALS];
-
-GST_DEBUG_CATEGORY_EXTERN(kirin_extend_src_debug);
 
 void gst_kirin_extend_src_uri_handler_init(gpointer iface, gpointer data);

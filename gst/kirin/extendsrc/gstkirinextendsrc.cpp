@@ -35,10 +35,29 @@
 using kirin::Settings;
 using namespace kirin; // the constants of settings.h
 
-GST_DEBUG_CATEGORY(kirin_extend_src_debug);
-#define GST_CAT_DEFAULT kirin_extend_src_debug
+#define GST_CAT_DEFAULT kirin_extend_src_debug // defined with the run (run.h)
 
 guint kirin_extend_src_signals[N_SIGNALS];
+
+namespace kirin {
+
+void ElementRunHost::publish(const Run &run, const std::function<void(Published &)> &change) {
+  std::lock_guard<std::mutex> guard(priv_->lock);
+  if (priv_->run.get() == &run)
+    change(priv_->published);
+}
+
+void ElementRunHost::remember_paid(const Run &run, const PaidTask &paid) {
+  std::lock_guard<std::mutex> guard(priv_->lock);
+  if (priv_->run.get() == &run)
+    priv_->paid = paid;
+}
+
+Outbox &ElementRunHost::outbox() {
+  return priv_->outbox;
+}
+
+} // namespace kirin
 
 namespace {
 
@@ -102,8 +121,8 @@ bool start_run(GstKirinExtendSrc *self) {
   JobConfig config;
   GObject *tls_database = nullptr;
   std::string problem = prepare_run(settings, config, &tls_database);
-  auto run = problem.empty() ? std::make_shared<Run>(GST_ELEMENT(self), settings, config, paid,
-                                                     tls_database, expose_next)
+  auto run = problem.empty() ? std::make_shared<Run>(GST_ELEMENT(self), priv->run_host, settings,
+                                                     config, paid, tls_database, expose_next)
                              : nullptr;
   settings.forget_secrets();
   if (tls_database)
