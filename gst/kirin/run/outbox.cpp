@@ -2,10 +2,10 @@
 
 namespace kirin {
 
-void Outbox::deliver(GstElement *element, Delivery delivery, Kind kind) {
+void Outbox::deliver(GstElement *element, Delivery delivery) {
   {
     std::lock_guard<std::mutex> guard(lock_);
-    queue_.push_back({std::move(delivery), kind});
+    queue_.push_back(std::move(delivery));
     if (draining_)
       return;
     draining_ = true;
@@ -14,7 +14,7 @@ void Outbox::deliver(GstElement *element, Delivery delivery, Kind kind) {
   gst_element_call_async(element, drain, this, nullptr);
 }
 
-bool Outbox::take(Item &next) {
+bool Outbox::take(Delivery &next) {
   std::lock_guard<std::mutex> guard(lock_);
   if (queue_.empty()) {
     draining_ = false;
@@ -25,38 +25,21 @@ bool Outbox::take(Item &next) {
   return true;
 }
 
-size_t Outbox::pending() {
-  std::lock_guard<std::mutex> guard(lock_);
-  return queue_.size();
-}
-
 void Outbox::drain(GstElement *element, gpointer outbox) {
   auto *self = static_cast<Outbox *>(outbox);
-  for (;;) {
-    // Taken under `delivering_`: a stop finds each message either still queued or being
-    // delivered, never between the two.
-    std::unique_lock<std::recursive_timed_mutex> delivering(self->delivering_);
-    Item next;
-    if (!self->take(next))
-      return;
-    if (next.kind == Kind::Work)
-      delivering.unlock(); // a stop need not wait for it (it may wait for the stop's locks)
-    next.delivery(element);
-  }
+  Delivery next;
+  while (self->take(next))
+    next(element);
 }
 
-bool Outbox::deliver_pending_now(GstElement *element, std::chrono::milliseconds wait) {
-  std::deque<Item> pending;
+void Outbox::deliver_pending_now(GstElement *element) {
+  std::deque<Delivery> pending;
   {
     std::lock_guard<std::mutex> guard(lock_);
     pending.swap(queue_);
   }
-  // What the stop took comes after the message under way, if any: wait for its end.
-  std::unique_lock<std::recursive_timed_mutex> delivering(delivering_, std::defer_lock);
-  const bool in_order = delivering.try_lock_for(wait);
-  for (Item &item : pending)
-    item.delivery(element);
-  return in_order;
+  for (Delivery &delivery : pending)
+    delivery(element);
 }
 
 } // namespace kirin

@@ -8,7 +8,6 @@
 
 #include <gst/gst.h>
 
-#include <chrono>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -18,40 +17,22 @@ namespace kirin {
 class Outbox {
 public:
   using Delivery = std::function<void(GstElement *element)>;
-  // What a delivery is, for a stop: a message (or notification) reaches the application even
-  // when the stop comes while it is under way; work (an exposure, the run's next step) has
-  // nothing left to do once the run is stopped.
-  enum class Kind { Message, Work };
-
-  // How long a stop waits for a message that a call-async thread is delivering (the
-  // application's sync or notify handler runs inside it) before it delivers the rest.
-  static constexpr std::chrono::milliseconds kStopWait{1000};
 
   // Any thread: `delivery` runs after every delivery handed over before it, on a call-async
   // thread of `element` (which holds the element alive until then).
-  void deliver(GstElement *element, Delivery delivery, Kind kind = Kind::Message);
+  void deliver(GstElement *element, Delivery delivery);
   // Runs on the calling thread whatever waits to be delivered, in order: a stop, so that
-  // what was decided before it reaches the bus before the bus is flushed. A message that a
-  // call-async thread has taken is finished first (for at most `wait`): taken but not yet
-  // posted, it would otherwise reach a flushed bus. Returns false when the wait ran out.
-  bool deliver_pending_now(GstElement *element, std::chrono::milliseconds wait = kStopWait);
-  // Deliveries handed over and not yet taken (for tests).
-  size_t pending();
+  // what was decided before it reaches the bus before the bus is flushed. (A delivery a
+  // call-async thread has taken already is that thread's: it may still be on its way.)
+  void deliver_pending_now(GstElement *element);
 
 private:
-  struct Item {
-    Delivery delivery;
-    Kind kind;
-  };
   static void drain(GstElement *element, gpointer outbox);
-  bool take(Item &next);
+  bool take(Delivery &next);
 
   std::mutex lock_;
-  std::deque<Item> queue_;
+  std::deque<Delivery> queue_;
   bool draining_ = false; // a call-async thread delivers: the next ones wait in the queue
-  // Held from taking a message to its end, so that a stop delivers after it, not beside it.
-  // Recursive: the application may stop its pipeline from inside the handler it runs.
-  std::recursive_timed_mutex delivering_;
 };
 
 } // namespace kirin

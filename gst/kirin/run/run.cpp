@@ -50,15 +50,13 @@ void Run::publish(const std::function<void(Published &)> &change) const {
   host_.publish(*this, change);
 }
 
-void Run::tell(GstElement *element, Outbox::Delivery delivery, Outbox::Kind kind) {
-  host_.outbox().deliver(element, std::move(delivery), kind);
+void Run::tell(GstElement *element, Outbox::Delivery delivery) {
+  host_.outbox().deliver(element, std::move(delivery));
 }
 
 void Run::after_told(GstElement *element, std::function<void(Run &)> work) {
-  tell(
-      element,
-      [weak = weak_from_this(), work = std::move(work)](GstElement *) { decide_for(weak, work); },
-      Outbox::Kind::Work);
+  tell(element,
+       [weak = weak_from_this(), work = std::move(work)](GstElement *) { decide_for(weak, work); });
 }
 
 void Run::begin() {
@@ -83,13 +81,13 @@ void Run::stop() {
   }
   job_cancel(job);
   if (ElementRef el = element()) {
-    progress(el.element, GST_PROGRESS_TYPE_CANCELED, canceled_text());
-    // Before the stop returns: the bus is flushed once the pipeline is in NULL.
-    if (!host_.outbox().deliver_pending_now(el.element))
-      GST_WARNING_OBJECT(el.element,
-                         "a handler of the application held a message for over "
-                         "%lld ms: the stop's messages may come before its end",
-                         (long long)Outbox::kStopWait.count());
+    // Before the stop returns, from this thread: the bus is flushed once the pipeline is in
+    // NULL. What was decided before goes first; the stop's own message, with the task's ID,
+    // never goes through the outbox, where a call-async thread could take it and post it
+    // only after the flush.
+    host_.outbox().deliver_pending_now(el.element);
+    if (progress_due(GST_PROGRESS_TYPE_CANCELED))
+      post_progress(el.element, GST_PROGRESS_TYPE_CANCELED, canceled_text(), -1);
   }
 }
 
@@ -126,21 +124,25 @@ std::string Run::created_text(const std::string &task_id) const {
          "). Should this run stop first, it goes on at the provider: " + again + " (no new charge)";
 }
 
+bool Run::progress_due(GstProgressType type) {
+  std::lock_guard<std::mutex> guard(lock_);
+  bool closes = type == GST_PROGRESS_TYPE_COMPLETE || type == GST_PROGRESS_TYPE_ERROR ||
+                type == GST_PROGRESS_TYPE_CANCELED;
+  if (stopped_ && type != GST_PROGRESS_TYPE_CANCELED)
+    return false;
+  if (type == GST_PROGRESS_TYPE_START)
+    progress_open_ = true;
+  else if (!progress_open_)
+    return false;
+  else if (closes)
+    progress_open_ = false;
+  return true;
+}
+
 void Run::progress(GstElement *element, GstProgressType type, const std::string &text,
                    double fraction) {
-  {
-    std::lock_guard<std::mutex> guard(lock_);
-    bool closes = type == GST_PROGRESS_TYPE_COMPLETE || type == GST_PROGRESS_TYPE_ERROR ||
-                  type == GST_PROGRESS_TYPE_CANCELED;
-    if (stopped_ && type != GST_PROGRESS_TYPE_CANCELED)
-      return;
-    if (type == GST_PROGRESS_TYPE_START)
-      progress_open_ = true;
-    else if (!progress_open_)
-      return;
-    else if (closes)
-      progress_open_ = false;
-  }
+  if (!progress_due(type))
+    return;
   tell(element, [type, text, fraction](GstElement *e) { post_progress(e, type, text, fraction); });
 }
 
@@ -426,8 +428,7 @@ void Run::queue_exposure(GstElement *element, const Task &task, const std::strin
     exposures_.push_back(std::move(exposure));
   }
   // From the outbox's call-async thread, after the messages that came before it.
-  tell(
-      element, [expose = expose_](GstElement *e) { expose(e, nullptr); }, Outbox::Kind::Work);
+  tell(element, [expose = expose_](GstElement *e) { expose(e, nullptr); });
 }
 
 // ---- the child's side (GStreamer's threads) ----

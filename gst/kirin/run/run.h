@@ -112,8 +112,7 @@ private:
   void publish(const std::function<void(Published &)> &change) const;
   // What the application hears of a decision, through the element's outbox (outbox.h), in
   // the order decided: never posted from the decider, which every element shares.
-  void tell(GstElement *element, Outbox::Delivery delivery,
-            Outbox::Kind kind = Outbox::Kind::Message);
+  void tell(GstElement *element, Outbox::Delivery delivery);
   // `work` on the decider once everything told before it was delivered: what follows a
   // message (a create, the next step) waits for the handlers of that message, so a sync
   // handler that stops the pipeline there still prevents it.
@@ -153,7 +152,10 @@ private:
   std::string canceled_text() const;
   // What the progress says once the provider named a paid task: how to go on without it.
   std::string created_text(const std::string &task_id) const;
-  // GST_MESSAGE_PROGRESS; a start opens the sequence, complete/error/canceled close it once.
+  // Whether a progress message of `type` is due: a start opens the sequence,
+  // complete/error/canceled close it once.
+  bool progress_due(GstProgressType type);
+  // GST_MESSAGE_PROGRESS, through the outbox, when due.
   void progress(GstElement *element, GstProgressType type, const std::string &text,
                 double fraction = -1);
 
