@@ -2,7 +2,10 @@
 // test's own on loopback: what it remembers of this process's rows through an outage, and
 // that a process living for weeks remembers a bounded number of them.
 #include "journal-server.h"
+#include "journal.h"
 #include "pg-server.h"
+
+#include <sqlite3.h>
 
 #include <gst/check/gstcheck.h>
 
@@ -71,6 +74,33 @@ void complete_ok(ServerJournal &journal, gint64 id) {
       error.c_str());
 }
 
+// The rows of the process's own in-memory ledger (the one a file journal falls back to).
+int rows_in_process_memory() {
+  sqlite3 *db = nullptr;
+  fail_unless(sqlite3_open_v2("file:/kirin-ledger?vfs=memdb", &db,
+                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI,
+                              nullptr) == SQLITE_OK);
+  sqlite3_stmt *count = nullptr;
+  int rows = 0;
+  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM tasks", -1, &count, nullptr) == SQLITE_OK &&
+      sqlite3_step(count) == SQLITE_ROW)
+    rows = sqlite3_column_int(count, 0);
+  sqlite3_finalize(count);
+  sqlite3_close(db);
+  return rows;
+}
+
+// Waits until the server has the row of `prompt`, then until the journal's worker has done
+// what it was given with it (writing an outage's rows back and forgetting them is one work).
+void wait_until_written_back(const std::string &prompt) {
+  const gint64 end = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+  while (server->query("SELECT 1 FROM gst_kirin.tasks WHERE prompt = $1", {prompt}).empty()) {
+    fail_unless(g_get_monotonic_time() < end, "%s never reached the server", prompt.c_str());
+    g_usleep(20 * 1000);
+  }
+  kirin::journal_flush(server->uri());
+}
+
 } // namespace
 
 // What the journal keeps for an outage: the tasks this process created (replayed from
@@ -135,6 +165,26 @@ GST_START_TEST(test_a_long_lived_process_remembers_a_bounded_number_of_rows) {
 }
 GST_END_TEST;
 
+// A process that lives for weeks goes through many outages: once the server has an outage's
+// rows again, nothing of it stays in memory, whatever the process remembered of its rows.
+GST_START_TEST(test_outages_leave_nothing_in_memory) {
+  auto journal = open_ok();
+  for (int i = 0; i < 20; i++) {
+    const std::string n = std::to_string(i);
+    complete_ok(*journal, create_ok(*journal, request("before-" + n), "task-before-" + n));
+  }
+  std::string error;
+  for (int outage = 0; outage < 3; outage++) {
+    server->stop();
+    const std::string prompt = "during-" + std::to_string(outage);
+    create_ok(*journal, request(prompt), "task-" + prompt);
+    fail_unless(server->start_again(error), "%s", error.c_str());
+    wait_until_written_back(prompt);
+    fail_unless_equals_int(rows_in_process_memory(), 0);
+  }
+}
+GST_END_TEST;
+
 // What a create got back instead of a task ID reaches the server: at once while it answers,
 // and, recorded during an outage, once it answers again.
 GST_START_TEST(test_what_a_create_got_back_reaches_the_server) {
@@ -176,6 +226,7 @@ static Suite *journal_server_suite() {
   tcase_add_test(tc, test_an_outage_knows_this_processes_rows);
   tcase_add_test(tc, test_a_long_lived_process_remembers_a_bounded_number_of_rows);
   tcase_add_test(tc, test_what_a_create_got_back_reaches_the_server);
+  tcase_add_test(tc, test_outages_leave_nothing_in_memory);
   return s;
 }
 

@@ -31,7 +31,7 @@ std::chrono::microseconds jittered(gint64 delay_us) {
 
 bool ServerJournal::open_memory(std::string &error) {
   if (!memory_)
-    memory_ = Ledger::open_memory(error);
+    memory_ = Ledger::open_transient_memory(error);
   return memory_ != nullptr;
 }
 

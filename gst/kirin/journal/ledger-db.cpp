@@ -16,6 +16,14 @@ LedgerDb::~LedgerDb() {
   // close_v2: statements are all finalized by then, but be lenient rather than leak.
   if (db)
     sqlite3_close_v2(db);
+  if (!owns_claims_dir)
+    return;
+  if (GDir *dir = g_dir_open(claims_dir.c_str(), 0, nullptr)) {
+    while (const char *name = g_dir_read_name(dir))
+      g_unlink((claims_dir + G_DIR_SEPARATOR_S + name).c_str());
+    g_dir_close(dir);
+  }
+  g_rmdir(claims_dir.c_str());
 }
 
 std::string sql_error(sqlite3 *db, const std::string &what) {

@@ -18,6 +18,7 @@ struct LedgerDb {
   sqlite3 *db = nullptr;
   std::string path;       // "" for the in-memory ledger
   std::string claims_dir; // where the claims' lock files are
+  bool owns_claims_dir = false; // removed, with its lock files, with the connection
   ~LedgerDb();
 };
 

@@ -6,6 +6,7 @@
 
 #include <glib/gstdio.h>
 
+#include <atomic>
 #include <cerrno>
 #include <fcntl.h>
 #include <functional>
@@ -327,6 +328,25 @@ std::unique_ptr<Ledger> Ledger::open(const std::string &path, std::string &warni
 std::unique_ptr<Ledger> Ledger::open_memory(std::string &error) {
   auto db = open_memory_db(error);
   return db ? std::make_unique<FileLedger>(std::move(db)) : nullptr;
+}
+
+std::unique_ptr<Ledger> Ledger::open_transient_memory(std::string &error) {
+  static std::atomic<guint64> made{0};
+  g_autofree char *dir = g_build_filename(g_get_tmp_dir(), "kirin-ledger-XXXXXX", nullptr);
+  if (!g_mkdtemp(dir)) {
+    error = std::string("cannot create ") + dir + ": " + g_strerror(errno);
+    return nullptr;
+  }
+  auto db = std::make_shared<LedgerDb>();
+  db->claims_dir = dir;
+  db->owns_claims_dir = true;
+  // A memdb database of its own name: freed when its one connection closes.
+  const std::string uri = "file:/kirin-ledger-transient-" + std::to_string(getpid()) + "-" +
+                          std::to_string(made++) + "?vfs=memdb";
+  db->db = connect(uri.c_str(), SQLITE_OPEN_URI, error);
+  if (!db->db || !ensure_schema(db->db, error))
+    return nullptr;
+  return std::make_unique<FileLedger>(std::move(db));
 }
 
 namespace {

@@ -199,6 +199,11 @@ public:
   // The in-memory ledger shared by the whole process (for a caller whose journal stopped
   // taking writes: see the methods' errors).
   static std::unique_ptr<Ledger> open_memory(std::string &error);
+  // An in-memory ledger of its own, apart from the process's: its rows and its claims' lock
+  // directory go with its last user (the ledger and the claims taken on it). A server's
+  // journal keeps one through each outage, so that a process that lives for weeks through
+  // many outages holds only the current one's rows.
+  static std::unique_ptr<Ledger> open_transient_memory(std::string &error);
 
   virtual ~Ledger() = default;
   Ledger(const Ledger &) = delete;
