@@ -7,6 +7,7 @@
 // The API key comes from VTRIX_API_KEY only: a key on the command line is visible to every
 // user of the machine (ps). The pipeline is `kirinextendsrc ! filesink`; everything shown
 // comes from the bus (the `kirin-task` element messages, errors and their details).
+#include "kirin-extend-options.h"
 #include "remaining-time.h"
 
 #include <glib-unix.h>
@@ -22,6 +23,10 @@
 #include <string>
 #include <vector>
 
+using kirin_extend::kUnset;
+using kirin_extend::Options;
+using kirin_extend::parse_options;
+
 namespace {
 
 // Exit codes a script can tell apart (also in --help and the man page).
@@ -35,19 +40,6 @@ constexpr int kExitAnswerLost = 6;    // no task ID for a create that left: the 
 constexpr int kExitInterrupted = 130; // what shells report for a command ended by SIGINT
 constexpr guint kRedrawMs = 250;
 constexpr int kBarWidth = 24;
-constexpr int kUnset = G_MININT; // an option not given: the element's default applies
-
-struct Options {
-  std::string api_url; // empty: the element's own choice (VTRIX_API_URL, else the provider)
-  std::string prompt;
-  std::string task_id;
-  std::string video_id;
-  std::string output;
-  int poll_interval_ms = kUnset;
-  int timeout_s = kUnset;
-  int extensions = 1;
-  gboolean fresh = FALSE; // a new task even when the journal holds one for this request
-};
 
 struct CompletedTask {
   std::string task_id, video_id, cost;
@@ -406,94 +398,9 @@ void print_summary(const App &app) {
   std::printf("Saved:  %s (%lld bytes)\n", app.options.output.c_str(), size);
 }
 
-bool parse_options(int argc, char **argv, Options &options) {
-  g_autofree char *api_url = nullptr, *prompt = nullptr, *task_id = nullptr;
-  const GOptionEntry entries[] = {
-      {"api-url", 0, 0, G_OPTION_ARG_STRING, &api_url,
-       "The provider's create endpoint (default: $VTRIX_API_URL, else the provider's)", "URL"},
-      {"prompt", 0, 0, G_OPTION_ARG_STRING, &prompt, "What the continuation should show", "TEXT"},
-      {"poll-interval", 0, 0, G_OPTION_ARG_INT, &options.poll_interval_ms,
-       "Milliseconds before the first poll (default 5000)", "MS"},
-      {"timeout", 0, 0, G_OPTION_ARG_INT, &options.timeout_s,
-       "Seconds to wait for the task, 0 = no limit (default 1200)", "S"},
-      {"extensions", 0, 0, G_OPTION_ARG_INT, &options.extensions,
-       "Extend this many times in a row, about 5 s each (default 1)", "N"},
-      {"fresh", 0, 0, G_OPTION_ARG_NONE, &options.fresh,
-       "Pay for a new task even when the journal holds one for this request (as after an "
-       "earlier run whose create got no answer: exit status 6)",
-       nullptr},
-      {"task-id", 0, 0, G_OPTION_ARG_STRING, &task_id,
-       "Resume this task instead of creating (and paying for) a new one; VIDEO_ID may then be "
-       "left out",
-       "ID"},
-      {nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr}};
-  g_autoptr(GOptionContext) context = g_option_context_new("VIDEO_ID OUTPUT.mp4");
-  g_option_context_set_summary(context, "Extends a video by about 5 seconds with the Vtrix "
-                                        "kirin_duration_extension model and saves the result.\n"
-                                        "The API key is read from the environment variable "
-                                        "VTRIX_API_KEY.");
-  g_option_context_set_description(
-      context, "Exit status:\n"
-               "  0    the result is saved\n"
-               "  1    another failure (no kirinextendsrc, the output cannot be written, ...)\n"
-               "  2    a wrong command line, or VTRIX_API_KEY is not set\n"
-               "  3    a setting is wrong (the message names it), such as an api-url\n"
-               "       that is not the create endpoint; no task was created\n"
-               "  4    the provider refused the task, or the task failed there\n"
-               "  5    the wait ended first (a task's ID is printed: resume it), or the\n"
-               "       provider could not be reached (no task was created: run again later)\n"
-               "  6    the create got no task ID back (a server error, a lost answer, now\n"
-               "       or in an earlier run): the task may exist; look it up by the external\n"
-               "       task ID printed, then resume it with --task-id or pay anew with --fresh\n"
-               "  130  interrupted (Ctrl-C); a created task goes on, and its ID is printed\n");
-  g_option_context_add_main_entries(context, entries, nullptr);
-  g_option_context_add_group(context, gst_init_get_option_group());
-  g_autoptr(GError) error = nullptr;
-  if (!g_option_context_parse(context, &argc, &argv, &error)) {
-    g_printerr("kirin-extend: %s\n", error->message);
-    return false;
-  }
-  if (api_url)
-    options.api_url = api_url;
-  if (prompt)
-    options.prompt = prompt;
-  if (task_id)
-    options.task_id = task_id;
-
-  const char *problem = nullptr;
-  if (argc == 3) {
-    options.video_id = argv[1];
-    options.output = argv[2];
-  } else if (argc == 2 && !options.task_id.empty()) {
-    options.output = argv[1];
-  } else {
-    problem = "give VIDEO_ID and OUTPUT.mp4 (with --task-id, OUTPUT.mp4 is enough)";
-  }
-  if (!problem && options.poll_interval_ms != kUnset && options.poll_interval_ms < 1)
-    problem = "--poll-interval must be positive";
-  else if (!problem && options.timeout_s != kUnset && options.timeout_s < 0)
-    problem = "--timeout cannot be negative";
-  else if (!problem && (options.extensions < 1 || options.extensions > 36))
-    problem = "--extensions must be from 1 to 36 (3 minutes in steps of 5 s)";
-  if (problem) {
-    g_printerr("kirin-extend: %s\nTry 'kirin-extend --help'.\n", problem);
-    return false;
-  }
-  return true;
-}
-
-} // namespace
-
-int main(int argc, char **argv) {
-  App app;
-  if (!parse_options(argc, argv, app.options))
-    return kExitUsage;
-  const char *key = g_getenv("VTRIX_API_KEY");
-  if (!key || !*key) {
-    g_printerr("kirin-extend: set the environment variable VTRIX_API_KEY to your API key\n");
-    return kExitUsage;
-  }
-
+// The pipeline kirinextendsrc ! filesink, set from the command line: 0, or the exit status
+// of what is missing.
+int make_pipeline(App &app) {
   app.source = gst_element_factory_make("kirinextendsrc", "extend");
   if (!app.source) {
     g_printerr("kirin-extend: GStreamer has no element kirinextendsrc: set GST_PLUGIN_PATH to "
@@ -506,31 +413,36 @@ int main(int argc, char **argv) {
     gst_object_unref(app.source);
     return kExitFailed;
   }
-  if (!app.options.api_url.empty())
-    g_object_set(app.source, "api-url", app.options.api_url.c_str(), nullptr);
-  if (!app.options.video_id.empty())
-    g_object_set(app.source, "video-id", app.options.video_id.c_str(), nullptr);
-  if (!app.options.prompt.empty())
-    g_object_set(app.source, "prompt", app.options.prompt.c_str(), nullptr);
-  if (!app.options.task_id.empty())
-    g_object_set(app.source, "task-id", app.options.task_id.c_str(), nullptr);
-  if (app.options.poll_interval_ms != kUnset)
-    g_object_set(app.source, "poll-interval", (guint)app.options.poll_interval_ms, nullptr);
-  if (app.options.timeout_s != kUnset)
-    g_object_set(app.source, "timeout", (guint)app.options.timeout_s, nullptr);
-  if (app.options.extensions > 1)
-    g_object_set(app.source, "extensions", (guint)app.options.extensions, nullptr);
-  if (app.options.fresh)
+  const Options &o = app.options;
+  if (!o.api_url.empty())
+    g_object_set(app.source, "api-url", o.api_url.c_str(), nullptr);
+  if (!o.video_id.empty())
+    g_object_set(app.source, "video-id", o.video_id.c_str(), nullptr);
+  if (!o.prompt.empty())
+    g_object_set(app.source, "prompt", o.prompt.c_str(), nullptr);
+  if (!o.task_id.empty())
+    g_object_set(app.source, "task-id", o.task_id.c_str(), nullptr);
+  if (o.poll_interval_ms != kUnset)
+    g_object_set(app.source, "poll-interval", (guint)o.poll_interval_ms, nullptr);
+  if (o.timeout_s != kUnset)
+    g_object_set(app.source, "timeout", (guint)o.timeout_s, nullptr);
+  if (o.extensions > 1)
+    g_object_set(app.source, "extensions", (guint)o.extensions, nullptr);
+  if (o.fresh)
     g_object_set(app.source, "fresh", TRUE, nullptr);
   // A file that exists under the output name is always complete: an interrupted or failed
   // run leaves neither a truncated result nor a clobbered earlier one.
-  app.partial_path = app.options.output + ".part";
+  app.partial_path = o.output + ".part";
   g_object_set(app.sink, "location", app.partial_path.c_str(), nullptr);
 
   app.pipeline = gst_pipeline_new("kirin-extend");
   gst_bin_add_many(GST_BIN(app.pipeline), app.source, app.sink, nullptr);
   gst_element_link(app.source, app.sink);
+  return 0;
+}
 
+// Plays the pipeline until it ends, fails or is interrupted, showing the progress.
+void play(App &app) {
   app.loop = g_main_loop_new(nullptr, FALSE);
   app.terminal = isatty(fileno(stdout));
   app.started_us = g_get_monotonic_time();
@@ -555,7 +467,11 @@ int main(int argc, char **argv) {
   gst_element_set_state(app.pipeline, GST_STATE_NULL);
   gst_bus_remove_watch(bus);
   gst_object_unref(bus);
+}
 
+// The result saved under its name and summed up, or the failure or interruption told (with
+// the task to resume): the exit status.
+int finish(App &app) {
   int status = 0;
   if (app.succeeded && g_rename(app.partial_path.c_str(), app.options.output.c_str()) != 0) {
     g_printerr("kirin-extend: cannot rename %s to %s: %s\n", app.partial_path.c_str(),
@@ -583,6 +499,24 @@ int main(int argc, char **argv) {
     else
       g_printerr("Interrupted before any task was created.\n");
   }
+  return status;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  App app;
+  if (!parse_options(argc, argv, app.options))
+    return kExitUsage;
+  const char *key = g_getenv("VTRIX_API_KEY");
+  if (!key || !*key) {
+    g_printerr("kirin-extend: set the environment variable VTRIX_API_KEY to your API key\n");
+    return kExitUsage;
+  }
+  if (int status = make_pipeline(app))
+    return status;
+  play(app);
+  int status = finish(app);
   gst_object_unref(app.pipeline);
   g_main_loop_unref(app.loop);
   return status;

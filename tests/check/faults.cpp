@@ -290,6 +290,79 @@ GstPadProbeReturn remember_duration_tag(GstPad *, GstPadProbeInfo *info, gpointe
   return GST_PAD_PROBE_OK;
 }
 
+// A finished task whose result the body-replacing cases can point at: its URL and the file
+// the emulator serves for it. False when it did not complete.
+bool warm_up(kirin_emu::Emulator &emu, std::string &known_url, std::string &known_path) {
+  GstElement *pipeline = gst_parse_launch(
+      "kirinextendsrc name=src video-id=demo-5s external-task-id=warm-up poll-interval=50 ! "
+      "fakesink",
+      nullptr);
+  GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
+  g_object_set(src, "api-url", emu.api_url().c_str(), "api-key", kKey, nullptr);
+  RunResult warmup;
+  kirin_test_run(pipeline, 60, warmup);
+  g_autofree char *url = nullptr, *task = nullptr;
+  g_object_get(src, "result-url", &url, "task-id", &task, nullptr);
+  known_url = url ? url : "";
+  known_path = emu.task_result_path(task ? task : "");
+  gst_object_unref(src);
+  gst_object_unref(pipeline);
+  return warmup.eos && !known_path.empty();
+}
+
+// Plays `src` into a file for at most `bound_s`: what the file got, and the stream's
+// duration tag.
+std::string play_to_file(GstElement *src, int bound_s, RunResult &result,
+                         GstClockTime &tag_duration) {
+  g_autofree char *path = g_strdup_printf("%s/kirin-fault-%d.mp4", g_get_tmp_dir(), getpid());
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  GstElement *sink = gst_element_factory_make("filesink", nullptr);
+  g_object_set(sink, "location", path, nullptr);
+  GstPad *sink_pad = gst_element_get_static_pad(sink, "sink");
+  gst_pad_add_probe(sink_pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, remember_duration_tag,
+                    &tag_duration, nullptr);
+  gst_object_unref(sink_pad);
+  gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
+  gst_element_link(src, sink);
+  kirin_test_run(pipeline, bound_s, result);
+  gst_object_unref(pipeline);
+  std::string output = kirin_test_read_file(path);
+  g_unlink(path);
+  return output;
+}
+
+// What is wrong with how a case ended ("" when it had its outcome).
+std::string judge(const Case &c, kirin_emu::Emulator &emu, const Fixture &fixture,
+                  const RunResult &result, const std::string &output, const char *task_id) {
+  if (result.timed_out)
+    return "no EOS or error at all";
+  if (result.seconds > c.bound_s)
+    return "took " + std::to_string(result.seconds) + " s";
+  if (c.outcome == Outcome::Recovers) {
+    std::string expected_path = fixture.expected_path.empty()
+                                    ? emu.task_result_path(task_id ? task_id : "")
+                                    : fixture.expected_path;
+    std::string expected = kirin_test_read_file(expected_path);
+    if (result.error)
+      return std::string("error: ") + result.error->message;
+    if (expected.empty() || sha256(output) != sha256(expected))
+      return "output (sha256 " + sha256(output) + ") differs from the result (sha256 " +
+             sha256(expected) + ")";
+    return "";
+  }
+  if (!result.error)
+    return "ended without an error";
+  std::string message = result.error->message;
+  if (c.error_text && message.find(c.error_text) == std::string::npos)
+    return "error does not say '" + std::string(c.error_text) + "': " + message;
+  if (c.task_exists && (result.detail("task-id").empty() ||
+                        message.find(result.detail("task-id")) == std::string::npos))
+    return "error does not carry the task ID: " + message;
+  if (message.find(kKey) != std::string::npos)
+    return "error shows the API key";
+  return "";
+}
+
 // Runs one case and returns 0 when it had its outcome, 1 when not (with the reason).
 int run_case(const Case &c) {
   // Not kirin_test_start_emulator(): this runs in a child of its own, outside any check test,
@@ -301,28 +374,10 @@ int run_case(const Case &c) {
     g_printerr("emulator: %s\n", error->message);
     return 1;
   }
-
-  // A finished task whose result the body-replacing cases can point at.
   std::string known_url, known_path;
-  {
-    GstElement *pipeline = gst_parse_launch(
-        "kirinextendsrc name=src video-id=demo-5s external-task-id=warm-up poll-interval=50 ! "
-        "fakesink",
-        nullptr);
-    GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline), "src");
-    g_object_set(src, "api-url", emu.api_url().c_str(), "api-key", kKey, nullptr);
-    RunResult warmup;
-    kirin_test_run(pipeline, 60, warmup);
-    g_autofree char *url = nullptr, *task = nullptr;
-    g_object_get(src, "result-url", &url, "task-id", &task, nullptr);
-    known_url = url ? url : "";
-    known_path = emu.task_result_path(task ? task : "");
-    gst_object_unref(src);
-    gst_object_unref(pipeline);
-    if (!warmup.eos || known_path.empty()) {
-      g_printerr("the warm-up task did not complete\n");
-      return 1;
-    }
+  if (!warm_up(emu, known_url, known_path)) {
+    g_printerr("the warm-up task did not complete\n");
+    return 1;
   }
   guint creates_before = emu.create_count();
 
@@ -332,55 +387,15 @@ int run_case(const Case &c) {
                "poll-interval", 100, "timeout", 30, nullptr);
   Fixture fixture{emu, src, known_url, known_path, {}, nullptr};
   c.setup(fixture);
-
-  g_autofree char *path = g_strdup_printf("%s/kirin-fault-%d.mp4", g_get_tmp_dir(), getpid());
-  GstElement *pipeline = gst_pipeline_new(nullptr);
-  GstElement *sink = gst_element_factory_make("filesink", nullptr);
-  g_object_set(sink, "location", path, nullptr);
-  GstClockTime tag_duration = GST_CLOCK_TIME_NONE;
-  GstPad *sink_pad = gst_element_get_static_pad(sink, "sink");
-  gst_pad_add_probe(sink_pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, remember_duration_tag,
-                    &tag_duration, nullptr);
-  gst_object_unref(sink_pad);
-  gst_bin_add_many(GST_BIN(pipeline), src, sink, nullptr);
-  gst_element_link(src, sink);
   RunResult result;
-  kirin_test_run(pipeline, c.bound_s + 30, result);
-  gst_object_unref(pipeline);
+  GstClockTime tag_duration = GST_CLOCK_TIME_NONE;
+  std::string output = play_to_file(src, c.bound_s + 30, result, tag_duration);
   if (fixture.side)
     fixture.side->join();
-  std::string output = kirin_test_read_file(path);
-  g_unlink(path);
   g_autofree char *task_id = nullptr;
   g_object_get(src, "task-id", &task_id, nullptr);
 
-  std::string problem;
-  if (result.timed_out) {
-    problem = "no EOS or error at all";
-  } else if (result.seconds > c.bound_s) {
-    problem = "took " + std::to_string(result.seconds) + " s";
-  } else if (c.outcome == Outcome::Recovers) {
-    std::string expected_path = fixture.expected_path.empty()
-                                    ? emu.task_result_path(task_id ? task_id : "")
-                                    : fixture.expected_path;
-    std::string expected = kirin_test_read_file(expected_path);
-    if (result.error)
-      problem = std::string("error: ") + result.error->message;
-    else if (expected.empty() || sha256(output) != sha256(expected))
-      problem = "output (sha256 " + sha256(output) + ") differs from the result (sha256 " +
-                sha256(expected) + ")";
-  } else if (!result.error) {
-    problem = "ended without an error";
-  } else {
-    std::string message = result.error->message;
-    if (c.error_text && message.find(c.error_text) == std::string::npos)
-      problem = "error does not say '" + std::string(c.error_text) + "': " + message;
-    else if (c.task_exists && (result.detail("task-id").empty() ||
-                               message.find(result.detail("task-id")) == std::string::npos))
-      problem = "error does not carry the task ID: " + message;
-    else if (message.find(kKey) != std::string::npos)
-      problem = "error shows the API key";
-  }
+  std::string problem = judge(c, emu, fixture, result, output, task_id);
   if (problem.empty() && c.check)
     problem = c.check(Observed{emu, src, tag_duration});
   gst_object_unref(src);

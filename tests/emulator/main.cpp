@@ -48,24 +48,30 @@ int usage_error(const char *format, const char *value) {
   return 2;
 }
 
-} // namespace
-
-int main(int argc, char **argv) {
-  // First of all, so that a SIGTERM during start-up (GStreamer may rebuild its registry)
-  // still ends in a clean exit that removes the media directory.
-  g_autoptr(GMainLoop) loop = g_main_loop_new(nullptr, FALSE);
-  const guint sigint = g_unix_signal_add(SIGINT, quit_on_signal, loop);
-  const guint sigterm = g_unix_signal_add(SIGTERM, quit_on_signal, loop);
-  kirin_emu::Options options;
-  options.quiet = false;
-  gint port = 0, pending_ms = gint(options.pending_ms), processing_ms = gint(options.processing_ms);
-  gint processing_max_ms = 0;
-  gint jpeg_quality = gint(options.jpeg_quality);
-  g_autofree char *host = nullptr, *api_key = nullptr, *no_balance_key = nullptr;
-  g_autofree char *media_dir = nullptr, *video_size = nullptr;
-  g_autofree char *tls_cert = nullptr, *tls_key = nullptr;
-  g_auto(GStrv) faults = nullptr, other_keys = nullptr;
+// The command line as given, before it is checked.
+struct CommandLine {
+  gint port = 0, pending_ms = 0, processing_ms = 0, processing_max_ms = 0, jpeg_quality = 0;
+  char *host = nullptr, *api_key = nullptr, *no_balance_key = nullptr;
+  char *media_dir = nullptr, *video_size = nullptr;
+  char *tls_cert = nullptr, *tls_key = nullptr;
+  char **faults = nullptr, **other_keys = nullptr;
   gboolean quiet = FALSE, audio = FALSE;
+
+  CommandLine() = default;
+  CommandLine(const CommandLine &) = delete;
+  CommandLine &operator=(const CommandLine &) = delete;
+  ~CommandLine() {
+    for (char *text : {host, api_key, no_balance_key, media_dir, video_size, tls_cert, tls_key})
+      g_free(text);
+    g_strfreev(faults);
+    g_strfreev(other_keys);
+  }
+
+  // Parses argv; false with the reason in `error`.
+  bool parse(int &argc, char **&argv, GError **error);
+};
+
+bool CommandLine::parse(int &argc, char **&argv, GError **error) {
   const GOptionEntry entries[] = {
       {"port", 0, 0, G_OPTION_ARG_INT, &port, "Port to listen on (0 = pick a free one)", "N"},
       {"host", 0, 0, G_OPTION_ARG_STRING, &host, "Address to listen on (default 127.0.0.1)", "IP"},
@@ -103,45 +109,50 @@ int main(int argc, char **argv) {
                "generative model: results are synthetic test-pattern videos.");
   g_option_context_add_main_entries(context, entries, nullptr);
   g_option_context_add_group(context, gst_init_get_option_group());
-  g_autoptr(GError) error = nullptr;
-  if (!g_option_context_parse(context, &argc, &argv, &error))
-    return usage_error("%s", error->message);
+  return g_option_context_parse(context, &argc, &argv, error);
+}
 
-  if (port < 0 || port > 65535)
-    return usage_error("--port out of range: %s", std::to_string(port).c_str());
-  if (pending_ms < 0 || processing_ms < 0 || processing_max_ms < 0)
+// The emulator's options from a parsed command line; 0, or the exit status of a usage error.
+int to_options(const CommandLine &line, kirin_emu::Options &options) {
+  if (line.port < 0 || line.port > 65535)
+    return usage_error("--port out of range: %s", std::to_string(line.port).c_str());
+  if (line.pending_ms < 0 || line.processing_ms < 0 || line.processing_max_ms < 0)
     return usage_error("%s", "--pending-ms and --processing-(max-)ms cannot be negative");
-  if (jpeg_quality < 1 || jpeg_quality > 100)
-    return usage_error("--jpeg-quality out of range: %s", std::to_string(jpeg_quality).c_str());
-  if (!tls_cert != !tls_key)
+  if (line.jpeg_quality < 1 || line.jpeg_quality > 100)
+    return usage_error("--jpeg-quality out of range: %s",
+                       std::to_string(line.jpeg_quality).c_str());
+  if (!line.tls_cert != !line.tls_key)
     return usage_error("%s", "--tls-cert and --tls-key go together");
-  if (video_size && !parse_size(video_size, options.width, options.height))
-    return usage_error("--video-size must look like 640x480, not %s", video_size);
-  options.port = guint(port);
-  options.pending_ms = guint(pending_ms);
-  options.processing_ms = guint(processing_ms);
-  options.processing_max_ms = guint(processing_max_ms);
-  options.jpeg_quality = guint(jpeg_quality);
-  options.quiet = quiet;
-  options.audio = audio;
-  if (host)
-    options.host = host;
-  if (api_key)
-    options.api_key = api_key;
+  if (line.video_size && !parse_size(line.video_size, options.width, options.height))
+    return usage_error("--video-size must look like 640x480, not %s", line.video_size);
+  options.port = guint(line.port);
+  options.pending_ms = guint(line.pending_ms);
+  options.processing_ms = guint(line.processing_ms);
+  options.processing_max_ms = guint(line.processing_max_ms);
+  options.jpeg_quality = guint(line.jpeg_quality);
+  options.quiet = line.quiet;
+  options.audio = line.audio;
+  if (line.host)
+    options.host = line.host;
+  if (line.api_key)
+    options.api_key = line.api_key;
   else if (const char *from_env = g_getenv("VTRIX_API_KEY"); from_env && *from_env)
     options.api_key = from_env;
-  for (char **key = other_keys; key && *key; key++)
+  for (char **key = line.other_keys; key && *key; key++)
     options.other_api_keys.push_back(*key);
-  if (no_balance_key)
-    options.no_balance_key = no_balance_key;
-  if (media_dir)
-    options.media_dir = media_dir;
-  if (tls_cert) {
-    options.tls_cert_file = tls_cert;
-    options.tls_key_file = tls_key;
+  if (line.no_balance_key)
+    options.no_balance_key = line.no_balance_key;
+  if (line.media_dir)
+    options.media_dir = line.media_dir;
+  if (line.tls_cert) {
+    options.tls_cert_file = line.tls_cert;
+    options.tls_key_file = line.tls_key;
   }
+  return 0;
+}
 
-  kirin_emu::Emulator emulator(options);
+// Queues the command line's --fault entries; 0, or the exit status of a usage error.
+int queue_faults(kirin_emu::Emulator &emulator, char **faults) {
   for (char **fault = faults; fault && *fault; ++fault) {
     const std::string spec = *fault;
     const auto equals = spec.find('=');
@@ -150,6 +161,32 @@ int main(int argc, char **argv) {
         !emulator.push_fault(route, spec.substr(equals + 1)))
       return usage_error("not a usable --fault (want ROUTE=SPEC, see README): %s", *fault);
   }
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  // First of all, so that a SIGTERM during start-up (GStreamer may rebuild its registry)
+  // still ends in a clean exit that removes the media directory.
+  g_autoptr(GMainLoop) loop = g_main_loop_new(nullptr, FALSE);
+  const guint sigint = g_unix_signal_add(SIGINT, quit_on_signal, loop);
+  const guint sigterm = g_unix_signal_add(SIGTERM, quit_on_signal, loop);
+  kirin_emu::Options options;
+  options.quiet = false;
+  CommandLine line;
+  line.pending_ms = gint(options.pending_ms);
+  line.processing_ms = gint(options.processing_ms);
+  line.jpeg_quality = gint(options.jpeg_quality);
+  g_autoptr(GError) error = nullptr;
+  if (!line.parse(argc, argv, &error))
+    return usage_error("%s", error->message);
+  if (int status = to_options(line, options))
+    return status;
+
+  kirin_emu::Emulator emulator(options);
+  if (int status = queue_faults(emulator, line.faults))
+    return status;
   if (!emulator.start(&error)) {
     g_printerr("kirin-emulator: cannot start: %s\n", error->message);
     return 1;
