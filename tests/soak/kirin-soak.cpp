@@ -203,6 +203,11 @@ void check_flat(Verdict &verdict, const std::vector<Sample> &samples, bool asser
        rss_end = max_of(half, samples.size(), &Sample::rss_kb);
   long threads_first = max_of(warm, half, &Sample::threads);
   long threads_second = max_of(half, samples.size(), &Sample::threads);
+  // Its course, for a reader who must tell a leak (a steady climb) from a plateau.
+  std::string course;
+  for (size_t tenth = 1; tenth <= 10; tenth++)
+    course += " " + std::to_string(samples[samples.size() * tenth / 10 - 1].rss_kb);
+  g_print("soak: RSS at each tenth of the run (kB):%s\n", course.c_str());
   g_print("soak: RSS %ld kB after warm-up, %ld kB at most in the second half (%+ld kB); "
           "threads at most %ld, then %ld\n",
           rss_warm, rss_end, rss_end - rss_warm, threads_first, threads_second);
