@@ -26,14 +26,6 @@ FileClaimHold::~FileClaimHold() {
   lock_drop(lock_path, lock_fd, true);
 }
 
-ClaimRule claim_rule(const std::optional<LedgerRow> &newest, bool fresh) {
-  if (!newest || fresh || newest->status == "failed")
-    return ClaimRule::NewTake;
-  if (newest->status == "claimed" || newest->status == "sending")
-    return ClaimRule::Contest;
-  return ClaimRule::Recorded;
-}
-
 namespace {
 
 // The file's side of a claim (ledger-claiming.h): a transaction (a savepoint of claim_all's

@@ -21,6 +21,22 @@ namespace kirin {
 // Outcome of trying a take's lock.
 enum class LockTry { Taken, Held, Error };
 
+// The rules of a claim, the same for every journal: what the newest take of a request
+// (nullopt: none) means for a claim.
+enum class ClaimRule {
+  NewTake,  // none yet, `fresh`, or the newest failed (it costs nothing more): a new take
+  Recorded, // created or completed
+  Contest,  // claimed or sending: alive, its claimer is Busy; dead, see ClaimResult
+};
+
+inline ClaimRule claim_rule(const std::optional<LedgerRow> &newest, bool fresh) {
+  if (!newest || fresh || newest->status == "failed")
+    return ClaimRule::NewTake;
+  if (newest->status == "claimed" || newest->status == "sending")
+    return ClaimRule::Contest;
+  return ClaimRule::Recorded;
+}
+
 namespace claiming {
 
 // A new take of the request, claimed by this process: the row and its lock, both or none.

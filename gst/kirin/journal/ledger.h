@@ -174,15 +174,6 @@ struct PushOutcome {
 // where it is, and adopted once settled.
 bool legacy_adoptable(const LedgerRow &newest);
 
-// The rules of a claim, the same for every journal: what the newest take of a request
-// (nullopt: none) means for a claim.
-enum class ClaimRule {
-  NewTake,  // none yet, `fresh`, or the newest failed (it costs nothing more): a new take
-  Recorded, // created or completed
-  Contest,  // claimed or sending: alive, its claimer is Busy; dead, see ClaimResult
-};
-ClaimRule claim_rule(const std::optional<LedgerRow> &newest, bool fresh);
-
 // A ledger: a SQLite file on this machine (ledger-db.h), the process's in-memory one, or a
 // PostgreSQL database a fleet shares (ledger-pg.h, in a module of its own that the plugin
 // loads for such a journal only: ledger-server.h). The same rules hold for each.
@@ -218,7 +209,7 @@ public:
   // to open_memory() for the rest of its run.
 
   // Decides, in one transaction, whether this caller creates the step's task (see
-  // ClaimResult and claim_rule). `generated_external_id` is sent when the user gave none.
+  // ClaimResult, and ledger-claiming.h). `generated_external_id` is sent when the user gave none.
   // A claim `out` held before is let go first.
   virtual bool claim(const LedgerRequest &request, bool fresh,
                      const std::string &generated_external_id, ClaimOutcome &out,
