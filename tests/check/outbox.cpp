@@ -30,37 +30,50 @@ struct Record {
   }
 };
 
+// Pushes onto `queue` from a delivery, holding a reference of its own: the waiter may drop
+// the queue as soon as it has the item.
+void push_from_delivery(GAsyncQueue *queue) {
+  g_async_queue_ref(queue);
+  g_async_queue_push(queue, GINT_TO_POINTER(1));
+  g_async_queue_unref(queue);
+}
+
 void expect_events(Record &record, const char *expected) {
   const std::string events = record.joined();
   fail_unless_equals_string(events.c_str(), expected);
 }
 
 // An element for the call-async threads, and an outbox whose first delivery blocks its
-// call-async thread (an application's handler that takes its time) until released.
+// call-async thread (an application's handler that takes its time) until released. The
+// outbox lives as long as the element, as in kirinextendsrc (its private part): the
+// call-async thread holds the element until it has looked at the outbox for the last time.
 struct Fixture {
   GstElement *element = gst_pipeline_new(nullptr);
-  Outbox outbox;
+  Outbox &outbox = *new Outbox();
   Record record;
   GAsyncQueue *started = g_async_queue_new();
   GAsyncQueue *release = g_async_queue_new();
+  GAsyncQueue *ended = g_async_queue_new();
 
   Fixture() {
+    g_object_set_data_full(G_OBJECT(element), "outbox", &outbox,
+                           [](gpointer outbox) { delete static_cast<Outbox *>(outbox); });
     outbox.deliver(element, [this](GstElement *) {
       record.add("1 started");
-      g_async_queue_push(started, GINT_TO_POINTER(1));
+      push_from_delivery(started);
       g_async_queue_timeout_pop(release, 10 * G_TIME_SPAN_SECOND);
       record.add("1 ended");
+      push_from_delivery(ended);
     });
     fail_unless(g_async_queue_timeout_pop(started, 10 * G_TIME_SPAN_SECOND) != nullptr);
   }
   ~Fixture() {
     g_async_queue_push(release, GINT_TO_POINTER(1));
-    // The call-async thread lets go of the element once its deliveries are done.
-    outbox.deliver(element, [this](GstElement *) { g_async_queue_push(started, this); });
-    fail_unless(g_async_queue_timeout_pop(started, 10 * G_TIME_SPAN_SECOND) == this);
-    gst_object_unref(element);
+    fail_unless(g_async_queue_timeout_pop(ended, 10 * G_TIME_SPAN_SECOND) != nullptr);
+    gst_object_unref(element); // the outbox goes with the call-async thread's reference
     g_async_queue_unref(started);
     g_async_queue_unref(release);
+    g_async_queue_unref(ended);
   }
 };
 
@@ -70,9 +83,11 @@ GST_START_TEST(test_deliveries_keep_their_order) {
   Fixture f;
   f.outbox.deliver(f.element, [&](GstElement *) { f.record.add("2"); });
   f.outbox.deliver(f.element, [&](GstElement *) { f.record.add("3"); });
+  GAsyncQueue *done = g_async_queue_new();
+  f.outbox.deliver(f.element, [done](GstElement *) { push_from_delivery(done); });
   g_async_queue_push(f.release, GINT_TO_POINTER(1));
-  f.outbox.deliver(f.element, [&](GstElement *) { g_async_queue_push(f.started, &f); });
-  fail_unless(g_async_queue_timeout_pop(f.started, 10 * G_TIME_SPAN_SECOND) == &f);
+  fail_unless(g_async_queue_timeout_pop(done, 10 * G_TIME_SPAN_SECOND) != nullptr);
+  g_async_queue_unref(done);
   expect_events(f.record, "1 started 1 ended 2 3");
 }
 GST_END_TEST;
