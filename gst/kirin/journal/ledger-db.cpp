@@ -16,14 +16,8 @@ LedgerDb::~LedgerDb() {
   // close_v2: statements are all finalized by then, but be lenient rather than leak.
   if (db)
     sqlite3_close_v2(db);
-  if (!owns_claims_dir)
-    return;
-  if (GDir *dir = g_dir_open(claims_dir.c_str(), 0, nullptr)) {
-    while (const char *name = g_dir_read_name(dir))
-      g_unlink((claims_dir + G_DIR_SEPARATOR_S + name).c_str());
-    g_dir_close(dir);
-  }
-  g_rmdir(claims_dir.c_str());
+  if (owns_claims_dir)
+    remove_claims_dir(claims_dir);
 }
 
 std::string sql_error(sqlite3 *db, const std::string &what) {
@@ -180,6 +174,28 @@ void lock_drop(const std::string &path, int &fd, bool unlink_file) {
     g_unlink(path.c_str());
   close(fd);
   fd = -1;
+}
+
+std::string make_claims_dir(const std::string &parent, std::string &error) {
+  g_autofree char *dir = g_build_filename(parent.c_str(), "kirin-ledger-XXXXXX", nullptr);
+  if (g_mkdtemp(dir))
+    return dir;
+  error = std::string("cannot create ") + dir + ": " + g_strerror(errno);
+  return "";
+}
+
+void remove_claims_dir(const std::string &path) {
+  if (GDir *dir = g_dir_open(path.c_str(), 0, nullptr)) {
+    while (const char *name = g_dir_read_name(dir)) {
+      const std::string entry = path + G_DIR_SEPARATOR_S + name;
+      if (g_str_has_suffix(name, ".lock"))
+        g_unlink(entry.c_str());
+      else if (g_str_has_prefix(name, "kirin-ledger-"))
+        remove_claims_dir(entry);
+    }
+    g_dir_close(dir);
+  }
+  g_rmdir(path.c_str());
 }
 
 gint64 now_seconds() {

@@ -16,8 +16,8 @@ namespace kirin {
 
 struct LedgerDb {
   sqlite3 *db = nullptr;
-  std::string path;       // "" for the in-memory ledger
-  std::string claims_dir; // where the claims' lock files are
+  std::string path;             // "" for the in-memory ledger
+  std::string claims_dir;       // where the claims' lock files are
   bool owns_claims_dir = false; // removed, with its lock files, with the connection
   ~LedgerDb();
 };
@@ -127,6 +127,12 @@ private:
 LockTry lock_try(const std::string &path, int &fd, std::string &error);
 // Unlinks the lock file (when `unlink_file`) and closes `fd`, which lets the lock go.
 void lock_drop(const std::string &path, int &fd, bool unlink_file);
+
+// A claims directory of its own for an in-memory ledger (mode 0700, in `parent`): its path,
+// or "" with `error`.
+std::string make_claims_dir(const std::string &parent, std::string &error);
+// Removes such a directory with the lock files and claims directories still in it.
+void remove_claims_dir(const std::string &path);
 
 gint64 now_seconds();
 

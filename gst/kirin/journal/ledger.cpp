@@ -17,8 +17,6 @@ namespace kirin {
 
 namespace {
 
-// The schema's version is kept in PRAGMA user_version.
-
 // The process's in-memory ledger. The memdb VFS shares a database among the connections of
 // a process that name it, with the usual locking (unlike shared-cache mode, where the busy
 // timeout does not apply); it lives while one connection is open, so one is kept forever.
@@ -77,8 +75,9 @@ bool read_version(sqlite3 *db, gint64 &version, std::string &error) {
   return true;
 }
 
-// Creates the schema on first use, or migrates an older one, in a write transaction that
-// looks again, so two processes starting at once do not both do it.
+// Creates the schema on first use, or migrates an older one (its version is kept in PRAGMA
+// user_version), in a write transaction that looks again, so two processes starting at once
+// do not both do it.
 bool ensure_schema(sqlite3 *db, std::string &error) {
   gint64 found = 0;
   if (!read_version(db, found, error))
@@ -202,15 +201,8 @@ struct ProcessClaimsDir {
   std::string path;
   pid_t owner = 0;
   ~ProcessClaimsDir() {
-    if (path.empty() || getpid() != owner)
-      return;
-    if (GDir *dir = g_dir_open(path.c_str(), 0, nullptr)) {
-      while (const char *name = g_dir_read_name(dir))
-        if (g_str_has_suffix(name, ".lock"))
-          g_unlink((path + G_DIR_SEPARATOR_S + name).c_str());
-      g_dir_close(dir);
-    }
-    g_rmdir(path.c_str());
+    if (!path.empty() && getpid() == owner)
+      remove_claims_dir(path);
   }
 };
 
@@ -218,23 +210,27 @@ std::mutex memory_mutex;
 sqlite3 *memory_keeper = nullptr; // never closed: it keeps the in-memory ledger alive
 ProcessClaimsDir memory_claims_dir;
 
+// The process's claims directory, made on first use (memory_mutex held). The transient
+// in-memory ledgers make theirs inside it, so that an exit during an outage leaves nothing.
+const std::string &process_claims_dir(std::string &error) {
+  if (memory_claims_dir.path.empty()) {
+    memory_claims_dir.path = make_claims_dir(g_get_tmp_dir(), error);
+    memory_claims_dir.owner = getpid();
+  }
+  return memory_claims_dir.path;
+}
+
 std::shared_ptr<LedgerDb> open_memory_db(std::string &error) {
   std::lock_guard<std::mutex> lock(memory_mutex);
   if (!memory_keeper) {
-    g_autofree char *dir = g_build_filename(g_get_tmp_dir(), "kirin-ledger-XXXXXX", nullptr);
-    if (!g_mkdtemp(dir)) {
-      error = std::string("cannot create ") + dir + ": " + g_strerror(errno);
+    if (process_claims_dir(error).empty())
       return nullptr;
-    }
     memory_keeper = connect(kMemoryUri, SQLITE_OPEN_URI, error);
     if (!memory_keeper || !ensure_schema(memory_keeper, error)) {
       sqlite3_close_v2(memory_keeper);
       memory_keeper = nullptr;
-      g_rmdir(dir);
       return nullptr;
     }
-    memory_claims_dir.path = dir;
-    memory_claims_dir.owner = getpid();
   }
   auto ledger = std::make_shared<LedgerDb>();
   ledger->claims_dir = memory_claims_dir.path;
@@ -332,13 +328,16 @@ std::unique_ptr<Ledger> Ledger::open_memory(std::string &error) {
 
 std::unique_ptr<Ledger> Ledger::open_transient_memory(std::string &error) {
   static std::atomic<guint64> made{0};
-  g_autofree char *dir = g_build_filename(g_get_tmp_dir(), "kirin-ledger-XXXXXX", nullptr);
-  if (!g_mkdtemp(dir)) {
-    error = std::string("cannot create ") + dir + ": " + g_strerror(errno);
-    return nullptr;
-  }
   auto db = std::make_shared<LedgerDb>();
-  db->claims_dir = dir;
+  {
+    std::lock_guard<std::mutex> lock(memory_mutex);
+    const std::string &parent = process_claims_dir(error);
+    if (parent.empty())
+      return nullptr;
+    db->claims_dir = make_claims_dir(parent, error);
+  }
+  if (db->claims_dir.empty())
+    return nullptr;
   db->owns_claims_dir = true;
   // A memdb database of its own name: freed when its one connection closes.
   const std::string uri = "file:/kirin-ledger-transient-" + std::to_string(getpid()) + "-" +
