@@ -3,6 +3,7 @@
 // written in its request's turn, the advisory lock claimers take, so a claim on another
 // machine never reads the request between the look for the row and its insert.
 #include "ledger-pg.h"
+#include "ledger-schema.h"
 
 #include "ledger-db.h"
 
@@ -45,7 +46,7 @@ std::optional<std::string> real_or_null(double value, bool present) {
 bool find_same(PgConn &conn, const LedgerRow &row, gint64 id_hint, std::optional<LedgerRow> &found,
                std::string &error) {
   found.reset();
-  const std::string sql = pg_row_select() +
+  const std::string sql = ledger_row_select(LedgerDialect::Server) +
                           "WHERE t.request_key = $2 AND (t.id = $3 OR (t.external_task_id = $4 AND "
                           "(t.task_id IS NULL OR $5 = '' OR t.task_id = $5))) "
                           "ORDER BY (t.id = $3) DESC, t.take DESC LIMIT 1";
@@ -63,7 +64,7 @@ bool find_same(PgConn &conn, const LedgerRow &row, gint64 id_hint, std::optional
 // The paid takes of the request the server holds under other task IDs.
 bool other_takes(PgConn &conn, const LedgerRow &row, std::vector<LedgerRow> &others,
                  std::string &error) {
-  const std::string sql = pg_row_select() +
+  const std::string sql = ledger_row_select(LedgerDialect::Server) +
                           "WHERE t.request_key = $2 AND t.task_id IS NOT NULL AND t.task_id <> $3 "
                           "AND t.status <> 'failed' ORDER BY t.take";
   PgResult result;
@@ -179,7 +180,7 @@ bool PgLedger::push_row(const LedgerRow &row, gint64 id_hint, PushOutcome &out,
   if (!same && (!other_takes(*conn_, row, others, error) || !insert_take(*conn_, row, id, error)))
     return false;
   PgResult result;
-  const std::string sql = pg_row_select() + "WHERE t.id = $2";
+  const std::string sql = ledger_row_select(LedgerDialect::Server) + "WHERE t.id = $2";
   if (!keep_copy(*conn_, id, row, error) ||
       !pg_exec(*conn_, sql.c_str(), {conn_->host, std::to_string(id)}, result, error) ||
       !tx.commit(error))

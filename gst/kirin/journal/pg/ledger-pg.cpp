@@ -9,8 +9,6 @@ namespace kirin {
 
 namespace {
 
-// The schema's version is in gst_kirin.schema_version.
-
 // The advisory lock that serialises the making of the schema.
 constexpr const char *kSchemaLock = "7165396815361327150";
 
@@ -180,10 +178,6 @@ struct PgRow {
 
 } // namespace
 
-std::string pg_row_select() {
-  return ledger_row_select(LedgerDialect::Server);
-}
-
 LedgerRow pg_read_row(const PgResult &result, int row) {
   return read_ledger_row(PgRow{result, row});
 }
@@ -192,7 +186,8 @@ bool pg_select_newest(PgConn &conn, const std::string &key, std::optional<Ledger
                       std::string &error) {
   row.reset();
   PgResult result;
-  std::string sql = pg_row_select() + "WHERE t.request_key = $2 ORDER BY t.take DESC LIMIT 1";
+  std::string sql = ledger_row_select(LedgerDialect::Server) +
+                    "WHERE t.request_key = $2 ORDER BY t.take DESC LIMIT 1";
   if (!pg_exec(conn, sql.c_str(), {conn.host, key}, result, error))
     return false;
   if (result.rows() == 1)

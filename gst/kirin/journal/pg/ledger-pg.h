@@ -80,9 +80,8 @@ private:
 std::string request_lock_id(const std::string &request_key);
 gint64 take_lock_id(const std::string &request_key, gint64 take);
 
-// "SELECT <a row's columns> FROM ...", which pg_read_row reads; `$1` in it is this machine's
-// host (ledger-schema.h).
-std::string pg_row_select();
+// A row of a result of ledger_row_select(LedgerDialect::Server) (ledger-schema.h), whose `$1`
+// is this machine's host.
 LedgerRow pg_read_row(const PgResult &result, int row);
 // The newest take's row of a request key, or nullopt.
 bool pg_select_newest(PgConn &conn, const std::string &key, std::optional<LedgerRow> &row,
