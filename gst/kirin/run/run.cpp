@@ -21,11 +21,11 @@ std::string step_suffix(guint step, guint steps) {
 
 Run::Run(GstElement *element, RunHost &host, Settings settings, JobConfig config, PaidTask paid,
          GObject *tls_database, GstElementCallAsyncFunc expose)
-    : expose_(expose), settings_(std::move(settings)), config_(std::move(config)),
+    : expose_(expose), host_(host), settings_(std::move(settings)), config_(std::move(config)),
       journal_path_(settings_.task_id.empty() ? journal_path(settings_) : std::string()),
       account_(ledger_account(config_.api_key)),
       tls_database_(tls_database ? G_OBJECT(g_object_ref(tls_database)) : nullptr),
-      paid_(std::move(paid)), host_(host) {
+      paid_(std::move(paid)) {
   g_weak_ref_init(&element_, element);
 }
 

@@ -161,6 +161,7 @@ private:
 
   mutable GWeakRef element_;
   const GstElementCallAsyncFunc expose_;
+  RunHost &host_;     // any thread, but only while the element is held (ElementRef)
   Settings settings_; // a snapshot: only the destructor changes it (wiping the key)
   JobConfig config_;
   const std::string journal_path_; // the journal's file, when it is used
@@ -172,7 +173,6 @@ private:
 
   // Only the decider touches these.
   PaidTask paid_;
-  RunHost &host_; // used only while the element is held
   guint step_ = 1;
   std::string previous_video_id_;
   Plan plan_;
