@@ -15,6 +15,7 @@
 #include "soak-journal.h"
 
 #include <gst/gst.h>
+#include <malloc.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -56,15 +57,19 @@ Args parse_args(int argc, char **argv) {
   return args;
 }
 
-// One sample of the process: resident memory and threads.
+// One sample of the process: resident memory, the heap's bytes in use and threads.
 struct Sample {
   gint64 at_us = 0;
-  long rss_kb = 0, threads = 0;
+  long rss_kb = 0, heap_kb = 0, threads = 0;
 };
 
 Sample sample_now() {
   Sample s;
   s.at_us = g_get_monotonic_time();
+  // Bytes malloc handed out and not yet freed: a leak climbs here, while memory freed but
+  // kept by malloc's arenas shows in RSS only.
+  struct mallinfo2 heap = mallinfo2();
+  s.heap_kb = long((heap.uordblks + heap.hblkhd) / 1024);
   std::ifstream status("/proc/self/status");
   std::string key;
   long value;
@@ -204,10 +209,15 @@ void check_flat(Verdict &verdict, const std::vector<Sample> &samples, bool asser
   long threads_first = max_of(warm, half, &Sample::threads);
   long threads_second = max_of(half, samples.size(), &Sample::threads);
   // Its course, for a reader who must tell a leak (a steady climb) from a plateau.
-  std::string course;
-  for (size_t tenth = 1; tenth <= 10; tenth++)
-    course += " " + std::to_string(samples[samples.size() * tenth / 10 - 1].rss_kb);
+  std::string course, heap_course;
+  for (size_t tenth = 1; tenth <= 10; tenth++) {
+    const Sample &at = samples[samples.size() * tenth / 10 - 1];
+    course += " " + std::to_string(at.rss_kb);
+    heap_course += " " + std::to_string(at.heap_kb);
+  }
   g_print("soak: RSS at each tenth of the run (kB):%s\n", course.c_str());
+  if (samples.back().heap_kb > 0) // the sanitizers' allocator does not report it
+    g_print("soak: heap in use at each tenth of the run (kB):%s\n", heap_course.c_str());
   g_print("soak: RSS %ld kB after warm-up, %ld kB at most in the second half (%+ld kB); "
           "threads at most %ld, then %ld\n",
           rss_warm, rss_end, rss_end - rss_warm, threads_first, threads_second);

@@ -20,7 +20,8 @@ struct Shared {
   std::string server_journal;
   gint64 deadline_us = 0;
   std::atomic<int> runs{0}, completed{0}, errors{0}, stops{0}, seeks{0}, eos_sent{0}, stuck_runs{0};
-  std::atomic<int> channels_done{0}; // channels whose loop returned
+  std::atomic<int> held_for_answer{0}; // stops or EOS that waited for a download's answer
+  std::atomic<int> channels_done{0};   // channels whose loop returned
   // The longest wait from a task's completion message to its download's source (source-setup),
   // on the channels beside the blocked one.
   std::atomic<gint64> neighbour_max_us{0};
