@@ -6,6 +6,7 @@
 #include <glib/gstdio.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <sys/resource.h>
 
 std::string read_file(const std::string &path) {
@@ -26,6 +27,12 @@ std::string find_file(const std::string &dir, const std::string &prefix) {
       found = dir + "/" + name;
   g_dir_close(d);
   return found;
+}
+
+// Ends a forked child as a process ends (not _exit): its in-memory ledger's claims directory
+// goes with it, as at any process's end, instead of staying in the temporary directory.
+[[noreturn]] void child_exit(int status) {
+  std::exit(status);
 }
 
 void check_replaces_corrupt_file(const std::string &path, const std::string &garbage) {
@@ -102,16 +109,16 @@ GST_START_TEST(test_permission_denied_falls_back_to_memory) {
   fail_unless(pid >= 0);
   if (pid == 0) {
     if (getuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
-      _exit(2);
+      child_exit(2);
     std::string warning, error;
     auto ledger = Ledger::open(t.path, warning);
     g_printerr("permission denied: %s\n", warning.c_str());
     ClaimOutcome out;
-    _exit(ledger && ledger->path().empty() && warning.find(t.path) != std::string::npos &&
-                  ledger->claim(request(), false, "gen", out, error) &&
-                  out.result == ClaimResult::Claimed
-              ? 0
-              : 3);
+    child_exit(ledger && ledger->path().empty() && warning.find(t.path) != std::string::npos &&
+                       ledger->claim(request(), false, "gen", out, error) &&
+                       out.result == ClaimResult::Claimed
+                   ? 0
+                   : 3);
   }
   int status = wait_child(pid);
   fail_unless(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
@@ -127,28 +134,29 @@ GST_END_TEST;
   signal(SIGXFSZ, SIG_IGN);
   struct rlimit limit = {64 * 1024, 64 * 1024};
   if (!ledger || setrlimit(RLIMIT_FSIZE, &limit) != 0)
-    _exit(2);
+    child_exit(2);
   ClaimOutcome out;
   if (ledger->claim(request(std::string(1 << 20, 'p').c_str()), false, "gen", out, error) ||
       error.empty())
-    _exit(3);
+    child_exit(3);
   g_printerr("disk full, as expected: %s\n", error.c_str());
   auto memory = Ledger::open_memory(error);
   if (!memory || !memory->claim(request(), false, "gen", out, error) ||
       out.result != ClaimResult::Claimed || !memory->mark_sending(out.claim, error) ||
       !memory->record_task_id(out.claim, "task-m", error))
-    _exit(4);
+    child_exit(4);
   // A new file cannot even get its schema: the in-memory ledger, with a warning.
   limit.rlim_cur = 0;
   if (setrlimit(RLIMIT_FSIZE, &limit) != 0)
-    _exit(5);
+    child_exit(5);
   auto fallback = Ledger::open(t.dir + "/other/journal.db", warning);
   g_printerr("opening a full disk: %s\n", warning.c_str());
   if (!fallback || warning.empty() || !fallback->path().empty())
-    _exit(6);
-  _exit(fallback->claim(request(), false, "gen", out, error) && out.result == ClaimResult::Recorded
-            ? 0
-            : 7);
+    child_exit(6);
+  child_exit(fallback->claim(request(), false, "gen", out, error) &&
+                     out.result == ClaimResult::Recorded
+                 ? 0
+                 : 7);
 }
 
 GST_START_TEST(test_disk_full_is_an_error_not_a_crash) {
