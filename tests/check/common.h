@@ -8,6 +8,7 @@
 #include <glib/gstdio.h>
 
 #include <string>
+#include <sys/stat.h>
 #include <utility>
 #include <vector>
 
@@ -199,6 +200,21 @@ inline guint kirin_test_free_port() {
 inline double kirin_test_slowdown() {
   const char *factor = g_getenv("KIRIN_TEST_SLOWDOWN");
   return factor ? MAX(g_ascii_strtod(factor, nullptr), 1.0) : 1.0;
+}
+
+// Removes `path` and, when it is a directory, all it holds.
+inline void kirin_test_remove_tree(const std::string &path) {
+  GStatBuf st;
+  if (g_lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (GDir *dir = g_dir_open(path.c_str(), 0, nullptr)) {
+      while (const char *name = g_dir_read_name(dir))
+        kirin_test_remove_tree(path + "/" + name);
+      g_dir_close(dir);
+    }
+    g_rmdir(path.c_str());
+  } else {
+    g_unlink(path.c_str());
+  }
 }
 
 inline std::string kirin_test_read_file(const std::string &path) {

@@ -10,6 +10,7 @@
 #include <future>
 #include <memory>
 #include <thread>
+#include <unistd.h>
 
 // The suite's API key and short task timings; the rest as kirin_emu::Options has it.
 inline kirin_emu::Options kirin_test_emulator_options(const char *api_key, guint pending_ms = 100,
@@ -21,11 +22,25 @@ inline kirin_emu::Options kirin_test_emulator_options(const char *api_key, guint
   return options;
 }
 
+// The test process's journal directories, removed when it ends (a test's elements and the
+// programs it started may use one until then).
+// Only by the process that made them: a test's forked children end before it does.
+struct KirinTestCacheHomes {
+  std::vector<std::pair<pid_t, std::string>> paths;
+  ~KirinTestCacheHomes() {
+    for (const auto &[maker, path] : paths)
+      if (maker == getpid())
+        kirin_test_remove_tree(path);
+  }
+};
+
 // A journal of the test's own: the element reads XDG_CACHE_HOME at every run, so no test
 // replays another's task. Programs the test starts inherit it.
 inline void kirin_test_own_journal() {
+  static KirinTestCacheHomes homes;
   g_autofree char *cache_home = g_dir_make_tmp("kirin-test-cache-XXXXXX", nullptr);
   fail_unless(cache_home != nullptr);
+  homes.paths.emplace_back(getpid(), cache_home);
   g_setenv("XDG_CACHE_HOME", cache_home, TRUE);
 }
 

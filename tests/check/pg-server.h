@@ -92,20 +92,6 @@ inline std::string tail(const std::string &path) {
   return text.size() > 2000 ? "..." + text.substr(text.size() - 2000) : text;
 }
 
-inline void remove_tree(const std::string &path) {
-  GStatBuf st;
-  if (g_lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    if (GDir *dir = g_dir_open(path.c_str(), 0, nullptr)) {
-      while (const char *name = g_dir_read_name(dir))
-        remove_tree(path + "/" + name);
-      g_dir_close(dir);
-    }
-    g_rmdir(path.c_str());
-  } else {
-    g_unlink(path.c_str());
-  }
-}
-
 } // namespace kirin_pg
 
 struct PgServer {
@@ -121,7 +107,7 @@ struct PgServer {
     if (running)
       stop();
     if (!dir.empty())
-      kirin_pg::remove_tree(dir);
+      kirin_test_remove_tree(dir);
     // The guard finds nothing left to do, and ends.
     if (guard_fd >= 0)
       close(guard_fd);

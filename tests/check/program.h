@@ -17,14 +17,7 @@ struct WorkDir {
     fail_unless(dir != nullptr);
     path = dir;
   }
-  ~WorkDir() {
-    if (GDir *dir = g_dir_open(path.c_str(), 0, nullptr)) {
-      while (const char *name = g_dir_read_name(dir))
-        g_unlink((path + "/" + name).c_str());
-      g_dir_close(dir);
-    }
-    g_rmdir(path.c_str());
-  }
+  ~WorkDir() { kirin_test_remove_tree(path); }
   WorkDir(const WorkDir &) = delete;
   WorkDir &operator=(const WorkDir &) = delete;
   std::string file(const std::string &name) const { return path + "/" + name; }
