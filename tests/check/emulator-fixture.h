@@ -23,8 +23,8 @@ inline kirin_emu::Options kirin_test_emulator_options(const char *api_key, guint
 }
 
 // The test process's journal directories, removed when it ends (a test's elements and the
-// programs it started may use one until then).
-// Only by the process that made them: a test's forked children end before it does.
+// programs it started may use one until then), and only by the process that made them: a
+// forked child ends before its parent is done with them.
 struct KirinTestCacheHomes {
   std::vector<std::pair<pid_t, std::string>> paths;
   ~KirinTestCacheHomes() {

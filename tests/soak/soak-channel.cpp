@@ -117,10 +117,8 @@ void note_answer(RunState &run, GstMessage *message, const GstStructure *s) {
   if (!answer)
     return;
   std::lock_guard<std::mutex> guard(run.lock);
-  if (run.awaiting_answer == GST_MESSAGE_SRC(message)) {
+  if (run.awaiting_answer == GST_MESSAGE_SRC(message))
     run.awaiting_answer = nullptr;
-    run.changed.notify_all();
-  }
 }
 
 GstBusSyncReply on_message(GstBus *, GstMessage *message, gpointer data) {
@@ -226,10 +224,8 @@ GstElement *make_pipeline(Shared &shared, int channel, GRand *rand, const RunRef
 // Whether a stop or EOS due now waits for the download's answer (awaits_answer_unsafely).
 bool held_for_answer(Shared &shared, RunState &run) {
   std::lock_guard<std::mutex> guard(run.lock);
-  if (!run.awaiting_answer) {
-    run.was_held = false;
+  if (!run.awaiting_answer)
     return false;
-  }
   if (!run.was_held)
     shared.held_for_answer++;
   run.was_held = true;
